@@ -1,0 +1,271 @@
+"""``lomas-admin``: the administrator's command line over the admin store.
+
+Runs beside (or without) a running server: both open the same store, whose transactions keep
+them consistent. Tokens are printed once, at creation or rotation; only hashes are stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lomas_server.errors import LomasError
+from lomas_server.service import AdminService
+from lomas_server.store import open_store
+
+DEFAULT_STORE = "sqlite:///lomas-admin.sqlite"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lomas-admin",
+        description="Manage users, datasets and privacy budgets of a lomas-jupyter DP server.",
+    )
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("LOMAS_STORE_URL", DEFAULT_STORE),
+        help="admin store URL, e.g. sqlite:///path/admin.sqlite (env LOMAS_STORE_URL; default %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("add-user", help="create a user and print their API token (shown once)")
+    p.add_argument("name")
+    p.add_argument("--admin", action="store_true", help="give the user admin rights")
+
+    p = sub.add_parser("rotate-token", help="replace a user's API token and print the new one")
+    p.add_argument("name")
+
+    p = sub.add_parser("block", help="stop a user from running queries (budget and archive stay)")
+    p.add_argument("name")
+    p = sub.add_parser("unblock", help="let a blocked user run queries again")
+    p.add_argument("name")
+
+    sub.add_parser("list-users", help="list users")
+
+    p = sub.add_parser("add-dataset", help="register a CSV or Parquet file with its metadata YAML")
+    p.add_argument("name")
+    p.add_argument("--file", required=True, help="path to the CSV or Parquet file")
+    p.add_argument(
+        "--metadata", required=True, help="path to the metadata YAML (lomas/SmartNoise-SQL format)"
+    )
+    p.add_argument(
+        "--format", choices=["csv", "parquet"], help="file format (default: from the suffix)"
+    )
+    _limit_options(p)
+
+    p = sub.add_parser("set-limits", help="set a dataset's per-query maximum and dataset-wide cap")
+    p.add_argument("name")
+    _limit_options(p)
+
+    sub.add_parser("list-datasets", help="list datasets with their limits and total spend")
+
+    p = sub.add_parser("grant", help="set a user's budget on a dataset (replaces the previous one)")
+    p.add_argument("user")
+    p.add_argument("dataset")
+    p.add_argument("--epsilon", type=float, required=True)
+    p.add_argument("--delta", type=float, required=True)
+
+    p = sub.add_parser("budget", help="show a user's budgets: initial, spent, remaining")
+    p.add_argument("user")
+
+    p = sub.add_parser("archive", help="show a user's archived queries")
+    p.add_argument("user")
+    p.add_argument("--dataset", help="only queries on this dataset")
+    return parser
+
+
+def _limit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-query-epsilon", type=float, help="largest epsilon one query may cost"
+    )
+    parser.add_argument(
+        "--max-query-delta", type=float, default=None, help="largest delta one query may cost"
+    )
+    parser.add_argument(
+        "--cap-epsilon", type=float, help="dataset-wide epsilon cap (sum over users)"
+    )
+    parser.add_argument("--cap-delta", type=float, default=None, help="dataset-wide delta cap")
+
+
+def _pair(epsilon: float | None, delta: float | None, what: str) -> tuple[float, float] | None:
+    if epsilon is None and delta is None:
+        return None
+    if epsilon is None:
+        raise LomasError(f"give --{what}-epsilon together with --{what}-delta")
+    return (epsilon, delta if delta is not None else 0.0)
+
+
+# -- commands ----------------------------------------------------------------------------------
+def _add_user(admin: AdminService, args: argparse.Namespace) -> Any:
+    token = admin.add_user(args.name, is_admin=args.admin)
+    return {
+        "user": args.name,
+        "token": token,
+        "note": "store this token now: it is not shown again",
+    }
+
+
+def _rotate(admin: AdminService, args: argparse.Namespace) -> Any:
+    return {
+        "user": args.name,
+        "token": admin.rotate_token(args.name),
+        "note": "the previous token no longer works",
+    }
+
+
+def _block(admin: AdminService, args: argparse.Namespace) -> Any:
+    admin.set_may_query(args.name, args.command == "unblock")
+    return {"user": args.name, "may_query": args.command == "unblock"}
+
+
+def _list_users(admin: AdminService, args: argparse.Namespace) -> Any:
+    return [
+        {"name": u.name, "admin": u.is_admin, "may_query": u.may_query, "created_at": u.created_at}
+        for u in admin.list_users()
+    ]
+
+
+def _add_dataset(admin: AdminService, args: argparse.Namespace) -> Any:
+    try:
+        metadata = yaml.safe_load(Path(args.metadata).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise LomasError(f"cannot read metadata file {args.metadata}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise LomasError(f"metadata file {args.metadata} is not valid YAML: {err}") from err
+    record = admin.add_dataset(
+        args.name,
+        args.file,
+        metadata,
+        file_format=args.format,
+        max_query=_pair(args.max_query_epsilon, args.max_query_delta, "max-query"),
+        cap=_pair(args.cap_epsilon, args.cap_delta, "cap"),
+    )
+    return {
+        "dataset": record.name,
+        "source": record.source,
+        "columns": list(record.metadata["columns"]),
+    }
+
+
+def _set_limits(admin: AdminService, args: argparse.Namespace) -> Any:
+    max_query = _pair(args.max_query_epsilon, args.max_query_delta, "max-query")
+    cap = _pair(args.cap_epsilon, args.cap_delta, "cap")
+    admin.set_limits(args.name, max_query=max_query, cap=cap)
+    return {"dataset": args.name, "max_query": max_query, "cap": cap}
+
+
+def _list_datasets(admin: AdminService, args: argparse.Namespace) -> Any:
+    return [
+        {
+            "name": d.name,
+            "source": d.source,
+            "max_query": d.max_query.as_dict() if d.max_query else None,
+            "cap": d.cap.as_dict() if d.cap else None,
+            "spent_by_all_users": admin.dataset_spent(d.name).as_dict(),
+        }
+        for d in admin.list_datasets()
+    ]
+
+
+def _grant(admin: AdminService, args: argparse.Namespace) -> Any:
+    admin.grant(args.user, args.dataset, args.epsilon, args.delta)
+    return {
+        "user": args.user,
+        "dataset": args.dataset,
+        "epsilon": args.epsilon,
+        "delta": args.delta,
+    }
+
+
+def _budget(admin: AdminService, args: argparse.Namespace) -> Any:
+    return admin.budgets(args.user)
+
+
+def _archive(admin: AdminService, args: argparse.Namespace) -> Any:
+    return [
+        {
+            "query_id": e.query_id,
+            "dataset": e.dataset,
+            "engine": e.engine,
+            "query": e.request.get("query"),
+            "epsilon": e.request.get("epsilon"),
+            "delta": e.request.get("delta"),
+            "cost": e.cost.as_dict(),
+            "status": e.status,
+            "created_at": e.created_at,
+            "error": e.error,
+        }
+        for e in admin.archive(args.user, args.dataset)
+    ]
+
+
+COMMANDS: dict[str, Callable[[AdminService, argparse.Namespace], Any]] = {
+    "add-user": _add_user,
+    "rotate-token": _rotate,
+    "block": _block,
+    "unblock": _block,
+    "list-users": _list_users,
+    "add-dataset": _add_dataset,
+    "set-limits": _set_limits,
+    "list-datasets": _list_datasets,
+    "grant": _grant,
+    "budget": _budget,
+    "archive": _archive,
+}
+
+
+# -- output ------------------------------------------------------------------------------------
+def _flatten(row: dict[str, Any]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in row.items():
+        if isinstance(value, dict) and set(value) <= {"epsilon", "delta"} and value:
+            flat[key] = f"eps={value['epsilon']:g} delta={value['delta']:g}"
+        elif isinstance(value, dict):
+            flat[key] = json.dumps(value)
+        else:
+            flat[key] = "" if value is None else str(value)
+    return flat
+
+
+def _text(result: Any) -> str:
+    if isinstance(result, dict):
+        return "\n".join(f"{k}: {v}" for k, v in _flatten(result).items())
+    rows = [_flatten(row) for row in result]
+    if not rows:
+        return "(none)"
+    headers = list(rows[0])
+    widths = {h: max(len(h), *(len(r.get(h, "")) for r in rows)) for h in headers}
+    lines = ["  ".join(h.ljust(widths[h]) for h in headers)]
+    lines += ["  ".join(r.get(h, "").ljust(widths[h]) for h in headers) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        store = open_store(args.store)
+    except LomasError as err:
+        print(f"lomas-admin: {err.message}", file=sys.stderr)
+        return 2
+    try:
+        result = COMMANDS[args.command](AdminService(store), args)
+    except LomasError as err:
+        print(f"lomas-admin: {err.message}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(json.dumps(result, indent=2) if args.json else _text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The server extension application: configuration, wiring, and the ``lomas-server`` command.
+
+Load it into any Jupyter server with ``--ServerApp.jpserver_extensions="{'lomas_server': True}"``
+or run it on its own with ``lomas-server`` (or ``jupyter lomas-server``). Every option below is
+a traitlet: set it in ``jupyter_server_config.py`` / ``jupyter_lomas_server_config.py``, on the
+command line (``--LomasServerApp.store_url=...``) or, for the store, with ``LOMAS_STORE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from jupyter_server.auth.identity import IdentityProvider
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, Int, Type, Unicode, default
+
+from lomas_server import __version__
+from lomas_server.datasets import DatasetCache
+from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
+from lomas_server.handlers import API_PREFIX, api_routes
+from lomas_server.identity import LomasTokenIdentityProvider
+from lomas_server.service import AnalystService, Limits
+from lomas_server.store import AdminStore, open_store
+
+
+class LomasServerApp(ExtensionApp):
+    name = "lomas_server"
+    description = "Differentially private queries on datasets that stay with their owner."
+    version = __version__
+    extension_url = f"{API_PREFIX}/health"
+    # Stand-alone, serve the DP API only: no notebook front-end or other extensions beside it.
+    load_other_extensions = False
+
+    aliases = {
+        **ExtensionApp.aliases,
+        "store": "LomasServerApp.store_url",
+    }
+
+    store_url = Unicode(
+        help="Admin store: sqlite:///PATH (embedded, the default). Env: LOMAS_STORE_URL."
+    ).tag(config=True)
+
+    @default("store_url")
+    def _default_store_url(self) -> str:
+        return os.environ.get("LOMAS_STORE_URL", "sqlite:///lomas-admin.sqlite")
+
+    max_query_epsilon = Float(
+        10.0, help="Largest epsilon one query may cost, unless the dataset sets its own maximum."
+    ).tag(config=True)
+    max_query_delta = Float(
+        0.01, help="Largest delta one query may cost, unless the dataset sets its own maximum."
+    ).tag(config=True)
+    max_dummy_rows = Int(100_000, help="Most rows one dummy-data request may ask for.").tag(
+        config=True
+    )
+    max_request_bytes = Int(64 * 1024, help="Largest request body accepted, in bytes.").tag(
+        config=True
+    )
+    dataset_cache_bytes = Int(
+        2 * 1024**3, help="Memory for datasets kept loaded between queries, in bytes."
+    ).tag(config=True)
+    worker_threads = Int(8, help="Threads serving requests off the event loop.").tag(config=True)
+    identity_provider_class = Type(
+        default_value=LomasTokenIdentityProvider,
+        klass=IdentityProvider,
+        help="Identifies API callers; the default reads per-user tokens from the admin store.",
+    ).tag(config=True)
+
+    @default("open_browser")
+    def _default_open_browser(self) -> bool:
+        return False
+
+    store: AdminStore
+    service: AnalystService
+
+    def initialize_settings(self) -> None:
+        self.store = open_store(self.store_url)
+        interrupted = self.store.mark_interrupted()
+        if interrupted:
+            self.log.warning(
+                "%d queries were running when the server last stopped; their spends stay, "
+                "they are archived as 'interrupted'",
+                interrupted,
+            )
+        self.engine = SmartnoiseSqlEngine()
+        self.service = AnalystService(
+            self.store,
+            self.engine,
+            DatasetCache(self.dataset_cache_bytes),
+            Limits(self.max_query_epsilon, self.max_query_delta, self.max_dummy_rows),
+        )
+        self.executor = ThreadPoolExecutor(self.worker_threads, thread_name_prefix="lomas")
+        provider = self.identity_provider_class(parent=self, lookup=self.service.user_by_token_hash)
+        self.settings.update(
+            lomas_service=self.service,
+            lomas_executor=self.executor,
+            lomas_identity_provider=provider,
+            lomas_max_request_bytes=self.max_request_bytes,
+        )
+        self.log.info(
+            "lomas-server %s: admin store %s, API at %s", __version__, self.store_url, API_PREFIX
+        )
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(api_routes())
+
+    async def stop_extension(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.engine.close()
+        self.store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "demo":
+        from lomas_server.demo import main as demo_main
+
+        sys.exit(demo_main(args[1:]))
+    LomasServerApp.launch_instance(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""Where datasets come from (connectors), how they are shaped to their metadata, and a cache."""
+
+from lomas_server.datasets.cache import DatasetCache
+from lomas_server.datasets.conform import conform_to_metadata
+from lomas_server.datasets.dummy import make_dummy
+from lomas_server.datasets.sources import DatasetSource, LocalFileSource, source_from_description
+
+__all__ = [
+    "DatasetCache",
+    "DatasetSource",
+    "LocalFileSource",
+    "conform_to_metadata",
+    "make_dummy",
+    "source_from_description",
+]

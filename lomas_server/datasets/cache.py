@@ -1,0 +1,79 @@
+"""A bounded in-memory cache of loaded datasets, least recently used out first.
+
+Entries are keyed by dataset name and tagged with the source's version token, so a changed
+file is reloaded on the next query. One loader per dataset at a time: concurrent first
+queries wait for one load instead of reading the file many times over.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lomas_server.datasets.sources import DatasetSource
+
+
+@dataclass(frozen=True)
+class CachedFrame:
+    version: str
+    frame: pd.DataFrame
+    nbytes: int
+
+
+class DatasetCache:
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, CachedFrame] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self.loads = 0  # how many times data was actually read (for tests and benchmarks)
+
+    def get(
+        self, name: str, source: DatasetSource, prepare: Callable[[pd.DataFrame], pd.DataFrame]
+    ) -> CachedFrame:
+        version = source.version()
+        hit = self._lookup(name, version)
+        if hit is not None:
+            return hit
+        with self._lock:
+            key_lock = self._loading.setdefault(name, threading.Lock())
+        with key_lock:
+            hit = self._lookup(name, version)
+            if hit is not None:
+                return hit
+            frame = prepare(source.load())
+            self.loads += 1
+            entry = CachedFrame(version, frame, int(frame.memory_usage(deep=True).sum()))
+            self._store(name, entry)
+            return entry
+
+    def invalidate(self, name: str) -> None:
+        with self._lock:
+            self._entries.pop(name, None)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(entry.nbytes for entry in self._entries.values())
+
+    def _lookup(self, name: str, version: str) -> CachedFrame | None:
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or entry.version != version:
+                return None
+            self._entries.move_to_end(name)
+            return entry
+
+    def _store(self, name: str, entry: CachedFrame) -> None:
+        with self._lock:
+            self._entries[name] = entry
+            self._entries.move_to_end(name)
+            total = sum(e.nbytes for e in self._entries.values())
+            # Keep at least the entry just loaded: a query needs it even if it alone is too big.
+            while total > self.max_bytes and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                total -= evicted.nbytes

@@ -1,0 +1,170 @@
+"""``lomas-server demo``: a working service with sample data in one command.
+
+Creates (or reuses) an admin store in a folder, with the bundled Palmer penguins and Titanic
+datasets, a ``demo`` user holding a budget on each, writes ``connection.json`` for clients and
+starts the server on 127.0.0.1. Re-running it keeps the store, hence the budget already spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from lomas_server.errors import LomasError
+from lomas_server.service import AdminService
+from lomas_server.store.sqlite import SqliteStore
+
+DEMO_USER = "demo"
+STORE_FILE = "admin.sqlite"
+CONNECTION_FILE = "connection.json"
+TOKEN_FILE = ".demo-token"
+
+
+@dataclass(frozen=True)
+class SampleDataset:
+    name: str
+    file: str
+    metadata: str
+    epsilon: float
+    delta: float
+
+
+SAMPLES = (
+    SampleDataset("PENGUIN", "penguin.csv", "penguin.yaml", epsilon=10.0, delta=1e-3),
+    SampleDataset("TITANIC", "titanic.csv", "titanic.yaml", epsilon=10.0, delta=1e-3),
+)
+
+
+def prepare_demo(folder: Path) -> tuple[str, list[str]]:
+    """Create or reuse the demo store; return the demo user's token and the dataset names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data_dir = folder / "data"
+    data_dir.mkdir(exist_ok=True)
+    store = SqliteStore(folder / STORE_FILE)
+    try:
+        admin = AdminService(store)
+        token = _demo_token(admin, folder)
+        for sample in SAMPLES:
+            if store.get_dataset(sample.name) is None:
+                path = _copy_sample(sample.file, data_dir)
+                metadata = yaml.safe_load(_sample_text(sample.metadata))
+                admin.add_dataset(sample.name, path, metadata)
+            if store.get_grant(DEMO_USER, sample.name) is None:
+                admin.grant(DEMO_USER, sample.name, sample.epsilon, sample.delta)
+        return token, [sample.name for sample in SAMPLES]
+    finally:
+        store.close()
+
+
+def _demo_token(admin: AdminService, folder: Path) -> str:
+    token_file = folder / TOKEN_FILE
+    if admin.store.get_user(DEMO_USER) is None:
+        token = admin.add_user(DEMO_USER)
+    elif token_file.exists():
+        return token_file.read_text().strip()
+    else:
+        # Only the token's hash is stored; if its file is gone, issue a new one.
+        token = admin.rotate_token(DEMO_USER)
+    _write_private(token_file, token + "\n")
+    return token
+
+
+def _sample_text(name: str) -> str:
+    return resources.files("lomas_server.sample_data").joinpath(name).read_text(encoding="utf-8")
+
+
+def _copy_sample(name: str, data_dir: Path) -> Path:
+    target = data_dir / name
+    with resources.as_file(resources.files("lomas_server.sample_data").joinpath(name)) as source:
+        shutil.copyfile(source, target)
+    return target
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def write_connection(folder: Path, url: str, token: str, datasets: list[str]) -> Path:
+    path = folder / CONNECTION_FILE
+    payload = {"url": url, "user": DEMO_USER, "token": token, "datasets": datasets}
+    _write_private(path, json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def _instructions(url: str, connection: Path, token: str) -> str:
+    api = f"{url}/lomas/api/v1"
+    return f"""
+lomas demo server: {api}
+  connection file: {connection}
+  user: {DEMO_USER}   datasets: PENGUIN, TITANIC
+
+Try it:
+  curl -H "Authorization: token {token}" {api}/datasets
+  curl -H "Authorization: token {token}" -H "Content-Type: application/json" \\
+       -d '{{"query": "SELECT species, COUNT(*) AS n FROM df GROUP BY species", "epsilon": 0.5}}' \\
+       {api}/datasets/PENGUIN/smartnoise-sql
+
+From Python:
+  from lomas_jupyter import Client
+  client = Client.from_file("{connection}")
+  client.smartnoise_sql("PENGUIN", "SELECT COUNT(*) AS n FROM df", epsilon=0.5)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lomas-server demo",
+        description="Start a demo DP server with sample datasets on 127.0.0.1.",
+    )
+    parser.add_argument(
+        "--dir", default="lomas-demo", help="folder for the demo store (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to listen on (default: a free one)"
+    )
+    parser.add_argument(
+        "--setup-only",
+        action="store_true",
+        help="create the store and connection file, do not start",
+    )
+    args = parser.parse_args(argv)
+    folder = Path(args.dir).resolve()
+    try:
+        token, datasets = prepare_demo(folder)
+    except LomasError as err:
+        parser.exit(2, f"lomas-server demo: {err.message}\n")
+    port = args.port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    connection = write_connection(folder, url, token, datasets)
+    print(_instructions(url, connection, token), flush=True)
+    if args.setup_only:
+        return 0
+    from lomas_server.app import LomasServerApp
+
+    server_args = [
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={folder}",
+        f"--LomasServerApp.store_url=sqlite:///{folder / STORE_FILE}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        server_args.append("--allow-root")
+    LomasServerApp.launch_instance(server_args)
+    return 0

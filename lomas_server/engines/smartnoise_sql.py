@@ -1,0 +1,227 @@
+"""SmartNoise-SQL: SQL queries with DP noise on aggregates.
+
+Queries pass the allow-list (sql_guard) first, then SmartNoise-SQL rewrites them against the
+admin's metadata; its mechanisms give the cost. All SmartNoise work runs on one dedicated
+thread: its pandas reader keeps the data in an in-memory SQLite database that only the thread
+which created it can see, and the work is CPU-bound anyway.
+
+Cost: SmartNoise-SQL releases one noisy value per mechanism (an AVG is a noisy SUM and a
+noisy COUNT). We charge the basic composition of those mechanisms, (sum of epsilons, sum of
+deltas), unless SmartNoise's own advanced-composition odometer gives a smaller epsilon, in
+which case we charge its pair. Both are valid (epsilon, delta) guarantees for the release; the
+odometer alone always adds a slack delta that basic composition does not need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pandas as pd
+from opendp.mod import disable_features
+from snsql import Privacy
+from snsql.sql.private_reader import PrivateReader
+from snsql.sql.reader.pandas import PandasReader
+
+from lomas_server.accounting import PrivacyAmount
+from lomas_server.datasets.dummy import make_dummy
+from lomas_server.engines.sql_guard import CANONICAL_TABLE, guard_query
+from lomas_server.errors import InvalidQuery
+from lomas_server.metadata import DatasetMetadata
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+ENGINE_NAME = "smartnoise_sql"
+
+
+@dataclass(frozen=True)
+class SqlPlan:
+    """A checked query with its exact cost; computed without touching any row."""
+
+    dataset: str
+    sql: str
+    epsilon: float
+    delta: float
+    cost: PrivacyAmount
+    output_names: list[str]
+    # (epsilon, delta) of every noise mechanism, in the order SmartNoise applies them.
+    mechanisms: list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class SmartnoiseSqlEngine:
+    name = ENGINE_NAME
+
+    def __init__(self, *, max_readers: int = 4) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smartnoise-sql")
+        self._max_readers = max_readers
+        # Only touched on the engine thread.
+        self._readers: OrderedDict[str, tuple[str, PandasReader]] = OrderedDict()
+        self._schema_readers: dict[str, PandasReader] = {}
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+    def _on_engine_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._thread.submit(fn, *args).result()
+
+    # -- planning (no data) ------------------------------------------------------------------
+    def plan(
+        self, dataset: str, metadata: DatasetMetadata, query: str, epsilon: float, delta: float
+    ) -> SqlPlan:
+        guarded = guard_query(query, metadata, dataset)
+        return self._on_engine_thread(
+            self._plan, dataset, metadata, guarded.sql, guarded.output_names, epsilon, delta
+        )
+
+    def _plan(
+        self,
+        dataset: str,
+        metadata: DatasetMetadata,
+        sql: str,
+        output_names: list[str],
+        epsilon: float,
+        delta: float,
+    ) -> SqlPlan:
+        try:
+            reader = self._private_reader(
+                self._schema_reader(dataset, metadata), metadata, epsilon, delta
+            )
+            reader._refresh_options()
+            subquery, _ = reader._rewrite(sql)
+            mechanisms = [m for m in reader._get_mechanisms(subquery) if m is not None]
+            odometer = reader.get_privacy_cost(sql)
+        except InvalidQuery:
+            raise
+        except ValueError as err:
+            # Raised while rewriting against metadata and privacy parameters only: the
+            # message cannot depend on data, and it is the most useful thing to show.
+            raise InvalidQuery(f"SmartNoise-SQL refused the query: {_first_line(err)}") from err
+        except Exception as err:
+            log.warning("SmartNoise-SQL failed to plan %r: %r", sql, err)
+            raise InvalidQuery("SmartNoise-SQL cannot run this query") from err
+        finally:
+            _reset_features()
+        if any(m.sensitivity is None or not math.isfinite(m.sensitivity) for m in mechanisms):
+            raise InvalidQuery("the query aggregates a column without bounds in the metadata")
+        if not mechanisms:
+            raise InvalidQuery("the query has no aggregate; every released value must be noisy")
+        pairs = [(float(m.epsilon), float(m.delta or 0.0)) for m in mechanisms]
+        cost = _charge(pairs, (float(odometer[0]), float(odometer[1])))
+        return SqlPlan(dataset, sql, epsilon, delta, cost, output_names, pairs)
+
+    # -- execution (data) --------------------------------------------------------------------
+    def execute(
+        self,
+        plan: SqlPlan,
+        metadata: DatasetMetadata,
+        version: str,
+        frame: Callable[[], pd.DataFrame],
+        *,
+        postprocess: bool = True,
+    ) -> SqlResult:
+        return self._on_engine_thread(self._execute, plan, metadata, version, frame, postprocess)
+
+    def _execute(
+        self,
+        plan: SqlPlan,
+        metadata: DatasetMetadata,
+        version: str,
+        frame: Callable[[], pd.DataFrame],
+        postprocess: bool,
+    ) -> SqlResult:
+        try:
+            data_reader = self._data_reader(plan.dataset, metadata, version, frame)
+            reader = self._private_reader(data_reader, metadata, plan.epsilon, plan.delta)
+            if postprocess:
+                rows = reader.execute(plan.sql)
+                columns = _named(list(rows[0]), plan.output_names)
+                return SqlResult(columns, [list(row) for row in rows[1:]])
+            subquery, _ = reader._rewrite(plan.sql)
+            raw = reader.execute(plan.sql, postprocess=False)
+            return SqlResult([s.name for s in subquery._select_symbols], [list(row) for row in raw])
+        finally:
+            _reset_features()
+
+    # -- readers -----------------------------------------------------------------------------
+    @staticmethod
+    def _private_reader(
+        reader: PandasReader, metadata: DatasetMetadata, epsilon: float, delta: float
+    ) -> PrivateReader:
+        return PrivateReader(
+            reader, _snsql_document(metadata), privacy=Privacy(epsilon=epsilon, delta=delta)
+        )
+
+    def _schema_reader(self, dataset: str, metadata: DatasetMetadata) -> PandasReader:
+        """A reader over zero rows: enough for SmartNoise to plan, nothing to leak."""
+        key = f"{dataset}:{_fingerprint(metadata)}"
+        reader = self._schema_readers.get(key)
+        if reader is None:
+            empty = make_dummy(metadata, 0, seed=0)
+            reader = PandasReader(empty, _snsql_document(metadata))
+            self._schema_readers[key] = reader
+        return reader
+
+    def _data_reader(
+        self,
+        dataset: str,
+        metadata: DatasetMetadata,
+        version: str,
+        frame: Callable[[], pd.DataFrame],
+    ) -> PandasReader:
+        key = f"{version}:{_fingerprint(metadata)}"
+        cached = self._readers.get(dataset)
+        if cached is not None and cached[0] == key:
+            self._readers.move_to_end(dataset)
+            return cached[1]
+        reader = PandasReader(frame(), _snsql_document(metadata))
+        self._readers[dataset] = (key, reader)
+        self._readers.move_to_end(dataset)
+        while len(self._readers) > self._max_readers:
+            self._readers.popitem(last=False)
+        return reader
+
+
+def _charge(mechanisms: list[tuple[float, float]], odometer: tuple[float, float]) -> PrivacyAmount:
+    basic = PrivacyAmount.cost(sum(e for e, _ in mechanisms), sum(d for _, d in mechanisms))
+    advanced = PrivacyAmount.cost(*odometer)
+    return advanced if advanced.eps_units < basic.eps_units else basic
+
+
+def _reset_features() -> None:
+    # SmartNoise-SQL switches OpenDP's "floating-point" feature on globally for its
+    # mechanisms; it must not stay on for anything else running in this process.
+    disable_features("floating-point")
+
+
+def _snsql_document(metadata: DatasetMetadata) -> dict[str, Any]:
+    return {"": {"": {CANONICAL_TABLE: metadata.smartnoise_table()}}}
+
+
+def _fingerprint(metadata: DatasetMetadata) -> str:
+    return hashlib.sha256(json.dumps(metadata.document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _named(columns: list[str], output_names: list[str]) -> list[str]:
+    """SmartNoise names unnamed expressions '???'; use the expression's text instead."""
+    if len(columns) != len(output_names):
+        return columns
+    return [
+        wanted if got == "???" else got for got, wanted in zip(columns, output_names, strict=True)
+    ]
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,0 +1,100 @@
+"""Typed errors shared by every layer.
+
+Each error carries a stable machine-readable ``code`` and the HTTP status that the
+handlers reply with; the message is what the analyst or admin reads. Messages must never
+depend on the rows of a dataset: they may name what the request said and what the admin's
+metadata says, nothing else.
+"""
+
+from __future__ import annotations
+
+
+class LomasError(Exception):
+    """Base of every error that reaches a client as ``{"error": code, "message": ...}``."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def as_dict(self) -> dict[str, str]:
+        return {"error": self.code, "message": self.message}
+
+
+class InvalidRequest(LomasError):
+    """The request body or parameters are malformed or out of range."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidQuery(LomasError):
+    """The query text is not accepted (syntax, allow-list, unknown names, engine rules)."""
+
+    status = 400
+    code = "invalid_query"
+
+
+class Unauthorized(LomasError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(LomasError):
+    status = 403
+    code = "forbidden"
+
+
+class BudgetExceeded(LomasError):
+    """The reservation would take a spend past a cap; nothing was spent."""
+
+    status = 403
+    code = "budget_exceeded"
+
+
+class NotFound(LomasError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(LomasError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(LomasError):
+    status = 413
+    code = "payload_too_large"
+
+
+class InvalidMetadata(LomasError):
+    """Admin-supplied metadata or dataset description is unusable."""
+
+    status = 400
+    code = "invalid_metadata"
+
+
+class DatasetUnavailable(LomasError):
+    """The dataset could not be read (after validation, before or during execution)."""
+
+    status = 500
+    code = "dataset_unavailable"
+
+
+class QueryFailed(LomasError):
+    """Execution failed after the budget was reserved: the spend stays.
+
+    The message is deliberately generic; the cause goes to the server log under the query id.
+    """
+
+    status = 500
+    code = "query_failed"
+
+
+class StoreUnavailable(LomasError):
+    status = 503
+    code = "store_unavailable"

@@ -1,0 +1,109 @@
+"""The REST API, one handler per resource (base path /lomas/api/v1)."""
+
+from __future__ import annotations
+
+from lomas_server import __version__
+from lomas_server.errors import LomasError, NotFound
+from lomas_server.handlers.base import LomasHandler, public_to_jupyter
+from lomas_server.handlers.payloads import parse_dummy_request, parse_sql_request
+from lomas_server.openapi import openapi_document
+
+
+class HealthHandler(LomasHandler):
+    requires_user = False
+
+    @public_to_jupyter
+    async def get(self) -> None:
+        try:
+            await self.run(self.service.store.ping)
+        except LomasError as err:
+            self.reply({"status": "unhealthy", "version": __version__, "reason": err.message}, 503)
+            return
+        self.reply({"status": "ok", "version": __version__})
+
+
+class OpenApiHandler(LomasHandler):
+    requires_user = False
+
+    @public_to_jupyter
+    def get(self) -> None:
+        base = self.settings.get("base_url", "/").rstrip("/")
+        self.reply(openapi_document(server_url=f"{base}/lomas/api/v1"))
+
+
+class DatasetsHandler(LomasHandler):
+    @public_to_jupyter
+    async def get(self) -> None:
+        self.reply({"datasets": await self.run(self.service.list_datasets, self.lomas_user)})
+
+
+class MetadataHandler(LomasHandler):
+    @public_to_jupyter
+    async def get(self, name: str) -> None:
+        self.reply(await self.run(self.service.metadata, self.lomas_user, name))
+
+
+class BudgetHandler(LomasHandler):
+    @public_to_jupyter
+    async def get(self, name: str) -> None:
+        self.reply(await self.run(self.service.budget, self.lomas_user, name))
+
+
+class DummyHandler(LomasHandler):
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_dummy_request(self.json_body())
+        self.reply(
+            await self.run(self.service.dummy, self.lomas_user, name, request.rows, request.seed)
+        )
+
+
+class SmartnoiseSqlCostHandler(LomasHandler):
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_sql_request(self.json_body(), allow_postprocess=False)
+        self.reply(
+            await self.run(
+                self.service.smartnoise_sql_cost,
+                self.lomas_user,
+                name,
+                request.query,
+                request.epsilon,
+                request.delta,
+            )
+        )
+
+
+class SmartnoiseSqlHandler(LomasHandler):
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_sql_request(self.json_body(), allow_postprocess=True)
+        self.reply(
+            await self.run(
+                self.service.smartnoise_sql_query,
+                self.lomas_user,
+                name,
+                request.query,
+                request.epsilon,
+                request.delta,
+                request.postprocess,
+            )
+        )
+
+
+class QueriesHandler(LomasHandler):
+    @public_to_jupyter
+    async def get(self) -> None:
+        dataset = self.get_query_argument("dataset", None)
+        self.reply({"queries": await self.run(self.service.queries, self.lomas_user, dataset)})
+
+
+class NotFoundHandler(LomasHandler):
+    """Anything else under the API prefix: a JSON 404 instead of an HTML page."""
+
+    requires_user = False
+
+    def _missing(self, *args: str) -> None:
+        raise NotFound(f"no API endpoint {self.request.method} {self.request.path}")
+
+    get = post = put = delete = patch = public_to_jupyter(_missing)

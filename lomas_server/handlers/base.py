@@ -1,0 +1,120 @@
+"""The base of every API handler: identity, JSON bodies, JSON errors, off-loop execution."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from tornado.web import HTTPError
+
+from lomas_server.errors import LomasError, PayloadTooLarge, Unauthorized
+from lomas_server.handlers.payloads import parse_json_object
+from lomas_server.service import AnalystService
+
+log = logging.getLogger("lomas_server.api")
+T = TypeVar("T")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+# Jupyter's own login does not guard this API: every method is marked so for jupyter_server,
+# and ``prepare`` below authenticates with the lomas identity provider instead.
+public_to_jupyter = allow_unauthenticated
+
+
+class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
+    requires_user = True
+    lomas_user: str
+
+    @property
+    def service(self) -> AnalystService:
+        return self.settings["lomas_service"]
+
+    @property
+    def executor(self) -> Executor:
+        return self.settings["lomas_executor"]
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await super().prepare(_redirect_to_login=False)
+        if not self.requires_user:
+            return
+        provider = self.settings["lomas_identity_provider"]
+        user = provider.get_user(self)
+        if inspect.isawaitable(user):
+            user = await user
+        if user is None:
+            raise Unauthorized(
+                "missing or invalid API token; send the header 'Authorization: token <your token>'"
+            )
+        self.lomas_user = user.username
+
+    def check_xsrf_cookie(self) -> None:
+        # Identity comes only from the Authorization header, which a browser never adds to a
+        # cross-site request on its own; cookies are ignored, so there is nothing to forge.
+        return None
+
+    def json_body(self) -> dict[str, Any]:
+        limit = self.settings["lomas_max_request_bytes"]
+        if len(self.request.body) > limit:
+            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+        return parse_json_object(self.request.body)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking use case on the worker pool, keeping the event loop free."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def reply(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(payload, allow_nan=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(error, LomasError):
+            status, body = error.status, error.as_dict()
+        elif isinstance(error, HTTPError):
+            status = error.status_code
+            body = {
+                "error": _HTTP_CODES.get(status, "http_error"),
+                "message": error.log_message or self._reason,
+            }
+        else:
+            status, body = 500, {"error": "internal_error", "message": "internal server error"}
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Expected errors are one log line; only the unexpected get a traceback.
+        # A failing query's cause was already logged, with its query id, where it happened.
+        if isinstance(value, LomasError):
+            level = logging.INFO if value.status < 500 else logging.WARNING
+            log.log(
+                level,
+                "%s %s -> %d %s",
+                self.request.method,
+                self.request.path,
+                value.status,
+                value.code,
+            )
+        else:
+            super().log_exception(typ, value, tb)

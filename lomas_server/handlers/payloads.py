@@ -1,0 +1,112 @@
+"""Request bodies: parsed, type-checked and range-checked before any use case sees them.
+
+Unknown fields are refused rather than ignored: a typo ("epsilion") must not silently fall back
+to a default, and nothing a request adds (bounds, say) can ever reach the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from lomas_server.accounting import MAX_EPSILON
+from lomas_server.engines.sql_guard import MAX_QUERY_LENGTH
+from lomas_server.errors import InvalidRequest
+
+MAX_SEED = 2**32 - 1
+DEFAULT_DUMMY_ROWS = 100
+
+
+@dataclass(frozen=True)
+class SqlRequest:
+    query: str
+    epsilon: float
+    delta: float
+    postprocess: bool = True
+
+
+@dataclass(frozen=True)
+class DummyRequest:
+    rows: int
+    seed: int
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        raise InvalidRequest("the request needs a JSON object body", code="invalid_json")
+    try:
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidRequest(
+            f"the request body is not valid JSON: {err}", code="invalid_json"
+        ) from err
+    if not isinstance(value, dict):
+        raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
+    return value
+
+
+def parse_sql_request(body: dict[str, Any], *, allow_postprocess: bool) -> SqlRequest:
+    allowed = {"query", "epsilon", "delta"} | ({"postprocess"} if allow_postprocess else set())
+    _only(body, allowed)
+    query = _required(body, "query")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidRequest("'query' must be a non-empty string holding one SELECT statement")
+    if len(query) > MAX_QUERY_LENGTH:
+        raise InvalidRequest(f"'query' is longer than {MAX_QUERY_LENGTH} characters")
+    epsilon = _number(body, "epsilon")
+    if not 0 < epsilon <= MAX_EPSILON:
+        raise InvalidRequest(f"'epsilon' must be above 0 and at most {MAX_EPSILON}")
+    delta = _number(body, "delta", default=0.0)
+    if not 0 <= delta < 1:
+        raise InvalidRequest("'delta' must be at least 0 and below 1")
+    postprocess = body.get("postprocess", True)
+    if not isinstance(postprocess, bool):
+        raise InvalidRequest("'postprocess' must be true or false")
+    return SqlRequest(query=query, epsilon=epsilon, delta=delta, postprocess=postprocess)
+
+
+def parse_dummy_request(body: dict[str, Any]) -> DummyRequest:
+    _only(body, {"rows", "seed"})
+    rows = body.get("rows", DEFAULT_DUMMY_ROWS)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise InvalidRequest("'rows' must be a whole number, 0 or more")
+    seed = body.get("seed")
+    if seed is None:
+        seed = secrets.randbelow(MAX_SEED + 1)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"'seed' must be a whole number from 0 to {MAX_SEED}")
+    return DummyRequest(rows=rows, seed=seed)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _only(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field(s) {', '.join(map(repr, unknown))}; expected {', '.join(sorted(allowed))}"
+        )
+
+
+def _required(body: dict[str, Any], name: str) -> Any:
+    if name not in body:
+        raise InvalidRequest(f"missing field '{name}'")
+    return body[name]
+
+
+def _number(body: dict[str, Any], name: str, *, default: float | None = None) -> float:
+    value = body.get(name, default) if default is not None else _required(body, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest(f"'{name}' must be a number")
+    try:
+        value = float(value)
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise InvalidRequest(f"'{name}' must be a finite number")
+    return value

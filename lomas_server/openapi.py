@@ -1,0 +1,306 @@
+"""The OpenAPI 3 description of the REST API, served at /lomas/api/v1/openapi.json.
+
+Written by hand next to the handlers; a test checks that every route is described and that
+the document is valid OpenAPI 3.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lomas_server import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "Invalid request or query (nothing spent)",
+        401: "Missing or invalid API token",
+        403: "Not enough budget, or not allowed (nothing spent)",
+        404: "No such dataset for this user",
+        413: "Request body too large",
+        500: "The query failed after its budget was reserved (the spend stays)",
+        503: "The admin store is unavailable (nothing spent)",
+    }
+    return {str(status): _json(_ref("Error"), texts[status]) for status in statuses}
+
+
+_NAME_PARAM = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "Dataset name",
+    "schema": {"type": "string"},
+}
+
+_PRIVACY = {
+    "type": "object",
+    "properties": {"epsilon": {"type": "number"}, "delta": {"type": "number"}},
+    "required": ["epsilon", "delta"],
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string", "description": "Stable machine-readable code"},
+            "message": {"type": "string", "description": "What went wrong, for people"},
+        },
+        "required": ["error", "message"],
+    },
+    "Privacy": _PRIVACY,
+    "Budget": {
+        "type": "object",
+        "properties": {
+            "initial": _ref("Privacy"),
+            "spent": _ref("Privacy"),
+            "remaining": _ref("Privacy"),
+        },
+        "required": ["initial", "spent", "remaining"],
+    },
+    "Table": {
+        "type": "object",
+        "properties": {
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "data": {"type": "array", "items": {"type": "array", "items": {}}},
+        },
+        "required": ["columns", "data"],
+    },
+    "Dataset": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "engines": {"type": "array", "items": {"type": "string"}},
+            "budget": _ref("Budget"),
+            "max_query": _ref("Privacy"),
+        },
+    },
+    "SqlCostRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "query": {
+                "type": "string",
+                "description": "One SELECT on table df (or the dataset's name)",
+            },
+            "epsilon": {"type": "number", "exclusiveMinimum": 0},
+            "delta": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+        },
+        "required": ["query", "epsilon"],
+    },
+    "SqlRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "query": {"type": "string"},
+            "epsilon": {"type": "number", "exclusiveMinimum": 0},
+            "delta": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+            "postprocess": {"type": "boolean", "default": True},
+        },
+        "required": ["query", "epsilon"],
+    },
+    "SqlCostResponse": {
+        "type": "object",
+        "properties": {
+            "cost": _ref("Privacy"),
+            "budget": _ref("Budget"),
+            "fits": {"type": "boolean"},
+            "normalized_query": {"type": "string"},
+        },
+    },
+    "SqlResponse": {
+        "type": "object",
+        "properties": {
+            "query_id": {"type": "string"},
+            "result": _ref("Table"),
+            "cost": _ref("Privacy"),
+            "budget": _ref("Budget"),
+        },
+        "required": ["query_id", "result", "cost", "budget"],
+    },
+    "DummyRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "rows": {"type": "integer", "minimum": 0, "default": 100},
+            "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295},
+        },
+    },
+    "DummyResponse": {
+        "allOf": [
+            _ref("Table"),
+            {
+                "type": "object",
+                "properties": {
+                    "types": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "seed": {"type": "integer"},
+                },
+            },
+        ]
+    },
+    "ArchiveEntry": {
+        "type": "object",
+        "properties": {
+            "query_id": {"type": "string"},
+            "dataset": {"type": "string"},
+            "engine": {"type": "string"},
+            "query": {"type": "string"},
+            "normalized_query": {"type": "string"},
+            "epsilon": {"type": "number"},
+            "delta": {"type": "number"},
+            "postprocess": {"type": "boolean"},
+            "cost": _ref("Privacy"),
+            "status": {"type": "string", "enum": ["running", "done", "failed", "interrupted"]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "finished_at": {"type": "string", "format": "date-time", "nullable": True},
+            "result": {"allOf": [_ref("Table")], "nullable": True},
+        },
+    },
+}
+
+
+def _operation(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": responses, **extra}
+
+
+def _post_json(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
+    dataset_params = {"parameters": [_NAME_PARAM]}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "lomas-jupyter DP API",
+            "version": __version__,
+            "description": (
+                "Differentially private queries on datasets that stay with their owner. "
+                "Every endpoint but /health and /openapi.json needs 'Authorization: token <T>'."
+            ),
+        },
+        "servers": [{"url": server_url}],
+        "security": [{"LomasToken": []}],
+        "components": {
+            "securitySchemes": {
+                "LomasToken": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "'token <T>' or 'Bearer <T>' with the user's API token",
+                }
+            },
+            "schemas": _SCHEMAS,
+        },
+        "paths": {
+            "/health": {
+                "get": _operation(
+                    "Service status and version",
+                    {
+                        "200": _json({"type": "object"}, "Healthy"),
+                        "503": _json({"type": "object"}, "Admin store unreachable"),
+                    },
+                    security=[],
+                )
+            },
+            "/openapi.json": {
+                "get": _operation(
+                    "This document", {"200": _json({"type": "object"}, "OpenAPI 3")}, security=[]
+                )
+            },
+            "/datasets": {
+                "get": _operation(
+                    "Datasets this user may query, with budgets",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "datasets": {"type": "array", "items": _ref("Dataset")}
+                                },
+                            },
+                            "The user's datasets",
+                        ),
+                        **_errors(401),
+                    },
+                )
+            },
+            "/datasets/{name}/metadata": {
+                **dataset_params,
+                "get": _operation(
+                    "Public metadata: columns, types, bounds, categories",
+                    {"200": _json({"type": "object"}, "Metadata document"), **_errors(401, 404)},
+                ),
+            },
+            "/datasets/{name}/budget": {
+                **dataset_params,
+                "get": _operation(
+                    "Initial, spent and remaining budget",
+                    {"200": _json(_ref("Budget"), "Budget"), **_errors(401, 404)},
+                ),
+            },
+            "/datasets/{name}/dummy": {
+                **dataset_params,
+                "post": _operation(
+                    "Synthetic rows from metadata only (no budget spent)",
+                    {
+                        "200": _json(_ref("DummyResponse"), "Dummy rows"),
+                        **_errors(400, 401, 404, 413),
+                    },
+                    requestBody=_post_json("DummyRequest"),
+                ),
+            },
+            "/datasets/{name}/smartnoise-sql/cost": {
+                **dataset_params,
+                "post": _operation(
+                    "Exact cost of a SmartNoise-SQL query (no budget spent, no data touched)",
+                    {"200": _json(_ref("SqlCostResponse"), "Cost"), **_errors(400, 401, 404, 413)},
+                    requestBody=_post_json("SqlCostRequest"),
+                ),
+            },
+            "/datasets/{name}/smartnoise-sql": {
+                **dataset_params,
+                "post": _operation(
+                    "Run a SmartNoise-SQL query; the cost is reserved before data is read",
+                    {
+                        "200": _json(_ref("SqlResponse"), "Noisy result"),
+                        **_errors(400, 401, 403, 404, 413, 500, 503),
+                    },
+                    requestBody=_post_json("SqlRequest"),
+                ),
+            },
+            "/queries": {
+                "get": _operation(
+                    "This user's query archive",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "queries": {"type": "array", "items": _ref("ArchiveEntry")}
+                                },
+                            },
+                            "Archive",
+                        ),
+                        **_errors(401, 404),
+                    },
+                    parameters=[
+                        {
+                            "name": "dataset",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "description": "Only queries on this dataset",
+                        }
+                    ],
+                )
+            },
+        },
+    }

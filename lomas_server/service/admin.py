@@ -1,0 +1,135 @@
+"""What the data owner's administrator can do: users, tokens, datasets, grants, budgets, archive.
+
+Used by the ``lomas-admin`` command line and the demo set-up. Everything is validated here
+(names, metadata, that the data file matches its metadata) so that a dataset that reaches
+analysts is known to load.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from lomas_server.accounting import MAX_EPSILON, Budget, PrivacyAmount
+from lomas_server.datasets import LocalFileSource, conform_to_metadata
+from lomas_server.errors import InvalidRequest, NotFound
+from lomas_server.metadata import DatasetMetadata
+from lomas_server.store.base import AdminStore, ArchiveEntry, DatasetRecord, UserRecord
+from lomas_server.tokens import hash_token, new_token
+
+DATASET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+class AdminService:
+    def __init__(self, store: AdminStore) -> None:
+        self.store = store
+
+    # -- users -------------------------------------------------------------------------------
+    def add_user(self, name: str, *, is_admin: bool = False) -> str:
+        """Create a user and return their token: the only time it is ever shown."""
+        _check_user_name(name)
+        token = new_token()
+        self.store.add_user(name, hash_token(token), is_admin=is_admin)
+        return token
+
+    def rotate_token(self, name: str) -> str:
+        token = new_token()
+        self.store.set_token_hash(name, hash_token(token))
+        return token
+
+    def set_may_query(self, name: str, may_query: bool) -> None:
+        self.store.set_may_query(name, may_query)
+
+    def list_users(self) -> list[UserRecord]:
+        return self.store.list_users()
+
+    # -- datasets ----------------------------------------------------------------------------
+    def add_dataset(
+        self,
+        name: str,
+        path: str | Path,
+        metadata: Any,
+        *,
+        file_format: str | None = None,
+        max_query: tuple[float, float] | None = None,
+        cap: tuple[float, float] | None = None,
+    ) -> DatasetRecord:
+        if not DATASET_NAME.match(name):
+            raise InvalidRequest(
+                "a dataset name is 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
+            )
+        parsed = DatasetMetadata.from_dict(metadata)
+        source = LocalFileSource(Path(path).resolve(), file_format)
+        # Read it once now: a dataset whose rows do not fit its metadata never reaches analysts.
+        conform_to_metadata(source.load(), parsed)
+        record = DatasetRecord(
+            name=name,
+            source=source.describe(),
+            metadata=parsed.document,
+            max_query=_amount(max_query, "per-query maximum") if max_query else None,
+            cap=_amount(cap, "dataset-wide cap") if cap else None,
+        )
+        return self.store.add_dataset(record)
+
+    def set_limits(
+        self,
+        name: str,
+        *,
+        max_query: tuple[float, float] | None,
+        cap: tuple[float, float] | None,
+    ) -> None:
+        self.store.set_dataset_limits(
+            name,
+            max_query=_amount(max_query, "per-query maximum") if max_query else None,
+            cap=_amount(cap, "dataset-wide cap") if cap else None,
+        )
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        return self.store.list_datasets()
+
+    # -- budgets -----------------------------------------------------------------------------
+    def grant(self, user: str, dataset: str, epsilon: float, delta: float) -> None:
+        self.store.set_grant(user, dataset, _amount((epsilon, delta), "budget"))
+
+    def budgets(self, user: str) -> list[dict[str, Any]]:
+        if self.store.get_user(user) is None:
+            raise NotFound(f"no user {user!r}")
+        return [
+            {
+                "dataset": grant.dataset,
+                **Budget(grant.initial, self.store.spent(user, grant.dataset)).as_dict(),
+            }
+            for grant in self.store.grants_for_user(user)
+        ]
+
+    def dataset_spent(self, dataset: str) -> PrivacyAmount:
+        return self.store.dataset_spent(dataset)
+
+    def archive(self, user: str, dataset: str | None = None) -> list[ArchiveEntry]:
+        if self.store.get_user(user) is None:
+            raise NotFound(f"no user {user!r}")
+        return self.store.archive(user, dataset=dataset)
+
+
+def _check_user_name(name: str) -> None:
+    if not name or len(name) > 128 or not name.isprintable() or name != name.strip():
+        raise InvalidRequest("a user name is 1-128 printable characters without surrounding spaces")
+
+
+def _amount(pair: tuple[float, float] | None, what: str) -> PrivacyAmount:
+    assert pair is not None
+    epsilon, delta = pair
+    for value in (epsilon, delta):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise InvalidRequest(f"the {what} needs finite numbers for epsilon and delta")
+    if not 0 <= epsilon <= MAX_EPSILON:
+        raise InvalidRequest(f"the {what}'s epsilon must be between 0 and {MAX_EPSILON}")
+    if not 0 <= delta < 1:
+        raise InvalidRequest(f"the {what}'s delta must be at least 0 and below 1")
+    return PrivacyAmount.budget(epsilon, delta)

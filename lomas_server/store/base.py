@@ -1,0 +1,199 @@
+"""The admin store's interface: users, datasets, grants, the spend ledger and the query archive.
+
+Every backend (SQLite embedded, MongoDB for deployments) implements this one class and
+passes one contract test suite. The ledger is append-only and is the source of truth for
+budgets; ``reserve`` is the single place where spending happens, atomically.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lomas_server.accounting import PrivacyAmount
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    name: str
+    is_admin: bool
+    may_query: bool
+    created_at: str
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    name: str
+    # Where the rows live, e.g. {"kind": "local", "path": "/data/x.csv", "format": "csv"}.
+    source: dict[str, Any]
+    # The admin's metadata document (lomas / SmartNoise-SQL format).
+    metadata: dict[str, Any]
+    # Largest cost one query may have; None means the server's default.
+    max_query: PrivacyAmount | None = None
+    # Sum over all users that this dataset may ever spend; None means no dataset-wide cap.
+    cap: PrivacyAmount | None = None
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    user: str
+    dataset: str
+    initial: PrivacyAmount
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    seq: int
+    user: str
+    dataset: str
+    query_id: str | None
+    amount: PrivacyAmount
+    kind: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A spend about to happen, together with the archive entry that records it."""
+
+    query_id: str
+    user: str
+    dataset: str
+    engine: str
+    request: dict[str, Any]
+    cost: PrivacyAmount
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    query_id: str
+    user: str
+    dataset: str
+    engine: str
+    request: dict[str, Any]
+    cost: PrivacyAmount
+    status: str
+    created_at: str
+    finished_at: str | None
+    result: dict[str, Any] | None
+    error: str | None
+
+
+# Archive statuses. "running" entries left behind by a crash become "interrupted" at start-up.
+RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
+
+
+class AdminStore(abc.ABC):
+    """What the service needs from an admin database."""
+
+    # -- users ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_user(self, name: str, token_hash: str, *, is_admin: bool = False) -> UserRecord: ...
+
+    @abc.abstractmethod
+    def get_user(self, name: str) -> UserRecord | None: ...
+
+    @abc.abstractmethod
+    def user_by_token_hash(self, token_hash: str) -> UserRecord | None: ...
+
+    @abc.abstractmethod
+    def list_users(self) -> list[UserRecord]: ...
+
+    @abc.abstractmethod
+    def set_token_hash(self, name: str, token_hash: str) -> None: ...
+
+    @abc.abstractmethod
+    def set_may_query(self, name: str, may_query: bool) -> None: ...
+
+    # -- datasets ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_dataset(self, record: DatasetRecord) -> DatasetRecord: ...
+
+    @abc.abstractmethod
+    def get_dataset(self, name: str) -> DatasetRecord | None: ...
+
+    @abc.abstractmethod
+    def list_datasets(self) -> list[DatasetRecord]: ...
+
+    @abc.abstractmethod
+    def set_dataset_limits(
+        self, name: str, *, max_query: PrivacyAmount | None, cap: PrivacyAmount | None
+    ) -> None: ...
+
+    # -- grants --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def set_grant(self, user: str, dataset: str, initial: PrivacyAmount) -> GrantRecord: ...
+
+    @abc.abstractmethod
+    def get_grant(self, user: str, dataset: str) -> GrantRecord | None: ...
+
+    @abc.abstractmethod
+    def grants_for_user(self, user: str) -> list[GrantRecord]: ...
+
+    # -- ledger --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def reserve(self, reservation: Reservation) -> None:
+        """Atomically check every cap and record the spend and its archive entry.
+
+        Raises BudgetExceeded (and records nothing) when the cost does not fit the user's
+        grant or the dataset-wide cap; NotFound when the user holds no grant.
+        """
+
+    @abc.abstractmethod
+    def record_spend(
+        self,
+        user: str,
+        dataset: str,
+        amount: PrivacyAmount,
+        *,
+        kind: str,
+        query_id: str | None = None,
+    ) -> None:
+        """Append a spend that bypasses the caps (imports of budgets spent elsewhere)."""
+
+    @abc.abstractmethod
+    def spent(self, user: str, dataset: str) -> PrivacyAmount: ...
+
+    @abc.abstractmethod
+    def dataset_spent(self, dataset: str) -> PrivacyAmount: ...
+
+    @abc.abstractmethod
+    def ledger(
+        self, *, user: str | None = None, dataset: str | None = None
+    ) -> list[LedgerEntry]: ...
+
+    # -- archive -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def finish(
+        self,
+        query_id: str,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def archive(self, user: str, *, dataset: str | None = None) -> list[ArchiveEntry]: ...
+
+    @abc.abstractmethod
+    def archive_entry(self, query_id: str) -> ArchiveEntry | None: ...
+
+    @abc.abstractmethod
+    def mark_interrupted(self) -> int:
+        """Turn archive entries still 'running' (left by a crash) into 'interrupted'."""
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections."""

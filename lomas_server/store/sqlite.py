@@ -1,0 +1,494 @@
+"""The embedded admin store: one SQLite file in WAL mode, created on first use.
+
+Reservations run in ``BEGIN IMMEDIATE`` transactions, which SQLite serializes across threads
+and processes, so the check "remaining >= cost" and the insert of the spend can never
+interleave with another reservation. Amounts are integers (see accounting.amounts), so SUM is
+exact. Triggers make the ledger append-only at the database level.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lomas_server.accounting import PrivacyAmount
+from lomas_server.errors import BudgetExceeded, Conflict, NotFound, StoreUnavailable
+from lomas_server.store.base import (
+    INTERRUPTED,
+    RUNNING,
+    AdminStore,
+    ArchiveEntry,
+    DatasetRecord,
+    GrantRecord,
+    LedgerEntry,
+    Reservation,
+    UserRecord,
+    utc_now,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT UNIQUE,
+    is_admin INTEGER NOT NULL DEFAULT 0,
+    may_query INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    name TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    max_query_eps INTEGER, max_query_delta INTEGER,
+    cap_eps INTEGER, cap_delta INTEGER,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grants (
+    user TEXT NOT NULL REFERENCES users(name),
+    dataset TEXT NOT NULL REFERENCES datasets(name),
+    eps_units INTEGER NOT NULL CHECK (eps_units >= 0),
+    delta_units INTEGER NOT NULL CHECK (delta_units >= 0),
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (user, dataset)
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    query_id TEXT,
+    eps_units INTEGER NOT NULL CHECK (eps_units >= 0),
+    delta_units INTEGER NOT NULL CHECK (delta_units >= 0),
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_by_user_dataset ON ledger (user, dataset);
+CREATE INDEX IF NOT EXISTS ledger_by_dataset ON ledger (dataset);
+CREATE TRIGGER IF NOT EXISTS ledger_no_update BEFORE UPDATE ON ledger
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ledger_no_delete BEFORE DELETE ON ledger
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TABLE IF NOT EXISTS archive (
+    query_id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    request TEXT NOT NULL,
+    eps_units INTEGER NOT NULL,
+    delta_units INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    result TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS archive_by_user ON archive (user, dataset, created_at);
+CREATE INDEX IF NOT EXISTS archive_by_status ON archive (status);
+"""
+
+
+class SqliteStore(AdminStore):
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create_schema()
+
+    # -- connections ---------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self.busy_timeout_s,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: a committed spend survives power loss too, not only a killed process.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as err:
+                raise StoreUnavailable(f"cannot open the admin store at {self.path}") from err
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction: takes the write lock up front, so reads inside it are current."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as err:
+            raise StoreUnavailable("the admin store is busy or unavailable; try again") from err
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                conn.execute("ROLLBACK")
+                raise StoreUnavailable(
+                    "the admin store could not commit; nothing was recorded"
+                ) from err
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as err:
+            raise StoreUnavailable("the admin store is busy or unavailable; try again") from err
+
+    def _create_schema(self) -> None:
+        conn = self._conn()
+        try:
+            # One script, one transaction: concurrent first starts cannot half-create it.
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        except sqlite3.Error as err:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"cannot create the admin store at {self.path}: {err}") from err
+        with self._write() as conn:
+            row = conn.execute("SELECT value FROM store_info WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO store_info VALUES ('schema_version', ?), ('created_at', ?)",
+                    (str(SCHEMA_VERSION), utc_now()),
+                )
+            elif int(row["value"]) > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"the admin store {self.path} has schema version {row['value']}, newer than this "
+                    f"server understands ({SCHEMA_VERSION}); upgrade lomas-jupyter"
+                )
+
+    def schema_version(self) -> int:
+        return int(
+            self._read("SELECT value FROM store_info WHERE key='schema_version'")[0]["value"]
+        )
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    # -- users ---------------------------------------------------------------------------
+    def add_user(self, name: str, token_hash: str, *, is_admin: bool = False) -> UserRecord:
+        record = UserRecord(name=name, is_admin=is_admin, may_query=True, created_at=utc_now())
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM users WHERE name=?", (name,)).fetchone():
+                raise Conflict(f"user {name!r} already exists")
+            conn.execute(
+                "INSERT INTO users (name, token_hash, is_admin, may_query, created_at) VALUES (?,?,?,?,?)",
+                (name, token_hash, int(is_admin), 1, record.created_at),
+            )
+        return record
+
+    def get_user(self, name: str) -> UserRecord | None:
+        rows = self._read("SELECT * FROM users WHERE name=?", (name,))
+        return _user(rows[0]) if rows else None
+
+    def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
+        rows = self._read("SELECT * FROM users WHERE token_hash=?", (token_hash,))
+        return _user(rows[0]) if rows else None
+
+    def list_users(self) -> list[UserRecord]:
+        return [_user(row) for row in self._read("SELECT * FROM users ORDER BY name")]
+
+    def set_token_hash(self, name: str, token_hash: str) -> None:
+        with self._write() as conn:
+            if (
+                conn.execute(
+                    "UPDATE users SET token_hash=? WHERE name=?", (token_hash, name)
+                ).rowcount
+                == 0
+            ):
+                raise NotFound(f"no user {name!r}")
+
+    def set_may_query(self, name: str, may_query: bool) -> None:
+        with self._write() as conn:
+            if (
+                conn.execute(
+                    "UPDATE users SET may_query=? WHERE name=?", (int(may_query), name)
+                ).rowcount
+                == 0
+            ):
+                raise NotFound(f"no user {name!r}")
+
+    # -- datasets ------------------------------------------------------------------------
+    def add_dataset(self, record: DatasetRecord) -> DatasetRecord:
+        created = record.created_at or utc_now()
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM datasets WHERE name=?", (record.name,)).fetchone():
+                raise Conflict(f"dataset {record.name!r} already exists")
+            conn.execute(
+                "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?)",
+                (
+                    record.name,
+                    json.dumps(record.source),
+                    json.dumps(record.metadata),
+                    *_units_or_none(record.max_query),
+                    *_units_or_none(record.cap),
+                    created,
+                ),
+            )
+        return self.get_dataset(record.name)  # type: ignore[return-value]
+
+    def get_dataset(self, name: str) -> DatasetRecord | None:
+        rows = self._read("SELECT * FROM datasets WHERE name=?", (name,))
+        return _dataset(rows[0]) if rows else None
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        return [_dataset(row) for row in self._read("SELECT * FROM datasets ORDER BY name")]
+
+    def set_dataset_limits(
+        self, name: str, *, max_query: PrivacyAmount | None, cap: PrivacyAmount | None
+    ) -> None:
+        with self._write() as conn:
+            updated = conn.execute(
+                "UPDATE datasets SET max_query_eps=?, max_query_delta=?, cap_eps=?, cap_delta=? WHERE name=?",
+                (*_units_or_none(max_query), *_units_or_none(cap), name),
+            ).rowcount
+            if updated == 0:
+                raise NotFound(f"no dataset {name!r}")
+
+    # -- grants --------------------------------------------------------------------------
+    def set_grant(self, user: str, dataset: str, initial: PrivacyAmount) -> GrantRecord:
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM users WHERE name=?", (user,)).fetchone():
+                raise NotFound(f"no user {user!r}")
+            if not conn.execute("SELECT 1 FROM datasets WHERE name=?", (dataset,)).fetchone():
+                raise NotFound(f"no dataset {dataset!r}")
+            conn.execute(
+                "INSERT INTO grants VALUES (?,?,?,?,?) ON CONFLICT (user, dataset) DO UPDATE SET "
+                "eps_units=excluded.eps_units, delta_units=excluded.delta_units, updated_at=excluded.updated_at",
+                (user, dataset, initial.eps_units, initial.delta_units, utc_now()),
+            )
+        return GrantRecord(user, dataset, initial)
+
+    def get_grant(self, user: str, dataset: str) -> GrantRecord | None:
+        rows = self._read("SELECT * FROM grants WHERE user=? AND dataset=?", (user, dataset))
+        return _grant(rows[0]) if rows else None
+
+    def grants_for_user(self, user: str) -> list[GrantRecord]:
+        rows = self._read("SELECT * FROM grants WHERE user=? ORDER BY dataset", (user,))
+        return [_grant(row) for row in rows]
+
+    # -- ledger --------------------------------------------------------------------------
+    def reserve(self, reservation: Reservation) -> None:
+        r = reservation
+        with self._write() as conn:
+            grant = conn.execute(
+                "SELECT eps_units, delta_units FROM grants WHERE user=? AND dataset=?",
+                (r.user, r.dataset),
+            ).fetchone()
+            if grant is None:
+                raise NotFound(f"no budget on dataset {r.dataset!r}")
+            initial = PrivacyAmount(grant["eps_units"], grant["delta_units"])
+            spent = _user_spent(conn, r.user, r.dataset)
+            if not (spent + r.cost).fits_within(initial):
+                raise BudgetExceeded(_not_enough("your remaining budget", initial - spent, r.cost))
+            limits = conn.execute(
+                "SELECT cap_eps, cap_delta FROM datasets WHERE name=?", (r.dataset,)
+            ).fetchone()
+            if limits is not None and limits["cap_eps"] is not None:
+                cap = PrivacyAmount(limits["cap_eps"], limits["cap_delta"])
+                total = _dataset_spent(conn, r.dataset)
+                if not (total + r.cost).fits_within(cap):
+                    raise BudgetExceeded(
+                        _not_enough("the dataset-wide budget", cap - total, r.cost)
+                    )
+            now = utc_now()
+            conn.execute(
+                "INSERT INTO ledger (user, dataset, query_id, eps_units, delta_units, kind, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (r.user, r.dataset, r.query_id, r.cost.eps_units, r.cost.delta_units, "query", now),
+            )
+            conn.execute(
+                "INSERT INTO archive (query_id, user, dataset, engine, request, eps_units, delta_units, "
+                "status, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    r.query_id,
+                    r.user,
+                    r.dataset,
+                    r.engine,
+                    json.dumps(r.request),
+                    r.cost.eps_units,
+                    r.cost.delta_units,
+                    RUNNING,
+                    now,
+                ),
+            )
+
+    def record_spend(
+        self,
+        user: str,
+        dataset: str,
+        amount: PrivacyAmount,
+        *,
+        kind: str,
+        query_id: str | None = None,
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO ledger (user, dataset, query_id, eps_units, delta_units, kind, created_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (user, dataset, query_id, amount.eps_units, amount.delta_units, kind, utc_now()),
+            )
+
+    def spent(self, user: str, dataset: str) -> PrivacyAmount:
+        return _user_spent(self._conn(), user, dataset)
+
+    def dataset_spent(self, dataset: str) -> PrivacyAmount:
+        return _dataset_spent(self._conn(), dataset)
+
+    def ledger(self, *, user: str | None = None, dataset: str | None = None) -> list[LedgerEntry]:
+        sql, params = _filtered("SELECT * FROM ledger", user=user, dataset=dataset)
+        return [
+            LedgerEntry(
+                row["seq"],
+                row["user"],
+                row["dataset"],
+                row["query_id"],
+                PrivacyAmount(row["eps_units"], row["delta_units"]),
+                row["kind"],
+                row["created_at"],
+            )
+            for row in self._read(sql + " ORDER BY seq", params)
+        ]
+
+    # -- archive -------------------------------------------------------------------------
+    def finish(
+        self,
+        query_id: str,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE archive SET status=?, finished_at=?, result=?, error=? WHERE query_id=?",
+                (
+                    status,
+                    utc_now(),
+                    json.dumps(result) if result is not None else None,
+                    error,
+                    query_id,
+                ),
+            )
+
+    def archive(self, user: str, *, dataset: str | None = None) -> list[ArchiveEntry]:
+        sql, params = _filtered("SELECT * FROM archive", user=user, dataset=dataset)
+        return [_archive(row) for row in self._read(sql + " ORDER BY created_at, rowid", params)]
+
+    def archive_entry(self, query_id: str) -> ArchiveEntry | None:
+        rows = self._read("SELECT * FROM archive WHERE query_id=?", (query_id,))
+        return _archive(rows[0]) if rows else None
+
+    def mark_interrupted(self) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE archive SET status=?, finished_at=?, error=? WHERE status=?",
+                (INTERRUPTED, utc_now(), "the server stopped while the query ran", RUNNING),
+            ).rowcount
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _user_spent(conn: sqlite3.Connection, user: str, dataset: str) -> PrivacyAmount:
+    row = conn.execute(
+        "SELECT COALESCE(SUM(eps_units), 0) AS e, COALESCE(SUM(delta_units), 0) AS d "
+        "FROM ledger WHERE user=? AND dataset=?",
+        (user, dataset),
+    ).fetchone()
+    return PrivacyAmount(row["e"], row["d"])
+
+
+def _dataset_spent(conn: sqlite3.Connection, dataset: str) -> PrivacyAmount:
+    # Summed per user in SQL (each bounded by a grant, so no 64-bit overflow) and across
+    # users in Python, whose integers do not overflow however many users there are.
+    rows = conn.execute(
+        "SELECT SUM(eps_units) AS e, SUM(delta_units) AS d FROM ledger WHERE dataset=? GROUP BY user",
+        (dataset,),
+    ).fetchall()
+    return PrivacyAmount(sum(row["e"] for row in rows), sum(row["d"] for row in rows))
+
+
+def _not_enough(what: str, remaining: PrivacyAmount, cost: PrivacyAmount) -> str:
+    return (
+        f"not enough budget: this query costs epsilon={cost.epsilon:g}, delta={cost.delta:g} but "
+        f"{what} is epsilon={remaining.epsilon:g}, delta={remaining.delta:g}; nothing was spent"
+    )
+
+
+def _filtered(sql: str, **filters: str | None) -> tuple[str, tuple[Any, ...]]:
+    clauses = [f"{column}=?" for column, value in filters.items() if value is not None]
+    params = tuple(value for value in filters.values() if value is not None)
+    return (sql + (" WHERE " + " AND ".join(clauses) if clauses else ""), params)
+
+
+def _units_or_none(amount: PrivacyAmount | None) -> tuple[int | None, int | None]:
+    return (None, None) if amount is None else (amount.eps_units, amount.delta_units)
+
+
+def _amount_or_none(eps: int | None, delta: int | None) -> PrivacyAmount | None:
+    return None if eps is None else PrivacyAmount(eps, delta or 0)
+
+
+def _user(row: sqlite3.Row) -> UserRecord:
+    return UserRecord(row["name"], bool(row["is_admin"]), bool(row["may_query"]), row["created_at"])
+
+
+def _dataset(row: sqlite3.Row) -> DatasetRecord:
+    return DatasetRecord(
+        name=row["name"],
+        source=json.loads(row["source"]),
+        metadata=json.loads(row["metadata"]),
+        max_query=_amount_or_none(row["max_query_eps"], row["max_query_delta"]),
+        cap=_amount_or_none(row["cap_eps"], row["cap_delta"]),
+        created_at=row["created_at"],
+    )
+
+
+def _grant(row: sqlite3.Row) -> GrantRecord:
+    return GrantRecord(
+        row["user"], row["dataset"], PrivacyAmount(row["eps_units"], row["delta_units"])
+    )
+
+
+def _archive(row: sqlite3.Row) -> ArchiveEntry:
+    return ArchiveEntry(
+        query_id=row["query_id"],
+        user=row["user"],
+        dataset=row["dataset"],
+        engine=row["engine"],
+        request=json.loads(row["request"]),
+        cost=PrivacyAmount(row["eps_units"], row["delta_units"]),
+        status=row["status"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        error=row["error"],
+    )
