@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from lomas_server.errors import LomasError
-from lomas_server.service import AdminService
+from lomas_server.service.admin import AdminService
 from lomas_server.store import open_store
 
 DEFAULT_STORE = "sqlite:///lomas-admin.sqlite"

@@ -21,7 +21,7 @@ from lomas_server.datasets import DatasetCache
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.handlers import API_PREFIX, api_routes
 from lomas_server.identity import LomasTokenIdentityProvider
-from lomas_server.service import AnalystService, Limits
+from lomas_server.service.analyst import AnalystService, Limits
 from lomas_server.store import AdminStore, open_store
 
 
@@ -119,7 +119,3 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(demo_main(args[1:]))
     LomasServerApp.launch_instance(args)
-
-
-if __name__ == "__main__":
-    main()

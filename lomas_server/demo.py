@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from lomas_server.errors import LomasError
-from lomas_server.service import AdminService
+from lomas_server.service.admin import AdminService
 from lomas_server.store.sqlite import SqliteStore
 
 DEMO_USER = "demo"

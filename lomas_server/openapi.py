@@ -159,8 +159,8 @@ _SCHEMAS: dict[str, Any] = {
             "cost": _ref("Privacy"),
             "status": {"type": "string", "enum": ["running", "done", "failed", "interrupted"]},
             "created_at": {"type": "string", "format": "date-time"},
-            "finished_at": {"type": "string", "format": "date-time", "nullable": True},
-            "result": {"allOf": [_ref("Table")], "nullable": True},
+            "finished_at": {"type": ["string", "null"], "format": "date-time"},
+            "result": {"anyOf": [_ref("Table"), {"type": "null"}]},
         },
     },
 }
@@ -177,7 +177,7 @@ def _post_json(schema: str) -> dict[str, Any]:
 def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
     dataset_params = {"parameters": [_NAME_PARAM]}
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "lomas-jupyter DP API",
             "version": __version__,

@@ -101,7 +101,9 @@ class SmartnoiseSqlEngine:
             )
             reader._refresh_options()
             subquery, _ = reader._rewrite(sql)
-            mechanisms = [m for m in reader._get_mechanisms(subquery) if m is not None]
+            all_mechanisms = reader._get_mechanisms(subquery)
+            mechanisms = [m for m in all_mechanisms if m is not None]
+            _check_censoring(reader, subquery, all_mechanisms)
             odometer = reader.get_privacy_cost(sql)
         except InvalidQuery:
             raise
@@ -192,6 +194,20 @@ class SmartnoiseSqlEngine:
         while len(self._readers) > self._max_readers:
             self._readers.popitem(last=False)
         return reader
+
+
+def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]) -> None:
+    """Do now what SmartNoise-SQL would do after reading data: build the censoring threshold.
+
+    It fails for some privacy parameters (delta = 0) regardless of the data; found here, the
+    query is refused before anything is spent instead of failing after.
+    """
+    if not reader._options.censor_dims:
+        return
+    position = reader._get_keycount_position(subquery)
+    if position is None or mechanisms[position] is None:
+        raise InvalidQuery("this dataset hides rare groups, which needs a count in the query")
+    mechanisms[position].threshold  # noqa: B018 - evaluated for the ValueError it may raise
 
 
 def _charge(mechanisms: list[tuple[float, float]], odometer: tuple[float, float]) -> PrivacyAmount:

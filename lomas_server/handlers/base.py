@@ -18,7 +18,7 @@ from tornado.web import HTTPError
 
 from lomas_server.errors import LomasError, PayloadTooLarge, Unauthorized
 from lomas_server.handlers.payloads import parse_json_object
-from lomas_server.service import AnalystService
+from lomas_server.service.analyst import AnalystService
 
 log = logging.getLogger("lomas_server.api")
 T = TypeVar("T")

@@ -1,6 +1,5 @@
-"""Use cases, one method each; no tornado, no database driver, no HTTP."""
+"""Use cases, one method each; no tornado, no database driver, no HTTP.
 
-from lomas_server.service.admin import AdminService
-from lomas_server.service.analyst import AnalystService, Limits
-
-__all__ = ["AdminService", "AnalystService", "Limits"]
+``analyst`` serves the REST API, ``admin`` the administrator's tools. They are imported from
+their modules directly so that the admin command line does not load the DP engines.
+"""

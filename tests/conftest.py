@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+import lomas_server
+from lomas_server.service.admin import AdminService
+from lomas_server.store.sqlite import SqliteStore
+from tests.servers import Api, ServerProcess
+
+SAMPLE_DATA = Path(lomas_server.__file__).parent / "sample_data"
+
+
+def sample_metadata(name: str) -> dict:
+    return yaml.safe_load((SAMPLE_DATA / f"{name}.yaml").read_text())
+
+
+def seed_datasets(admin: AdminService, data_dir: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for dataset, stem in (("PENGUIN", "penguin"), ("TITANIC", "titanic")):
+        target = data_dir / f"{stem}.csv"
+        shutil.copyfile(SAMPLE_DATA / f"{stem}.csv", target)
+        admin.add_dataset(dataset, target, sample_metadata(stem))
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lomas-shared")
+
+
+@pytest.fixture(scope="session")
+def store_path(shared_dir: Path) -> Path:
+    path = shared_dir / "admin.sqlite"
+    store = SqliteStore(path)
+    seed_datasets(AdminService(store), shared_dir / "data")
+    store.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def admin(store_path: Path) -> Iterator[AdminService]:
+    """The admin's use cases on the very store file the shared server uses."""
+    store = SqliteStore(store_path)
+    yield AdminService(store)
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def server(store_path: Path, shared_dir: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(store_path, shared_dir).start()
+    yield process
+    process.stop()
+
+
+@dataclass
+class User:
+    name: str
+    token: str
+    api: Api
+
+
+@pytest.fixture
+def make_user(admin: AdminService, server: ServerProcess) -> Callable[..., User]:
+    """A fresh user with the given budgets, e.g. make_user(PENGUIN=(1.0, 1e-5))."""
+
+    def make(**grants: tuple[float, float]) -> User:
+        name = f"user-{uuid.uuid4().hex[:10]}"
+        token = admin.add_user(name)
+        for dataset, (epsilon, delta) in grants.items():
+            admin.grant(name, dataset, epsilon, delta)
+        return User(name, token, Api(server.api, token))
+
+    return make
+
+
+@pytest.fixture
+def anonymous(server: ServerProcess) -> Api:
+    return Api(server.api)

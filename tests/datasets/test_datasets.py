@@ -1,0 +1,201 @@
+"""Metadata validation, shaping rows to metadata, dummy data and the dataset cache."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from lomas_server.datasets import DatasetCache, LocalFileSource, conform_to_metadata, make_dummy
+from lomas_server.errors import DatasetUnavailable, InvalidMetadata
+from lomas_server.metadata import DatasetMetadata
+from tests.conftest import SAMPLE_DATA, sample_metadata
+
+PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
+
+
+# -- metadata ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("document", "mentions"),
+    [
+        ([], "mapping"),
+        ({"max_ids": 1, "row_privacy": True}, "columns"),
+        ({"row_privacy": True, "columns": {"a b": {"type": "int"}}}, "identifier"),
+        ({"row_privacy": True, "columns": {"rows": {"type": "int"}}}, "table option"),
+        ({"row_privacy": True, "columns": {"x": {"type": "decimal"}}}, "type"),
+        ({"row_privacy": True, "columns": {"x": {"type": "int", "lower": 0}}}, "both"),
+        ({"row_privacy": True, "columns": {"x": {"type": "int", "lower": 5, "upper": 1}}}, "above"),
+        (
+            {"row_privacy": True, "columns": {"x": {"type": "int", "lower": 0.5, "upper": 1}}},
+            "whole",
+        ),
+        (
+            {
+                "row_privacy": True,
+                "columns": {"x": {"type": "float", "lower": 0, "upper": float("inf")}},
+            },
+            "finite",
+        ),
+        (
+            {"row_privacy": True, "columns": {"x": {"type": "string", "lower": 0, "upper": 1}}},
+            "bounds",
+        ),
+        ({"row_privacy": True, "columns": {"x": {"type": "int", "colour": "red"}}}, "unknown keys"),
+        ({"row_privacy": True, "max_ids": 0, "columns": {"x": {"type": "int"}}}, "max_ids"),
+        ({"columns": {"x": {"type": "int"}}}, "row_privacy"),
+        (
+            {"row_privacy": True, "columns": {"x": {"type": "int"}, "X": {"type": "int"}}},
+            "letter case",
+        ),
+        (
+            {"row_privacy": True, "extra": 1, "columns": {"x": {"type": "int"}}},
+            "unknown metadata keys",
+        ),
+    ],
+)
+def test_invalid_metadata_is_refused_with_a_reason(document, mentions):
+    with pytest.raises(InvalidMetadata, match=mentions):
+        DatasetMetadata.from_dict(document)
+
+
+def test_every_lomas_fixture_metadata_is_accepted():
+    import pathlib
+
+    import yaml
+
+    folder = pathlib.Path(__file__).parents[1] / "fixtures" / "lomas" / "metadata"
+    files = sorted(folder.glob("*.yaml"))
+    assert len(files) == 6
+    for path in files:
+        parsed = DatasetMetadata.from_dict(yaml.safe_load(path.read_text()))
+        assert parsed.columns
+
+
+# -- conform -----------------------------------------------------------------------------------
+def test_conform_keeps_only_declared_columns_with_declared_types():
+    raw = pd.DataFrame(
+        {
+            "N": ["1", "2", None],
+            "f": ["1.5", "x", "2"],
+            "b": ["true", "0", None],
+            "secret": ["s", "t", "u"],
+        }
+    )
+    meta = DatasetMetadata.from_dict(
+        {"row_privacy": True, "columns": {"n": {"type": "int"}, "b": {"type": "boolean"}}}
+    )
+    out = conform_to_metadata(raw, meta)
+    assert list(out.columns) == ["n", "b"]
+    assert str(out["n"].dtype) == "Int64" and out["n"].isna().sum() == 1
+    assert out["b"].tolist()[:2] == [True, False] and pd.isna(out["b"].iloc[2])
+
+
+@pytest.mark.parametrize(
+    ("values", "ctype", "mentions"),
+    [
+        (["1", "x"], "int", "type int"),
+        (["1", "1.5"], "int", "type int"),
+        (["yes", "maybe"], "boolean", "type boolean"),
+        (["2020-01-01", "not a date"], "datetime", "type datetime"),
+    ],
+)
+def test_conform_refuses_values_of_another_type(values, ctype, mentions):
+    meta = DatasetMetadata.from_dict({"row_privacy": True, "columns": {"c": {"type": ctype}}})
+    with pytest.raises(DatasetUnavailable, match=mentions):
+        conform_to_metadata(pd.DataFrame({"c": values}), meta)
+
+
+def test_conform_refuses_missing_columns_and_nulls_in_non_nullable():
+    with pytest.raises(DatasetUnavailable, match="no column"):
+        conform_to_metadata(pd.DataFrame({"x": [1]}), PENGUIN)
+    meta = DatasetMetadata.from_dict(
+        {"row_privacy": True, "columns": {"c": {"type": "int", "nullable": False}}}
+    )
+    with pytest.raises(DatasetUnavailable, match="not nullable"):
+        conform_to_metadata(pd.DataFrame({"c": ["1", None]}), meta)
+
+
+# -- dummy -------------------------------------------------------------------------------------
+def test_dummy_follows_metadata_and_seed():
+    meta = DatasetMetadata.from_dict(
+        {
+            "row_privacy": True,
+            "columns": {
+                "i": {"type": "int", "lower": 3, "upper": 5, "nullable": False},
+                "f": {"type": "float", "lower": -1.0, "upper": 1.0},
+                "s": {"type": "string", "categories": ["a", "b"], "nullable": False},
+                "free": {"type": "string"},
+                "b": {"type": "boolean"},
+                "d": {"type": "datetime", "lower": "2020-01-01", "upper": "2021-01-01"},
+                "c": {"type": "int", "categories": [7, 9]},
+            },
+        }
+    )
+    frame = make_dummy(meta, 2000, seed=1)
+    assert list(frame.columns) == list(meta.columns) and len(frame) == 2000
+    assert set(frame["i"].unique()) == {3, 4, 5}
+    assert frame["f"].dropna().between(-1, 1).all() and frame["f"].isna().any()
+    assert set(frame["s"]) == {"a", "b"}
+    assert set(frame["c"].dropna()) == {7, 9}
+    assert frame["d"].dropna().between("2020-01-01", "2021-01-01").all()
+    assert make_dummy(meta, 50, seed=2).equals(make_dummy(meta, 50, seed=2))
+    assert not make_dummy(meta, 50, seed=2).equals(make_dummy(meta, 50, seed=3))
+
+
+def test_dummy_frames_conform_to_their_own_metadata():
+    frame = make_dummy(PENGUIN, 300, seed=5)
+    assert conform_to_metadata(frame.astype(object).where(frame.notna(), None), PENGUIN).shape == (
+        300,
+        7,
+    )
+
+
+# -- cache -------------------------------------------------------------------------------------
+def test_cache_loads_once_then_reloads_when_the_file_changes(tmp_path):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"x": [1, 2]}).to_csv(path, index=False)
+    source = LocalFileSource(path)
+    cache = DatasetCache(max_bytes=10**9)
+    first = cache.get("D", source, lambda f: f)
+    assert cache.get("D", source, lambda f: f) is first
+    assert cache.loads == 1
+    time.sleep(0.01)
+    pd.DataFrame({"x": [1, 2, 3]}).to_csv(path, index=False)
+    os.utime(path, ns=(time.time_ns(), time.time_ns()))
+    second = cache.get("D", source, lambda f: f)
+    assert cache.loads == 2 and len(second.frame) == 3
+
+
+def test_cache_evicts_least_recently_used_beyond_its_size(tmp_path):
+    sources = {}
+    for name in "abc":
+        path = tmp_path / f"{name}.csv"
+        pd.DataFrame({"x": range(1000)}).to_csv(path, index=False)
+        sources[name] = LocalFileSource(path)
+    one = DatasetCache(max_bytes=10**9).get("a", sources["a"], lambda f: f).nbytes
+    cache = DatasetCache(max_bytes=int(one * 2.5))
+    cache.get("a", sources["a"], lambda f: f)
+    cache.get("b", sources["b"], lambda f: f)
+    cache.get("a", sources["a"], lambda f: f)  # a is now the most recent
+    cache.get("c", sources["c"], lambda f: f)  # evicts b
+    assert cache.loads == 3
+    cache.get("a", sources["a"], lambda f: f)
+    assert cache.loads == 3
+    cache.get("b", sources["b"], lambda f: f)
+    assert cache.loads == 4
+    assert cache.nbytes <= cache.max_bytes
+
+
+def test_parquet_and_csv_sources(tmp_path):
+    frame = pd.read_csv(SAMPLE_DATA / "penguin.csv")
+    frame.to_parquet(tmp_path / "p.parquet")
+    parquet = conform_to_metadata(LocalFileSource(tmp_path / "p.parquet").load(), PENGUIN)
+    csv = conform_to_metadata(LocalFileSource(SAMPLE_DATA / "penguin.csv").load(), PENGUIN)
+    pd.testing.assert_frame_equal(parquet, csv)
+
+
+def test_missing_file_is_dataset_unavailable(tmp_path):
+    with pytest.raises(DatasetUnavailable):
+        LocalFileSource(tmp_path / "nope.csv").version()

@@ -1,0 +1,127 @@
+"""Every class of bad input gets a 4xx with a JSON body naming the problem, and costs nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+SQL = "/datasets/PENGUIN/smartnoise-sql"
+GOOD = {"query": "SELECT COUNT(*) AS n FROM df", "epsilon": 0.5, "delta": 0.0}
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user(PENGUIN=(5.0, 1e-4))
+
+
+def _assert_nothing_spent(user):
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"] == {
+        "epsilon": 0.0,
+        "delta": 0.0,
+    }
+    assert user.api.get("/queries").json()["queries"] == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"", "invalid_json"),
+        (b"[1, 2]", "invalid_json"),
+        (b'{"query": "SELECT COUNT(*) AS n FROM df", "epsilon": NaN}', "invalid_json"),
+        (b'{"query": "SELECT COUNT(*) AS n FROM df", "epsilon": Infinity}', "invalid_json"),
+        (b"\xff\xfe\x00", "invalid_json"),
+    ],
+)
+def test_malformed_json(user, raw, code):
+    reply = user.api.post(SQL, data=raw, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400
+    assert reply.json()["error"] == code
+    _assert_nothing_spent(user)
+
+
+@pytest.mark.parametrize(
+    ("body", "mentions"),
+    [
+        ({"epsilon": 0.5}, "query"),
+        ({"query": "SELECT COUNT(*) AS n FROM df"}, "epsilon"),
+        ({**GOOD, "epsilion": 1.0}, "epsilion"),
+        ({**GOOD, "bounds": {"body_mass_g": [0, 1]}}, "bounds"),
+        ({**GOOD, "query": 42}, "query"),
+        ({**GOOD, "query": "   "}, "query"),
+        ({**GOOD, "epsilon": "1"}, "epsilon"),
+        ({**GOOD, "epsilon": True}, "epsilon"),
+        ({**GOOD, "epsilon": 0}, "epsilon"),
+        ({**GOOD, "epsilon": -1}, "epsilon"),
+        ({**GOOD, "epsilon": 1e308}, "epsilon"),
+        ({**GOOD, "epsilon": 10**400}, "epsilon"),
+        ({**GOOD, "delta": -1e-9}, "delta"),
+        ({**GOOD, "delta": 1}, "delta"),
+        ({**GOOD, "delta": None}, "delta"),
+        ({**GOOD, "postprocess": "yes"}, "postprocess"),
+    ],
+)
+def test_missing_wrong_or_unknown_fields(user, body, mentions):
+    reply = user.api.post(SQL, body)
+    assert reply.status_code == 400, reply.text
+    payload = reply.json()
+    assert payload["error"] == "invalid_request"
+    assert mentions in payload["message"]
+    _assert_nothing_spent(user)
+
+
+def test_epsilon_above_the_per_query_maximum(user):
+    reply = user.api.post(SQL, {**GOOD, "epsilon": 20.0})
+    assert reply.status_code == 400
+    assert reply.json()["error"] == "query_too_expensive"
+    _assert_nothing_spent(user)
+
+
+@pytest.mark.parametrize(
+    ("query", "mentions"),
+    [
+        ("DELETE FROM df", "syntax"),
+        ("DROP TABLE df", "syntax"),
+        ("SELECT COUNT(*) FROM df; SELECT COUNT(*) FROM df", "one SELECT"),
+        ("SELECT COUNT(*) FROM other_table", "unknown table"),
+        ("SELECT COUNT(nope) FROM df", "unknown column 'nope'"),
+        ("SELECT SUM(species) FROM df", "numeric"),
+        ("SELECT species FROM df", "GROUP BY"),
+        ("SELECT * FROM df", "SELECT *"),
+        ("SELECT COUNT(*) FROM df WHERE body_mass_g / (flipper_length_mm - 200) > 1", "WHERE"),
+    ],
+)
+def test_refused_sql(user, query, mentions):
+    reply = user.api.post(SQL, {**GOOD, "query": query})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"] == "invalid_query"
+    assert mentions in reply.json()["message"]
+    _assert_nothing_spent(user)
+
+
+def test_oversized_body_is_413(user):
+    huge = {**GOOD, "query": "SELECT COUNT(*) AS n FROM df " + "-" * 100_000}
+    reply = user.api.post(SQL, huge)
+    assert reply.status_code == 413
+    assert reply.json()["error"] == "payload_too_large"
+    _assert_nothing_spent(user)
+
+
+def test_dummy_bad_rows_and_seed(user):
+    for body, mentions in (
+        ({"rows": -1}, "rows"),
+        ({"rows": 10**9}, "rows"),
+        ({"rows": 1.5}, "rows"),
+        ({"seed": -3}, "seed"),
+        ({"seed": "x"}, "seed"),
+        ({"rows": 5, "color": "red"}, "color"),
+    ):
+        reply = user.api.post("/datasets/PENGUIN/dummy", body)
+        assert reply.status_code == 400, body
+        assert mentions in reply.json()["message"]
+
+
+def test_unknown_endpoint_and_wrong_method_answer_json(user):
+    missing = user.api.get("/no/such/thing")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    wrong = user.api.get(SQL)
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"

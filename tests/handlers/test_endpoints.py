@@ -1,0 +1,208 @@
+"""Every endpoint of the REST API, over HTTP against the real server."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import lomas_server
+
+COUNT_BY_SPECIES = "SELECT species, COUNT(*) AS n FROM df GROUP BY species"
+
+
+def test_health_needs_no_token_and_reports_version(anonymous):
+    reply = anonymous.get("/health")
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "ok", "version": lomas_server.__version__}
+
+
+def test_datasets_lists_only_granted_datasets_with_budget(make_user):
+    user = make_user(PENGUIN=(2.0, 1e-5))
+    reply = user.api.get("/datasets")
+    assert reply.status_code == 200
+    datasets = reply.json()["datasets"]
+    assert [d["name"] for d in datasets] == ["PENGUIN"]
+    budget = datasets[0]["budget"]
+    assert budget["initial"] == {"epsilon": 2.0, "delta": 1e-5}
+    assert budget["spent"] == {"epsilon": 0.0, "delta": 0.0}
+    assert budget["remaining"] == {"epsilon": 2.0, "delta": 1e-5}
+
+
+def test_metadata_returns_the_admins_public_description(make_user):
+    user = make_user(PENGUIN=(1.0, 0.0))
+    reply = user.api.get("/datasets/PENGUIN/metadata")
+    assert reply.status_code == 200
+    metadata = reply.json()
+    assert metadata["max_ids"] == 1
+    assert metadata["columns"]["bill_length_mm"] == {
+        "type": "float",
+        "precision": 64,
+        "lower": 30.0,
+        "upper": 65.0,
+    }
+    assert metadata["columns"]["species"]["categories"] == ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def test_dummy_matches_schema_bounds_categories_and_spends_nothing(make_user):
+    user = make_user(PENGUIN=(1.0, 0.0))
+    reply = user.api.post("/datasets/PENGUIN/dummy", {"rows": 500, "seed": 7})
+    assert reply.status_code == 200
+    dummy = reply.json()
+    assert dummy["columns"] == [
+        "species",
+        "island",
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+    ]
+    assert dummy["seed"] == 7 and len(dummy["data"]) == 500
+    rows = [dict(zip(dummy["columns"], row, strict=True)) for row in dummy["data"]]
+    assert {r["species"] for r in rows} == {"Adelie", "Chinstrap", "Gentoo"}  # not nullable
+    assert all(r["sex"] in ("MALE", "FEMALE", None) for r in rows)
+    assert any(r["sex"] is None for r in rows)  # nullable columns get some NULLs
+    lengths = [r["bill_length_mm"] for r in rows if r["bill_length_mm"] is not None]
+    assert min(lengths) >= 30.0 and max(lengths) <= 65.0
+    again = user.api.post("/datasets/PENGUIN/dummy", {"rows": 500, "seed": 7}).json()
+    assert again["data"] == dummy["data"]  # same seed, same rows
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"] == {
+        "epsilon": 0.0,
+        "delta": 0.0,
+    }
+
+
+def test_cost_is_exact_and_spends_nothing(make_user):
+    user = make_user(PENGUIN=(5.0, 1e-4))
+    query = "SELECT species, COUNT(*) AS n, AVG(bill_length_mm) AS l FROM df GROUP BY species"
+    reply = user.api.post(
+        "/datasets/PENGUIN/smartnoise-sql/cost", {"query": query, "epsilon": 0.5, "delta": 1e-5}
+    )
+    assert reply.status_code == 200
+    cost = reply.json()
+    # COUNT(*), and AVG as a noisy SUM and a noisy COUNT: three mechanisms at epsilon 0.5.
+    assert cost["cost"]["epsilon"] == pytest.approx(1.5)
+    assert cost["fits"] is True
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"] == {
+        "epsilon": 0.0,
+        "delta": 0.0,
+    }
+    # and running it charges exactly that cost
+    run = user.api.sql("PENGUIN", query, 0.5, 1e-5)
+    assert run.status_code == 200
+    assert run.json()["cost"] == cost["cost"]
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"] == cost["cost"]
+
+
+def test_query_returns_noisy_result_cost_budget_and_id(make_user):
+    user = make_user(PENGUIN=(5.0, 1e-4))
+    reply = user.api.sql("PENGUIN", COUNT_BY_SPECIES, 1.0)
+    assert reply.status_code == 200
+    body = reply.json()
+    assert set(body) == {"query_id", "result", "cost", "budget"}
+    assert body["result"]["columns"] == ["species", "n"]
+    counts = dict(body["result"]["data"])
+    assert set(counts) == {"Adelie", "Chinstrap", "Gentoo"}
+    # True counts are 152, 68, 124; Laplace noise at epsilon 1 stays within +-30 w.p. 1 - 1e-13.
+    for species, true in (("Adelie", 152), ("Chinstrap", 68), ("Gentoo", 124)):
+        assert abs(counts[species] - true) < 30
+    assert body["cost"] == {"epsilon": 1.0, "delta": 0.0}
+    assert body["budget"]["remaining"] == {"epsilon": 4.0, "delta": 1e-4}
+
+
+def test_unnamed_aggregates_are_named_after_their_expression(make_user):
+    user = make_user(PENGUIN=(5.0, 0.0))
+    reply = user.api.sql("PENGUIN", "SELECT COUNT(*), AVG(body_mass_g) FROM df", 1.0)
+    assert reply.status_code == 200
+    assert reply.json()["result"]["columns"] == ["COUNT(*)", "AVG(body_mass_g)"]
+
+
+def test_query_without_postprocess_returns_raw_noisy_aggregates(make_user):
+    user = make_user(PENGUIN=(5.0, 0.0))
+    reply = user.api.sql("PENGUIN", "SELECT AVG(body_mass_g) AS m FROM df", 1.0, postprocess=False)
+    assert reply.status_code == 200
+    result = reply.json()["result"]
+    # AVG is released as its noisy SUM and COUNT, which is what postprocess=false shows.
+    assert len(result["columns"]) == 2 and len(result["data"]) == 1
+
+
+def test_censored_rare_groups_give_a_charged_empty_result_not_an_error(make_user):
+    user = make_user(TITANIC=(5.0, 1e-3))
+    # Titanic's metadata censors rare groups; no passenger has this name.
+    query = "SELECT Sex, COUNT(*) AS n FROM df WHERE Name = 'Nobody at all' GROUP BY Sex"
+    reply = user.api.sql("TITANIC", query, 1.0, 1e-5)
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["result"] == {"columns": ["Sex", "n"], "data": []}
+    assert body["cost"]["epsilon"] == 1.0 and body["cost"]["delta"] > 0
+
+
+def test_budget_endpoint_tracks_spending(make_user):
+    user = make_user(PENGUIN=(1.0, 1e-5))
+    for _ in range(3):
+        assert user.api.sql("PENGUIN", "SELECT COUNT(*) AS n FROM df", 0.1).status_code == 200
+    budget = user.api.get("/datasets/PENGUIN/budget").json()
+    assert budget["dataset"] == "PENGUIN"
+    assert budget["spent"] == {"epsilon": 0.3, "delta": 0.0}
+    assert budget["remaining"]["epsilon"] == 0.7  # exact, not 0.7000000000000001
+
+
+def test_queries_archive_lists_own_queries_with_status(make_user):
+    user = make_user(PENGUIN=(5.0, 1e-5), TITANIC=(5.0, 1e-3))
+    user.api.sql("PENGUIN", COUNT_BY_SPECIES, 0.5)
+    user.api.sql("TITANIC", "SELECT COUNT(*) AS n FROM df", 0.5, 1e-5)
+    everything = user.api.get("/queries").json()["queries"]
+    assert [q["dataset"] for q in everything] == ["PENGUIN", "TITANIC"]
+    first = everything[0]
+    assert first["query"] == COUNT_BY_SPECIES and first["epsilon"] == 0.5 and first["delta"] == 0.0
+    assert first["status"] == "done" and first["cost"] == {"epsilon": 0.5, "delta": 0.0}
+    assert first["result"]["columns"] == ["species", "n"]
+    assert first["created_at"] <= first["finished_at"]
+    only = user.api.get("/queries", params={"dataset": "TITANIC"}).json()["queries"]
+    assert [q["dataset"] for q in only] == ["TITANIC"]
+
+
+def test_rejected_query_costs_nothing_and_is_not_archived(make_user):
+    user = make_user(PENGUIN=(1.0, 0.0))
+    reply = user.api.sql("PENGUIN", "SELECT species FROM df", 0.5)
+    assert reply.status_code == 400
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"]["epsilon"] == 0.0
+    assert user.api.get("/queries").json()["queries"] == []
+
+
+def test_over_budget_query_is_refused_and_spends_nothing(make_user):
+    user = make_user(PENGUIN=(0.5, 0.0))
+    reply = user.api.sql("PENGUIN", "SELECT COUNT(*) AS n FROM df", 0.6)
+    assert reply.status_code == 403
+    assert reply.json()["error"] == "budget_exceeded"
+    assert "nothing was spent" in reply.json()["message"]
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"]["epsilon"] == 0.0
+
+
+def test_per_query_maximum_from_dataset_limits(make_user, admin):
+    user = make_user(PENGUIN=(50.0, 0.0))
+    admin.set_limits("PENGUIN", max_query=(2.0, 0.001), cap=None)
+    try:
+        reply = user.api.sql("PENGUIN", "SELECT AVG(body_mass_g) AS m FROM df", 1.5)
+        assert reply.status_code == 400
+        assert reply.json()["error"] == "query_too_expensive"
+        assert (
+            user.api.sql("PENGUIN", "SELECT AVG(body_mass_g) AS m FROM df", 1.0).status_code == 200
+        )
+    finally:
+        admin.set_limits("PENGUIN", max_query=None, cap=None)
+
+
+def test_dataset_wide_cap_limits_all_users_together(make_user, admin, tmp_path):
+    from tests.conftest import SAMPLE_DATA, sample_metadata
+
+    admin.add_dataset(
+        "CAPPED", SAMPLE_DATA / "penguin.csv", sample_metadata("penguin"), cap=(1.0, 0.0)
+    )
+    alice, bob = make_user(CAPPED=(1.0, 0.0)), make_user(CAPPED=(1.0, 0.0))
+    assert alice.api.sql("CAPPED", "SELECT COUNT(*) AS n FROM df", 0.6).status_code == 200
+    refused = bob.api.sql("CAPPED", "SELECT COUNT(*) AS n FROM df", 0.6)
+    assert refused.status_code == 403 and "dataset-wide" in refused.json()["message"]
+    assert bob.api.sql("CAPPED", "SELECT COUNT(*) AS n FROM df", 0.4).status_code == 200
+    assert math.isclose(admin.dataset_spent("CAPPED").epsilon, 1.0)
