@@ -19,6 +19,7 @@ from traitlets import Float, Int, Type, Unicode, default
 from lomas_server import __version__
 from lomas_server.datasets import DatasetCache
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
+from lomas_server.errors import LomasError
 from lomas_server.handlers import API_PREFIX, api_routes
 from lomas_server.identity import LomasTokenIdentityProvider
 from lomas_server.service.analyst import AnalystService, Limits
@@ -118,4 +119,17 @@ def main(argv: list[str] | None = None) -> None:
         from lomas_server.demo import main as demo_main
 
         sys.exit(demo_main(args[1:]))
-    LomasServerApp.launch_instance(args)
+    sys.exit(launch(args))
+
+
+def launch(args: list[str]) -> int:
+    """Start the stand-alone server; a broken configuration stops it with one clear line."""
+    # Stand-alone, the server is pointless without its extension: fail instead of serving nothing.
+    if not any(arg.startswith("--ServerApp.reraise_server_extension_failures") for arg in args):
+        args = [*args, "--ServerApp.reraise_server_extension_failures=True"]
+    try:
+        LomasServerApp.launch_instance(args)
+    except LomasError as err:
+        print(f"lomas-server: {err.message}", file=sys.stderr)
+        return 2
+    return 0

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_instructions(url, connection, token), flush=True)
     if args.setup_only:
         return 0
-    from lomas_server.app import LomasServerApp
+    from lomas_server.app import launch
 
     server_args = [
         "--ip=127.0.0.1",
@@ -166,5 +166,4 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         server_args.append("--allow-root")
-    LomasServerApp.launch_instance(server_args)
-    return 0
+    return launch(server_args)

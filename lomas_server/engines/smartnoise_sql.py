@@ -27,16 +27,19 @@ from typing import Any, TypeVar
 import pandas as pd
 from opendp.mod import disable_features
 from snsql import Privacy
+from snsql.sql.odometer import OdometerHeterogeneous
 from snsql.sql.private_reader import PrivateReader
 from snsql.sql.reader.pandas import PandasReader
 
 from lomas_server.accounting import PrivacyAmount
 from lomas_server.datasets.dummy import make_dummy
+from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.sql_guard import CANONICAL_TABLE, guard_query
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
 
 log = logging.getLogger(__name__)
+remember_noise_scales()
 T = TypeVar("T")
 ENGINE_NAME = "smartnoise_sql"
 
@@ -104,7 +107,7 @@ class SmartnoiseSqlEngine:
             all_mechanisms = reader._get_mechanisms(subquery)
             mechanisms = [m for m in all_mechanisms if m is not None]
             _check_censoring(reader, subquery, all_mechanisms)
-            odometer = reader.get_privacy_cost(sql)
+            odometer = _odometer(mechanisms, reader.privacy)
         except InvalidQuery:
             raise
         except ValueError as err:
@@ -121,7 +124,7 @@ class SmartnoiseSqlEngine:
         if not mechanisms:
             raise InvalidQuery("the query has no aggregate; every released value must be noisy")
         pairs = [(float(m.epsilon), float(m.delta or 0.0)) for m in mechanisms]
-        cost = _charge(pairs, (float(odometer[0]), float(odometer[1])))
+        cost = _charge(pairs, odometer)
         return SqlPlan(dataset, sql, epsilon, delta, cost, output_names, pairs)
 
     # -- execution (data) --------------------------------------------------------------------
@@ -208,6 +211,16 @@ def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]
     if position is None or mechanisms[position] is None:
         raise InvalidQuery("this dataset hides rare groups, which needs a count in the query")
     mechanisms[position].threshold  # noqa: B018 - evaluated for the ValueError it may raise
+
+
+def _odometer(mechanisms: list[Any], privacy: Privacy) -> tuple[float, float]:
+    """SmartNoise-SQL's own total for these mechanisms (what ``get_privacy_cost`` computes,
+    without rewriting the query a second time)."""
+    odometer = OdometerHeterogeneous(privacy)
+    for mechanism in mechanisms:
+        odometer.spend(Privacy(epsilon=mechanism.epsilon, delta=mechanism.delta))
+    epsilon, delta = odometer.spent
+    return float(epsilon), float(delta)
 
 
 def _charge(mechanisms: list[tuple[float, float]], odometer: tuple[float, float]) -> PrivacyAmount:

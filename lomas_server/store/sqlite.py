@@ -100,7 +100,12 @@ class SqliteStore(AdminStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreUnavailable(
+                f"cannot create the folder of the admin store {self.path}: {err}"
+            ) from err
         self._create_schema()
 
     # -- connections ---------------------------------------------------------------------

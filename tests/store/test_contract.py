@@ -295,7 +295,7 @@ def test_sqlite_refuses_a_newer_schema(tmp_path):
 def test_unreachable_sqlite_path_is_store_unavailable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises((StoreUnavailable, OSError)):
+    with pytest.raises(StoreUnavailable):
         SqliteStore(blocker / "sub" / "store.sqlite")
 
 

@@ -1,0 +1,59 @@
+"""``lomas-server`` as a command: help, and a clear exit on a broken configuration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.servers import free_port
+
+
+def _run(*args: str, tmp_path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lomas_server",
+            *args,
+            f"--port={free_port()}",
+            "--allow-root",
+            f"--ServerApp.root_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"), "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("store", "mentions"),
+    [
+        ("postgres://db/lomas", "unsupported admin store URL scheme"),
+        ("sqlite:////proc/no-such-folder/admin.sqlite", "cannot create the folder"),
+    ],
+)
+def test_broken_store_stops_the_server_with_one_line(tmp_path, store, mentions):
+    done = _run(f"--store={store}", tmp_path=tmp_path)
+    assert done.returncode == 2
+    assert "lomas-server: " in done.stderr and mentions in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_documents_the_options():
+    done = subprocess.run(
+        [sys.executable, "-m", "lomas_server", "--help-all"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    for option in (
+        "--store",
+        "LomasServerApp.max_query_epsilon",
+        "LomasServerApp.dataset_cache_bytes",
+        "LomasServerApp.identity_provider_class",
+    ):
+        assert option in done.stdout
