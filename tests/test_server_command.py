@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,14 @@ def test_help_documents_the_options():
         "LomasServerApp.identity_provider_class",
     ):
         assert option in done.stdout
+
+
+def test_jupyter_subcommand_is_the_same_app():
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("jupyter")), "lomas-server", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Differentially private queries" in done.stdout
