@@ -153,11 +153,16 @@ class SqliteStore(AdminStore):
                     "the admin store could not commit; nothing was recorded"
                 ) from err
 
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
         try:
-            return self._conn().execute(sql, params).fetchall()
+            yield self._conn()
         except sqlite3.OperationalError as err:
             raise StoreUnavailable("the admin store is busy or unavailable; try again") from err
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._reading() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def _create_schema(self) -> None:
         conn = self._conn()
@@ -364,10 +369,12 @@ class SqliteStore(AdminStore):
             )
 
     def spent(self, user: str, dataset: str) -> PrivacyAmount:
-        return _user_spent(self._conn(), user, dataset)
+        with self._reading() as conn:
+            return _user_spent(conn, user, dataset)
 
     def dataset_spent(self, dataset: str) -> PrivacyAmount:
-        return _dataset_spent(self._conn(), dataset)
+        with self._reading() as conn:
+            return _dataset_spent(conn, dataset)
 
     def ledger(self, *, user: str | None = None, dataset: str | None = None) -> list[LedgerEntry]:
         sql, params = _filtered("SELECT * FROM ledger", user=user, dataset=dataset)
