@@ -103,6 +103,11 @@ _SCHEMAS: dict[str, Any] = {
             "epsilon": {"type": "number", "exclusiveMinimum": 0},
             "delta": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
             "postprocess": {"type": "boolean", "default": True},
+            "fresh": {
+                "type": "boolean",
+                "default": False,
+                "description": "Pay for a new release even if an identical one was made before",
+            },
         },
         "required": ["query", "epsilon"],
     },
@@ -113,12 +118,50 @@ _SCHEMAS: dict[str, Any] = {
             "budget": _ref("Budget"),
             "fits": {"type": "boolean"},
             "normalized_query": {"type": "string"},
+            "replay_of": {
+                "type": ["string", "null"],
+                "description": "An earlier identical release that running this would return for free",
+            },
+            "accuracy": {
+                "type": "object",
+                "properties": {
+                    "confidence": {"type": "number"},
+                    "columns": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "column": {"type": "string"},
+                                "noisy_values": {"type": "array", "items": {"type": "string"}},
+                                "half_width": {"type": ["number", "null"]},
+                            },
+                        },
+                    },
+                    "noisy_values": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "epsilon": {"type": "number"},
+                                "delta": {"type": "number"},
+                                "scale": {"type": ["number", "null"]},
+                                "half_width": {"type": ["number", "null"]},
+                            },
+                        },
+                    },
+                },
+            },
         },
     },
     "SqlResponse": {
         "type": "object",
         "properties": {
             "query_id": {"type": "string"},
+            "replay_of": {
+                "type": ["string", "null"],
+                "description": "Set when this is the archived result of an identical request (cost 0)",
+            },
             "result": _ref("Table"),
             "cost": _ref("Privacy"),
             "budget": _ref("Budget"),

@@ -17,7 +17,7 @@ def test_fifty_concurrent_queries_never_overspend(make_user, admin):
 
     def fire(_):
         barrier.wait()
-        return user.api.sql("PENGUIN", QUERY, 0.1)
+        return user.api.sql("PENGUIN", QUERY, 0.1, fresh=True)  # each one a new release
 
     with ThreadPoolExecutor(50) as pool:
         replies = list(pool.map(fire, range(50)))
@@ -33,3 +33,26 @@ def test_fifty_concurrent_queries_never_overspend(make_user, admin):
     assert total == PrivacyAmount.cost(0.1, 0) + PrivacyAmount.cost(0.6, 0)  # exactly k * 0.1
     archive = user.api.get("/queries").json()["queries"]
     assert len(archive) == k and all(q["status"] == "done" for q in archive)
+
+
+def test_fifty_concurrent_identical_queries_pay_at_most_once_each_release(make_user, admin):
+    """Without 'fresh', identical requests replay a finished release; those racing the first
+    one may each pay for their own, but never beyond the budget."""
+    user = make_user(PENGUIN=(0.35, 0.0))
+    barrier = threading.Barrier(50)
+
+    def fire(_):
+        barrier.wait()
+        return user.api.sql("PENGUIN", QUERY, 0.1)
+
+    with ThreadPoolExecutor(50) as pool:
+        replies = list(pool.map(fire, range(50)))
+    paid = [r for r in replies if r.status_code == 200 and r.json()["replay_of"] is None]
+    replays = [r for r in replies if r.status_code == 200 and r.json()["replay_of"] is not None]
+    refused = [r for r in replies if r.status_code == 403]
+    assert len(paid) + len(replays) + len(refused) == 50
+    assert 1 <= len(paid) <= 3
+    spent = admin.store.spent(user.name, "PENGUIN")
+    assert spent == PrivacyAmount.cost(0.1, 0) + PrivacyAmount.cost(0.1 * (len(paid) - 1), 0)
+    first_ids = {r.json()["query_id"] for r in paid}
+    assert all(r.json()["replay_of"] in first_ids for r in replays)

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 import pandas as pd
 from opendp.mod import disable_features
 from snsql import Privacy
+from snsql._ast.expression import NestedExpression
+from snsql._ast.tokens import Column
 from snsql.sql.odometer import OdometerHeterogeneous
 from snsql.sql.private_reader import PrivateReader
 from snsql.sql.reader.pandas import PandasReader
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 remember_noise_scales()
 T = TypeVar("T")
 ENGINE_NAME = "smartnoise_sql"
+CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,46 @@ class SqlPlan:
     delta: float
     cost: PrivacyAmount
     output_names: list[str]
-    # (epsilon, delta) of every noise mechanism, in the order SmartNoise applies them.
-    mechanisms: list[tuple[float, float]]
+    # Every value SmartNoise-SQL adds noise to, in the order it does.
+    noisy_values: list[NoisyValue]
+    # For each output column: which noisy values it is computed from, and its accuracy.
+    columns: list[ColumnAccuracy]
+
+
+@dataclass(frozen=True)
+class NoisyValue:
+    """One noise mechanism: an aggregate (e.g. ``sum_income``) released with noise."""
+
+    name: str
+    epsilon: float
+    delta: float
+    scale: float | None
+    half_width: float | None  # of the interval holding the true value with CONFIDENCE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "scale": self.scale,
+            "half_width": self.half_width,
+        }
+
+
+@dataclass(frozen=True)
+class ColumnAccuracy:
+    column: str
+    noisy_values: list[str]
+    # Only for a column that is one noisy value (a COUNT or a SUM); AVG, VAR and
+    # expressions combine several and have no closed-form interval.
+    half_width: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "column": self.column,
+            "noisy_values": self.noisy_values,
+            "half_width": self.half_width,
+        }
 
 
 @dataclass(frozen=True)
@@ -103,7 +144,7 @@ class SmartnoiseSqlEngine:
                 self._schema_reader(dataset, metadata), metadata, epsilon, delta
             )
             reader._refresh_options()
-            subquery, _ = reader._rewrite(sql)
+            subquery, outer = reader._rewrite(sql)
             all_mechanisms = reader._get_mechanisms(subquery)
             mechanisms = [m for m in all_mechanisms if m is not None]
             _check_censoring(reader, subquery, all_mechanisms)
@@ -124,8 +165,11 @@ class SmartnoiseSqlEngine:
         if not mechanisms:
             raise InvalidQuery("the query has no aggregate; every released value must be noisy")
         pairs = [(float(m.epsilon), float(m.delta or 0.0)) for m in mechanisms]
-        cost = _charge(pairs, odometer)
-        return SqlPlan(dataset, sql, epsilon, delta, cost, output_names, pairs)
+        noisy = _noisy_values(subquery, all_mechanisms)
+        columns = _column_accuracy(outer, output_names, noisy)
+        return SqlPlan(
+            dataset, sql, epsilon, delta, _charge(pairs, odometer), output_names, noisy, columns
+        )
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(
@@ -211,6 +255,44 @@ def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]
     if position is None or mechanisms[position] is None:
         raise InvalidQuery("this dataset hides rare groups, which needs a count in the query")
     mechanisms[position].threshold  # noqa: B018 - evaluated for the ValueError it may raise
+
+
+def _noisy_values(subquery: Any, mechanisms: list[Any]) -> list[NoisyValue]:
+    out = []
+    for symbol, mechanism in zip(subquery._select_symbols, mechanisms, strict=True):
+        if mechanism is None:
+            continue
+        try:
+            half_width = float(mechanism.accuracy(1 - CONFIDENCE))
+        except Exception:  # a mechanism without an accuracy formula
+            half_width = None
+        scale = getattr(mechanism, "scale", None)
+        out.append(
+            NoisyValue(
+                name=symbol.name,
+                epsilon=float(mechanism.epsilon),
+                delta=float(mechanism.delta or 0.0),
+                scale=float(scale) if scale is not None else None,
+                half_width=half_width,
+            )
+        )
+    return out
+
+
+def _column_accuracy(outer: Any, names: list[str], noisy: list[NoisyValue]) -> list[ColumnAccuracy]:
+    by_name = {value.name: value for value in noisy}
+    out = []
+    for name, item in zip(names, outer.select.namedExpressions, strict=True):
+        expression = item.expression
+        while isinstance(expression, NestedExpression):
+            expression = expression.expression
+        found = [expression] if isinstance(expression, Column) else expression.find_nodes(Column)
+        sources = list(dict.fromkeys(c.name for c in found if c.name in by_name))
+        exact = isinstance(expression, Column) and expression.name in by_name
+        out.append(
+            ColumnAccuracy(name, sources, by_name[expression.name].half_width if exact else None)
+        )
+    return out
 
 
 def _odometer(mechanisms: list[Any], privacy: Privacy) -> tuple[float, float]:

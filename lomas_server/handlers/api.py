@@ -61,7 +61,7 @@ class DummyHandler(LomasHandler):
 class SmartnoiseSqlCostHandler(LomasHandler):
     @public_to_jupyter
     async def post(self, name: str) -> None:
-        request = parse_sql_request(self.json_body(), allow_postprocess=False)
+        request = parse_sql_request(self.json_body(), for_release=False)
         self.reply(
             await self.run(
                 self.service.smartnoise_sql_cost,
@@ -77,7 +77,7 @@ class SmartnoiseSqlCostHandler(LomasHandler):
 class SmartnoiseSqlHandler(LomasHandler):
     @public_to_jupyter
     async def post(self, name: str) -> None:
-        request = parse_sql_request(self.json_body(), allow_postprocess=True)
+        request = parse_sql_request(self.json_body(), for_release=True)
         self.reply(
             await self.run(
                 self.service.smartnoise_sql_query,
@@ -87,6 +87,7 @@ class SmartnoiseSqlHandler(LomasHandler):
                 request.epsilon,
                 request.delta,
                 request.postprocess,
+                request.fresh,
             )
         )
 

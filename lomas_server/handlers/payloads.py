@@ -26,6 +26,7 @@ class SqlRequest:
     epsilon: float
     delta: float
     postprocess: bool = True
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return value
 
 
-def parse_sql_request(body: dict[str, Any], *, allow_postprocess: bool) -> SqlRequest:
-    allowed = {"query", "epsilon", "delta"} | ({"postprocess"} if allow_postprocess else set())
+def parse_sql_request(body: dict[str, Any], *, for_release: bool) -> SqlRequest:
+    """A query request; a release (not a cost estimate) may also carry postprocess and fresh."""
+    allowed = {"query", "epsilon", "delta"} | ({"postprocess", "fresh"} if for_release else set())
     _only(body, allowed)
     query = _required(body, "query")
     if not isinstance(query, str) or not query.strip():
@@ -62,10 +64,13 @@ def parse_sql_request(body: dict[str, Any], *, allow_postprocess: bool) -> SqlRe
     delta = _number(body, "delta", default=0.0)
     if not 0 <= delta < 1:
         raise InvalidRequest("'delta' must be at least 0 and below 1")
-    postprocess = body.get("postprocess", True)
-    if not isinstance(postprocess, bool):
-        raise InvalidRequest("'postprocess' must be true or false")
-    return SqlRequest(query=query, epsilon=epsilon, delta=delta, postprocess=postprocess)
+    flags = {
+        name: body.get(name, default) for name, default in (("postprocess", True), ("fresh", False))
+    }
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise InvalidRequest(f"'{name}' must be true or false")
+    return SqlRequest(query=query, epsilon=epsilon, delta=delta, **flags)
 
 
 def parse_dummy_request(body: dict[str, Any]) -> DummyRequest:

@@ -8,6 +8,8 @@ the cause goes to the server log under the query id.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -22,7 +24,12 @@ from lomas_server.datasets import (
     make_dummy,
     source_from_description,
 )
-from lomas_server.engines.smartnoise_sql import ENGINE_NAME, SmartnoiseSqlEngine, SqlPlan
+from lomas_server.engines.smartnoise_sql import (
+    CONFIDENCE,
+    ENGINE_NAME,
+    SmartnoiseSqlEngine,
+    SqlPlan,
+)
 from lomas_server.errors import Forbidden, InvalidRequest, LomasError, NotFound, QueryFailed
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.store.base import (
@@ -113,17 +120,44 @@ class AnalystService:
     ) -> dict[str, Any]:
         plan = self._plan(user, dataset, query, epsilon, delta)[1]
         budget = self._budget(user, dataset)
+        earlier = self.store.find_release(user, dataset, _fingerprint(plan, postprocess=True))
         return {
             "cost": plan.cost.as_dict(),
             "budget": budget.as_dict(),
             "fits": budget.allows(plan.cost),
             "normalized_query": plan.sql,
+            "replay_of": earlier.query_id if earlier else None,
+            "accuracy": {
+                "confidence": CONFIDENCE,
+                "columns": [column.as_dict() for column in plan.columns],
+                "noisy_values": [value.as_dict() for value in plan.noisy_values],
+            },
         }
 
     def smartnoise_sql_query(
-        self, user: str, dataset: str, query: str, epsilon: float, delta: float, postprocess: bool
+        self,
+        user: str,
+        dataset: str,
+        query: str,
+        epsilon: float,
+        delta: float,
+        postprocess: bool,
+        fresh: bool = False,
     ) -> dict[str, Any]:
         record, plan = self._plan(user, dataset, query, epsilon, delta)
+        fingerprint = _fingerprint(plan, postprocess=postprocess)
+        if not fresh:
+            earlier = self.store.find_release(user, dataset, fingerprint)
+            if earlier is not None:
+                # Releasing the same noisy answer again is free post-processing, and it denies
+                # an analyst the average of many fresh answers to one question.
+                return {
+                    "query_id": earlier.query_id,
+                    "replay_of": earlier.query_id,
+                    "result": earlier.result,
+                    "cost": PrivacyAmount.zero().as_dict(),
+                    "budget": self._budget(user, dataset).as_dict(),
+                }
         query_id = uuid.uuid4().hex
         request = {
             "query": query,
@@ -132,7 +166,9 @@ class AnalystService:
             "delta": delta,
             "postprocess": postprocess,
         }
-        self.store.reserve(Reservation(query_id, user, dataset, ENGINE_NAME, request, plan.cost))
+        self.store.reserve(
+            Reservation(query_id, user, dataset, ENGINE_NAME, request, plan.cost, fingerprint)
+        )
         # From here on the budget is spent, whatever happens.
         try:
             result = self._execute(record, plan, postprocess)
@@ -146,6 +182,7 @@ class AnalystService:
         self._finish(query_id, DONE, result=result)
         return {
             "query_id": query_id,
+            "replay_of": None,
             "result": result,
             "cost": plan.cost.as_dict(),
             "budget": self._budget(user, dataset).as_dict(),
@@ -208,6 +245,18 @@ class AnalystService:
         if record.max_query is not None:
             return record.max_query
         return PrivacyAmount.budget(self.limits.max_query_epsilon, self.limits.max_query_delta)
+
+
+def _fingerprint(plan: SqlPlan, *, postprocess: bool) -> str:
+    """Identical requests share a fingerprint: same engine, normalized query, parameters.
+
+    The normalized query comes from the parsed query, so whitespace, keyword case and the
+    table's spelling do not matter; a different epsilon, delta or postprocess does.
+    """
+    canonical = json.dumps(
+        [ENGINE_NAME, plan.sql, repr(float(plan.epsilon)), repr(float(plan.delta)), postprocess]
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _metadata(record: DatasetRecord) -> DatasetMetadata:

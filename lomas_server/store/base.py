@@ -69,6 +69,8 @@ class Reservation:
     engine: str
     request: dict[str, Any]
     cost: PrivacyAmount
+    # Identifies identical requests (engine, normalized query, parameters) for replays.
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,10 @@ class AdminStore(abc.ABC):
 
     @abc.abstractmethod
     def archive_entry(self, query_id: str) -> ArchiveEntry | None: ...
+
+    @abc.abstractmethod
+    def find_release(self, user: str, dataset: str, fingerprint: str) -> ArchiveEntry | None:
+        """The first completed release of this user's request with this fingerprint, if any."""
 
     @abc.abstractmethod
     def mark_interrupted(self) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 from lomas_server.accounting import PrivacyAmount
 from lomas_server.errors import BudgetExceeded, Conflict, NotFound, StoreUnavailable
 from lomas_server.store.base import (
+    DONE,
     INTERRUPTED,
     RUNNING,
     AdminStore,
@@ -31,7 +32,17 @@ from lomas_server.store.base import (
     utc_now,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Upgrades, in order: entry i takes a store from version i + 1 to i + 2. The base schema
+# below is version 1; a new store is created at 1 and upgraded like any other.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 2: an identical request replays its earlier release, found by the request's fingerprint.
+    (
+        "ALTER TABLE archive ADD COLUMN fingerprint TEXT",
+        "CREATE INDEX archive_by_fingerprint ON archive (user, dataset, fingerprint, status)",
+    ),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -177,14 +188,23 @@ class SqliteStore(AdminStore):
             row = conn.execute("SELECT value FROM store_info WHERE key='schema_version'").fetchone()
             if row is None:
                 conn.execute(
-                    "INSERT INTO store_info VALUES ('schema_version', ?), ('created_at', ?)",
-                    (str(SCHEMA_VERSION), utc_now()),
+                    "INSERT INTO store_info VALUES ('schema_version', '1'), ('created_at', ?)",
+                    (utc_now(),),
                 )
-            elif int(row["value"]) > SCHEMA_VERSION:
+                version = 1
+            else:
+                version = int(row["value"])
+            if version > SCHEMA_VERSION:
                 raise StoreUnavailable(
-                    f"the admin store {self.path} has schema version {row['value']}, newer than this "
+                    f"the admin store {self.path} has schema version {version}, newer than this "
                     f"server understands ({SCHEMA_VERSION}); upgrade lomas-jupyter"
                 )
+            for statements in _MIGRATIONS[version - 1 :]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(
+                "UPDATE store_info SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),)
+            )
 
     def schema_version(self) -> int:
         return int(
@@ -338,7 +358,7 @@ class SqliteStore(AdminStore):
             )
             conn.execute(
                 "INSERT INTO archive (query_id, user, dataset, engine, request, eps_units, delta_units, "
-                "status, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                "status, created_at, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     r.query_id,
                     r.user,
@@ -349,6 +369,7 @@ class SqliteStore(AdminStore):
                     r.cost.delta_units,
                     RUNNING,
                     now,
+                    r.fingerprint,
                 ),
             )
 
@@ -415,6 +436,14 @@ class SqliteStore(AdminStore):
     def archive(self, user: str, *, dataset: str | None = None) -> list[ArchiveEntry]:
         sql, params = _filtered("SELECT * FROM archive", user=user, dataset=dataset)
         return [_archive(row) for row in self._read(sql + " ORDER BY created_at, rowid", params)]
+
+    def find_release(self, user: str, dataset: str, fingerprint: str) -> ArchiveEntry | None:
+        rows = self._read(
+            "SELECT * FROM archive WHERE user=? AND dataset=? AND fingerprint=? AND status=? "
+            "ORDER BY created_at, rowid LIMIT 1",
+            (user, dataset, fingerprint, DONE),
+        )
+        return _archive(rows[0]) if rows else None
 
     def archive_entry(self, query_id: str) -> ArchiveEntry | None:
         rows = self._read("SELECT * FROM archive WHERE query_id=?", (query_id,))

@@ -100,7 +100,8 @@ def test_query_returns_noisy_result_cost_budget_and_id(make_user):
     reply = user.api.sql("PENGUIN", COUNT_BY_SPECIES, 1.0)
     assert reply.status_code == 200
     body = reply.json()
-    assert set(body) == {"query_id", "result", "cost", "budget"}
+    assert set(body) == {"query_id", "replay_of", "result", "cost", "budget"}
+    assert body["replay_of"] is None
     assert body["result"]["columns"] == ["species", "n"]
     counts = dict(body["result"]["data"])
     assert set(counts) == {"Adelie", "Chinstrap", "Gentoo"}
@@ -141,7 +142,8 @@ def test_censored_rare_groups_give_a_charged_empty_result_not_an_error(make_user
 def test_budget_endpoint_tracks_spending(make_user):
     user = make_user(PENGUIN=(1.0, 1e-5))
     for _ in range(3):
-        assert user.api.sql("PENGUIN", "SELECT COUNT(*) AS n FROM df", 0.1).status_code == 200
+        reply = user.api.sql("PENGUIN", "SELECT COUNT(*) AS n FROM df", 0.1, fresh=True)
+        assert reply.status_code == 200
     budget = user.api.get("/datasets/PENGUIN/budget").json()
     assert budget["dataset"] == "PENGUIN"
     assert budget["spent"] == {"epsilon": 0.3, "delta": 0.0}

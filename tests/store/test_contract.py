@@ -304,3 +304,38 @@ def test_unknown_store_scheme_is_a_clear_error():
 
     with pytest.raises(InvalidRequest, match="unsupported admin store URL"):
         open_store("postgres://x")
+
+
+def test_find_release_returns_the_first_completed_one(store):
+    store.add_user("u", "sha256:u")
+    _dataset(store)
+    store.set_grant("u", "D", PrivacyAmount.budget(1, 0))
+    for query_id in ("a", "b", "c"):
+        store.reserve(
+            Reservation(query_id, "u", "D", "smartnoise_sql", {}, PrivacyAmount.cost(0.1, 0), "fp")
+        )
+    store.finish("a", "failed", error="boom")
+    store.finish("b", DONE, result={"columns": ["n"], "data": [[1]]})
+    assert store.find_release("u", "D", "fp").query_id == "b"
+    assert store.find_release("u", "D", "other") is None
+    assert store.find_release("someone", "D", "fp") is None
+
+
+def test_sqlite_store_of_schema_version_1_is_upgraded(tmp_path):
+    from lomas_server.store import sqlite as sqlite_store
+
+    path = tmp_path / "old.sqlite"
+    raw = sqlite3.connect(path)
+    raw.executescript(sqlite_store._SCHEMA)
+    raw.execute("INSERT INTO store_info VALUES ('schema_version', '1'), ('created_at', 'then')")
+    raw.execute(
+        "INSERT INTO archive (query_id, user, dataset, engine, request, eps_units, delta_units, "
+        "status, created_at) VALUES ('old', 'u', 'D', 'smartnoise_sql', '{}', 1, 0, 'done', 'then')"
+    )
+    raw.commit()
+    raw.close()
+    store = SqliteStore(path)
+    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.archive_entry("old").status == "done"  # kept
+    assert store.find_release("u", "D", "anything") is None
+    store.close()
