@@ -25,12 +25,16 @@ class LomasError(Exception):
         self.status = status
 
     def __str__(self) -> str:
-        return f"{self.message} [{self.code}]"
+        # The server's code helps when reporting a problem; client-side errors need none.
+        return f"{self.message} [{self.code}]" if self.status is not None else self.message
 
 
 class Client:
-    def __init__(self, url: str, token: str, *, timeout: float = 120.0) -> None:
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 120.0, user: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
+        self.user = user
         self.api = self.url + API_PREFIX
         self.timeout = timeout
         self._session = requests.Session()
@@ -41,7 +45,7 @@ class Client:
         """Connect with a connection.json as written by ``lomas-server demo``."""
         try:
             info = json.loads(Path(path).read_text())
-            return cls(info["url"], info["token"], **kwargs)
+            return cls(info["url"], info["token"], user=info.get("user"), **kwargs)
         except (OSError, ValueError, KeyError) as err:
             raise LomasError(f"cannot read connection file {path}: {err}") from err
 
@@ -51,7 +55,7 @@ class Client:
         url, token = os.environ.get("LOMAS_URL"), os.environ.get("LOMAS_TOKEN")
         if not url or not token:
             raise LomasError("set LOMAS_URL and LOMAS_TOKEN, or pass a URL and token")
-        return cls(url, token, **kwargs)
+        return cls(url, token, user=os.environ.get("LOMAS_USER"), **kwargs)
 
     # -- endpoints ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -70,7 +74,7 @@ class Client:
         body: dict[str, Any] = {"rows": rows}
         if seed is not None:
             body["seed"] = seed
-        return _frame(self._call("POST", f"/datasets/{dataset}/dummy", body))
+        return table_frame(self._call("POST", f"/datasets/{dataset}/dummy", body))
 
     def smartnoise_sql_cost(
         self, dataset: str, query: str, *, epsilon: float, delta: float = 0.0
@@ -86,9 +90,19 @@ class Client:
         epsilon: float,
         delta: float = 0.0,
         postprocess: bool = True,
+        fresh: bool = False,
     ) -> dict[str, Any]:
-        """The whole reply: result, cost, budget and query id."""
-        body = {"query": query, "epsilon": epsilon, "delta": delta, "postprocess": postprocess}
+        """The whole reply: result, cost, budget, query id and, for a replay, ``replay_of``.
+
+        An identical earlier request is replayed for free; ``fresh=True`` pays for a new release.
+        """
+        body = {
+            "query": query,
+            "epsilon": epsilon,
+            "delta": delta,
+            "postprocess": postprocess,
+            "fresh": fresh,
+        }
         return self._call("POST", f"/datasets/{dataset}/smartnoise-sql", body)
 
     def smartnoise_sql(
@@ -99,12 +113,13 @@ class Client:
         epsilon: float,
         delta: float = 0.0,
         postprocess: bool = True,
+        fresh: bool = False,
     ) -> pd.DataFrame:
         """Run a query with DP and return the noisy result."""
         reply = self.smartnoise_sql_response(
-            dataset, query, epsilon=epsilon, delta=delta, postprocess=postprocess
+            dataset, query, epsilon=epsilon, delta=delta, postprocess=postprocess, fresh=fresh
         )
-        return _frame(reply["result"])
+        return table_frame(reply["result"])
 
     def queries(self, dataset: str | None = None) -> list[dict[str, Any]]:
         params = {"dataset": dataset} if dataset else None
@@ -149,5 +164,6 @@ class Client:
         return payload
 
 
-def _frame(table: dict[str, Any]) -> pd.DataFrame:
+def table_frame(table: dict[str, Any]) -> pd.DataFrame:
+    """A ``{"columns", "data"}`` table from the API as a DataFrame."""
     return pd.DataFrame(table["data"], columns=table["columns"])
