@@ -11,6 +11,7 @@ import pandas as pd
 import requests
 
 API_PREFIX = "/lomas/api/v1"
+DEMO_CONNECTION = Path("lomas-demo") / "connection.json"
 
 
 class LomasError(Exception):
@@ -56,6 +57,22 @@ class Client:
         if not url or not token:
             raise LomasError("set LOMAS_URL and LOMAS_TOKEN, or pass a URL and token")
         return cls(url, token, user=os.environ.get("LOMAS_USER"), **kwargs)
+
+    @classmethod
+    def discover(cls, **kwargs: Any) -> Client:
+        """Connect the way the environment says: LOMAS_URL and LOMAS_TOKEN, else the file in
+        LOMAS_CONNECTION_FILE, else lomas-demo/connection.json here or in a folder above."""
+        if os.environ.get("LOMAS_URL") and os.environ.get("LOMAS_TOKEN"):
+            return cls.from_env(**kwargs)
+        if os.environ.get("LOMAS_CONNECTION_FILE"):
+            return cls.from_file(os.environ["LOMAS_CONNECTION_FILE"], **kwargs)
+        for folder in (Path.cwd(), *Path.cwd().parents):
+            if (folder / DEMO_CONNECTION).exists():
+                return cls.from_file(folder / DEMO_CONNECTION, **kwargs)
+        raise LomasError(
+            "not connected: give a URL and token, or a connection.json, "
+            "or set LOMAS_URL and LOMAS_TOKEN (or LOMAS_CONNECTION_FILE)"
+        )
 
     # -- endpoints ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import math
 import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import jinja2
@@ -28,7 +27,6 @@ from lomas_jupyter.client import Client, LomasError, table_frame
 from lomas_jupyter.display import BudgetDisplay
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEMO_CONNECTION = Path("lomas-demo") / "connection.json"
 _ASSIGN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*<<\s*")
 
 
@@ -122,17 +120,7 @@ class LomasMagic(Magics, Configurable):
             if not token:
                 raise LomasError("give --token, or set LOMAS_TOKEN")
             return Client(args.url, token, **options)
-        if os.environ.get("LOMAS_URL") and os.environ.get("LOMAS_TOKEN"):
-            return Client.from_env(**options)
-        if os.environ.get("LOMAS_CONNECTION_FILE"):
-            return Client.from_file(os.environ["LOMAS_CONNECTION_FILE"], **options)
-        for folder in (Path.cwd(), *Path.cwd().parents):
-            if (folder / DEMO_CONNECTION).exists():
-                return Client.from_file(folder / DEMO_CONNECTION, **options)
-        raise LomasError(
-            "not connected: give a URL and --token, or --file connection.json, "
-            "or set LOMAS_URL and LOMAS_TOKEN"
-        )
+        return Client.discover(**options)
 
     def _client(self) -> Client:
         if self.client is None:

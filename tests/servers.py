@@ -127,3 +127,53 @@ class Api:
     ) -> requests.Response:
         body = {"query": query, "epsilon": epsilon, "delta": delta, **extra}
         return self.post(f"/datasets/{dataset}/smartnoise-sql", body)
+
+
+class DemoProcess:
+    """``lomas-server demo`` in a folder, on a free port."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> DemoProcess:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(self.folder / "runtime")}
+        with open(self.folder / "demo.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "lomas_server",
+                    "demo",
+                    "--dir",
+                    str(self.folder),
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError((self.folder / "demo.log").read_text())
+            try:
+                if requests.get(self.url + API + "/health", timeout=2).ok:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("the demo server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()

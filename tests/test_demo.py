@@ -3,46 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import requests
 
-from tests.servers import free_port
-
-
-def _start_demo(folder, port):
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(folder / "runtime")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lomas_server", "demo", "--dir", str(folder), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read().decode()
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/lomas/api/v1/health", timeout=2).ok:
-                return process
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("demo server did not start")
-
-
-def _stop(process):
-    process.send_signal(signal.SIGTERM)
-    process.wait(20)
+from tests.servers import DemoProcess
 
 
 def test_demo_serves_sample_data_and_keeps_budget_across_runs(tmp_path):
     folder = tmp_path / "demo"
-    port = free_port()
-    process = _start_demo(folder, port)
+    demo = DemoProcess(folder).start()
+    port = demo.port
     try:
         info = json.loads((folder / "connection.json").read_text())
         assert info["url"] == f"http://127.0.0.1:{port}"
@@ -64,10 +36,10 @@ def test_demo_serves_sample_data_and_keeps_budget_across_runs(tmp_path):
         )
         assert reply.status_code == 200
     finally:
-        _stop(process)
+        demo.stop()
 
-    port2 = free_port()
-    process = _start_demo(folder, port2)
+    again = DemoProcess(folder).start()
+    port2 = again.port
     try:
         info2 = json.loads((folder / "connection.json").read_text())
         assert info2["token"] == info["token"] and info2["url"].endswith(str(port2))
@@ -77,7 +49,7 @@ def test_demo_serves_sample_data_and_keeps_budget_across_runs(tmp_path):
         ).json()
         assert budget["spent"]["epsilon"] == 0.5
     finally:
-        _stop(process)
+        again.stop()
 
 
 def test_demo_setup_only_prints_how_to_connect(tmp_path):

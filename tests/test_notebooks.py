@@ -1,0 +1,52 @@
+"""The example notebooks, executed by nbval against a fresh demo server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import DemoProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    process = DemoProcess(tmp_path_factory.mktemp("nb") / "lomas-demo").start()
+    yield process
+    process.stop()
+
+
+def test_example_notebooks_run_with_nbval(demo):
+    env = {
+        **os.environ,
+        "LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json"),
+        "LOMAS_STORE_URL": f"sqlite:///{demo.folder / 'admin.sqlite'}",
+        # so that '!lomas-admin' in a notebook finds this installation's command
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "JUPYTER_RUNTIME_DIR": str(demo.folder / "runtime"),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "examples/quickstart.ipynb",
+            "examples/admin.ipynb",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
