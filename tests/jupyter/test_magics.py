@@ -236,3 +236,10 @@ def test_magics_before_connecting_say_so(shell):
         "UsageError",
         "not connected yet: run %lomas_connect first",
     )
+
+
+def test_dummy_line_magic_assigns_like_any_expression(connected, user):
+    result = connected.run_cell("rows = %lomas_dummy --rows 12 --seed 4")
+    assert result.error_in_exec is None
+    assert connected.user_ns["rows"].shape == (12, 7)
+    assert _spent(user) == 0.0
