@@ -19,7 +19,7 @@ from traitlets import Float, Int, Type, Unicode, default
 from lomas_server import __version__
 from lomas_server.datasets import DatasetCache
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
-from lomas_server.errors import LomasError
+from lomas_server.errors import LomasError, StoreUnavailable
 from lomas_server.handlers import API_PREFIX, api_routes
 from lomas_server.identity import LomasTokenIdentityProvider
 from lomas_server.service.analyst import AnalystService, Limits
@@ -78,7 +78,12 @@ class LomasServerApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self.store = open_store(self.store_url)
-        interrupted = self.store.mark_interrupted()
+        try:
+            interrupted = self.store.mark_interrupted()
+        except StoreUnavailable as err:
+            # Serve anyway: /health reports the outage and queries answer 503 until it ends.
+            self.log.error("admin store unavailable at start: %s", err.message)
+            interrupted = 0
         if interrupted:
             self.log.warning(
                 "%d queries were running when the server last stopped; their spends stay, "

@@ -79,9 +79,13 @@ class InvalidMetadata(LomasError):
 
 
 class DatasetUnavailable(LomasError):
-    """The dataset could not be read (after validation, before or during execution)."""
+    """The dataset's rows cannot be read, or do not match the metadata.
 
-    status = 500
+    The message names the place and the cause for the administrator and the server log; an
+    analyst only ever gets a generic message (see AnalystService).
+    """
+
+    status = 503
     code = "dataset_unavailable"
 
 

@@ -12,7 +12,7 @@ import yaml
 import lomas_server
 from lomas_server.service.admin import AdminService
 from lomas_server.store.sqlite import SqliteStore
-from tests.servers import Api, ServerProcess
+from tests.servers import Api, FerretDB, ServerProcess
 
 SAMPLE_DATA = Path(lomas_server.__file__).parent / "sample_data"
 
@@ -82,3 +82,10 @@ def make_user(admin: AdminService, server: ServerProcess) -> Callable[..., User]
 @pytest.fixture
 def anonymous(server: ServerProcess) -> Api:
     return Api(server.api)
+
+
+@pytest.fixture(scope="session")
+def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDB]:
+    server = FerretDB(tmp_path_factory.mktemp("ferretdb")).start()
+    yield server
+    server.stop()

@@ -28,7 +28,7 @@ class ServerProcess:
 
     def __init__(
         self,
-        store: Path,
+        store: Path | str,
         workdir: Path,
         *,
         extra_args: tuple[str, ...] = (),
@@ -45,6 +45,11 @@ class ServerProcess:
         self.jupyter_token = "jupyter-" + os.urandom(8).hex()
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def store_url(self) -> str:
+        """A Path is an SQLite file; a string is a store URL as is (mongodb://...)."""
+        return f"sqlite:///{self.store}" if isinstance(self.store, Path) else self.store
+
     def command(self) -> list[str]:
         common = [
             "--ip=127.0.0.1",
@@ -52,7 +57,7 @@ class ServerProcess:
             "--ServerApp.port_retries=0",
             f"--ServerApp.root_dir={self.workdir}",
             f"--IdentityProvider.token={self.jupyter_token}",
-            f"--LomasServerApp.store_url=sqlite:///{self.store}",
+            f"--LomasServerApp.store_url={self.store_url}",
             "--ServerApp.open_browser=False",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -79,8 +84,9 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if requests.get(self.api + "/health", timeout=2).status_code == 200:
-                    return self
+                # Any answer means the server is up (503 when its admin store is down).
+                requests.get(self.api + "/health", timeout=10)
+                return self
             except requests.ConnectionError:
                 pass
             time.sleep(0.1)
@@ -175,5 +181,68 @@ class DemoProcess:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class FerretDB:
+    """A real MongoDB-wire server (FerretDB on SQLite) on a free loopback port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"mongodb://127.0.0.1:{self.port}/"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def binary() -> str:
+        candidates = [
+            os.environ.get("LOMAS_FERRETDB"),
+            str(Path(sys.executable).with_name("ferretdb")),
+        ]
+        for candidate in candidates:
+            if candidate and Path(candidate).is_file():
+                return candidate
+        raise RuntimeError(
+            "FerretDB is not built: run scripts/build-ferretdb (or set LOMAS_FERRETDB)"
+        )
+
+    def start(self, timeout: float = 30.0) -> FerretDB:
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        with open(self.workdir / "ferretdb.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    self.binary(),
+                    "--handler=sqlite",
+                    f"--sqlite-url=file:{data}/",
+                    f"--listen-addr=127.0.0.1:{self.port}",
+                    f"--debug-addr=127.0.0.1:{free_port()}",
+                    "--telemetry=disable",
+                    f"--state-dir={self.workdir}",
+                    "--log-level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError((self.workdir / "ferretdb.log").read_text())
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("FerretDB did not start")
+
+    def database_url(self, name: str) -> str:
+        return f"{self.url}{name}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()

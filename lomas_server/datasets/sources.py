@@ -1,44 +1,85 @@
 """Connectors: turn an admin's dataset description into rows.
 
-A source reports a cheap ``version`` (changes whenever the underlying data changes) so the
-cache can tell a fresh copy from a stale one without reading the data.
+A source reports a cheap ``version`` (changes whenever the underlying data changes: file
+mtime and size, an S3 ETag, an HTTP ETag or Last-Modified) so that the cache tells a fresh copy
+from a stale one without reading the data, and so that the service can check that a dataset is
+reachable before it reserves any budget. Descriptions may hold credentials: they are kept in
+the admin store and shown elsewhere only through ``public_description``.
 """
 
 from __future__ import annotations
 
 import abc
+import io
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata
 
 FORMATS = ("csv", "parquet")
+SECRET_FIELDS = ("secret_access_key", "access_key_id", "session_token", "headers")
+REDACTED = "***"
 
 
 class DatasetSource(abc.ABC):
-    @abc.abstractmethod
-    def version(self) -> str:
-        """A token that changes whenever the data changes."""
+    kind: str
+
+    def __init__(self, file_format: str | None, name_for_format: str) -> None:
+        self.format = file_format or _format_from_suffix(name_for_format)
+        if self.format not in FORMATS:
+            raise InvalidMetadata(
+                f"unsupported file format {self.format!r}; use one of {', '.join(FORMATS)} (--format)"
+            )
 
     @abc.abstractmethod
-    def load(self) -> pd.DataFrame:
-        """Read every row."""
+    def version(self) -> str:
+        """A token that changes whenever the data changes; raises DatasetUnavailable."""
+
+    @abc.abstractmethod
+    def read_bytes(self) -> bytes | Path:
+        """The raw file (or its local path); raises DatasetUnavailable."""
 
     @abc.abstractmethod
     def describe(self) -> dict[str, Any]:
-        """The JSON description stored in the admin store."""
+        """The JSON description stored in the admin store (credentials included)."""
+
+    @abc.abstractmethod
+    def where(self) -> str:
+        """Where the data lives, for messages and logs: never a credential."""
+
+    def load(self) -> pd.DataFrame:
+        raw = self.read_bytes()
+        handle: Any = raw if isinstance(raw, Path) else io.BytesIO(raw)
+        try:
+            if self.format == "csv":
+                # Everything as text first: conform_to_metadata converts with the admin's types,
+                # so pandas' guesses never decide what a column is.
+                return pd.read_csv(handle, dtype=str, keep_default_na=True)
+            return pd.read_parquet(handle)
+        except (OSError, ValueError) as err:
+            raise DatasetUnavailable(
+                f"{self.where()} is not a readable {self.format} file"
+            ) from err
+
+    def public_description(self) -> dict[str, Any]:
+        return {
+            key: (REDACTED if key in SECRET_FIELDS else value)
+            for key, value in self.describe().items()
+        }
 
 
 class LocalFileSource(DatasetSource):
+    kind = "local"
+
     def __init__(self, path: str | Path, file_format: str | None = None) -> None:
         self.path = Path(path)
-        self.format = file_format or _format_from_suffix(self.path)
-        if self.format not in FORMATS:
-            raise InvalidMetadata(
-                f"unsupported file format {self.format!r}; use one of {', '.join(FORMATS)}"
-            )
+        super().__init__(file_format, self.path.name)
 
     def version(self) -> str:
         try:
@@ -47,27 +88,188 @@ class LocalFileSource(DatasetSource):
             raise DatasetUnavailable(f"dataset file {self.path} cannot be read") from err
         return f"{stat.st_mtime_ns}:{stat.st_size}"
 
-    def load(self) -> pd.DataFrame:
-        try:
-            if self.format == "csv":
-                # Everything as text first: conform_to_metadata converts with the admin's types,
-                # so pandas' guesses never decide what a column is.
-                return pd.read_csv(self.path, dtype=str, keep_default_na=True)
-            return pd.read_parquet(self.path)
-        except (OSError, ValueError) as err:
-            raise DatasetUnavailable(f"dataset file {self.path} cannot be read") from err
+    def read_bytes(self) -> Path:
+        if not self.path.is_file():
+            raise DatasetUnavailable(f"dataset file {self.path} cannot be read")
+        return self.path
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "local", "path": str(self.path), "format": self.format}
+        return {"kind": self.kind, "path": str(self.path), "format": self.format}
+
+    def where(self) -> str:
+        return str(self.path)
 
 
-def _format_from_suffix(path: Path) -> str:
-    suffix = path.suffix.lower().lstrip(".")
+class S3Source(DatasetSource):
+    """An object on S3 or an S3-compatible server; credentials from the record or the environment."""
+
+    kind = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        file_format: str | None = None,
+    ) -> None:
+        self.bucket, self.key = bucket, key
+        self.endpoint_url, self.region = endpoint_url, region
+        self.access_key_id, self.secret_access_key = access_key_id, secret_access_key
+        super().__init__(file_format, key)
+
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.key}" + (
+            f" at {self.endpoint_url}" if self.endpoint_url else ""
+        )
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "bucket": self.bucket,
+            "key": self.key,
+            "format": self.format,
+        }
+        for name in ("endpoint_url", "region", "access_key_id", "secret_access_key"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
+
+    def version(self) -> str:
+        head = self._call("head_object")
+        return (
+            f"{head.get('ETag', '')}:{head.get('LastModified', '')}:{head.get('ContentLength', '')}"
+        )
+
+    def read_bytes(self) -> bytes:
+        response = self._call("get_object")
+        try:
+            return response["Body"].read()
+        except Exception as err:  # the connection broke while streaming the body
+            raise DatasetUnavailable(f"the download of {self.where()} was interrupted") from err
+
+    def _call(self, operation: str) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(_s3_client(self), operation)(Bucket=self.bucket, Key=self.key)
+        except ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NoSuchBucket", "NotFound"):
+                raise DatasetUnavailable(f"{self.where()} does not exist") from err
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise DatasetUnavailable(f"access to {self.where()} was denied") from err
+            raise DatasetUnavailable(f"S3 refused {operation} on {self.where()} ({code})") from err
+        except BotoCoreError as err:
+            raise DatasetUnavailable(f"the S3 server for {self.where()} cannot be reached") from err
+
+
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _s3_client(source: S3Source) -> Any:
+    """One boto3 client per endpoint and identity (creating one costs tens of milliseconds)."""
+    import boto3
+    from botocore.config import Config
+
+    key = (source.endpoint_url, source.region, source.access_key_id, source.secret_access_key)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=source.endpoint_url,
+                region_name=source.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                aws_access_key_id=source.access_key_id,
+                aws_secret_access_key=source.secret_access_key,
+                config=Config(connect_timeout=10, read_timeout=300, retries={"max_attempts": 2}),
+            )
+            _clients[key] = client
+        return client
+
+
+class HttpSource(DatasetSource):
+    """A file downloaded over HTTP(S); versioned by ETag or Last-Modified."""
+
+    kind = "http"
+
+    def __init__(
+        self, url: str, *, file_format: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        self.url = url
+        self.headers = dict(headers or {})
+        super().__init__(file_format, urlparse(url).path)
+
+    def where(self) -> str:
+        parsed = urlparse(self.url)
+        return f"{parsed.scheme}://{parsed.hostname}{':' + str(parsed.port) if parsed.port else ''}{parsed.path}"
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "url": self.url, "format": self.format}
+        if self.headers:
+            out["headers"] = self.headers
+        return out
+
+    def version(self) -> str:
+        import requests
+
+        try:
+            head = requests.head(self.url, headers=self.headers, timeout=10, allow_redirects=True)
+        except requests.RequestException as err:
+            raise DatasetUnavailable(f"{self.where()} cannot be reached") from err
+        _check_status(head.status_code, self.where())
+        validator = head.headers.get("ETag") or head.headers.get("Last-Modified")
+        # Without a validator nothing tells a changed file from the same one: never reuse a copy.
+        return validator or f"unversioned:{time.monotonic_ns()}"
+
+    def read_bytes(self) -> bytes:
+        import requests
+
+        try:
+            response = requests.get(self.url, headers=self.headers, timeout=(10, 300))
+        except requests.ConnectionError as err:
+            raise DatasetUnavailable(
+                f"the download of {self.where()} failed or was interrupted"
+            ) from err
+        except requests.RequestException as err:
+            raise DatasetUnavailable(f"{self.where()} cannot be downloaded") from err
+        _check_status(response.status_code, self.where())
+        return response.content
+
+
+def _check_status(status: int, where: str) -> None:
+    if status in (401, 403):
+        raise DatasetUnavailable(f"access to {where} was denied (HTTP {status})")
+    if status == 404:
+        raise DatasetUnavailable(f"{where} does not exist (HTTP 404)")
+    if status >= 400:
+        raise DatasetUnavailable(f"{where} answered HTTP {status}")
+
+
+def _format_from_suffix(name: str) -> str:
+    suffix = Path(name).suffix.lower().lstrip(".")
     return {"pq": "parquet", "txt": "csv"}.get(suffix, suffix)
 
 
 def source_from_description(description: dict[str, Any]) -> DatasetSource:
     kind = description.get("kind")
-    if kind == "local":
-        return LocalFileSource(description["path"], description.get("format"))
-    raise InvalidMetadata(f"unknown dataset source kind {kind!r}")
+    options = {k: v for k, v in description.items() if k not in ("kind", "format")}
+    file_format = description.get("format")
+    try:
+        if kind == "local":
+            return LocalFileSource(options["path"], file_format)
+        if kind == "s3":
+            return S3Source(
+                options.pop("bucket"), options.pop("key"), file_format=file_format, **options
+            )
+        if kind == "http":
+            return HttpSource(options.pop("url"), file_format=file_format, **options)
+    except (KeyError, TypeError) as err:
+        raise InvalidMetadata(
+            f"incomplete or unknown fields in a {kind} dataset source: {err}"
+        ) from err
+    raise InvalidMetadata(f"unknown dataset source kind {kind!r}; use local, s3 or http")

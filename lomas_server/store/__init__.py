@@ -12,7 +12,8 @@ def open_store(url: str) -> AdminStore:
     """Open the admin store named by ``url``.
 
     ``sqlite:///relative/path.sqlite`` or ``sqlite:////absolute/path.sqlite`` (SQLAlchemy's
-    spelling), or a bare file path, select the embedded SQLite store.
+    spelling), or a bare file path, select the embedded SQLite store; ``mongodb://...`` selects
+    the MongoDB store.
     """
     if url.startswith("sqlite:///"):
         from lomas_server.store.sqlite import SqliteStore
@@ -22,8 +23,14 @@ def open_store(url: str) -> AdminStore:
         from lomas_server.store.sqlite import SqliteStore
 
         return SqliteStore(Path(url))
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from lomas_server.store.mongo import MongoStore
+
+        return MongoStore(url)
     scheme = url.split("://", 1)[0]
-    raise InvalidRequest(f"unsupported admin store URL scheme {scheme!r}; use sqlite:///PATH")
+    raise InvalidRequest(
+        f"unsupported admin store URL scheme {scheme!r}; use sqlite:///PATH or mongodb://HOST:PORT/DB"
+    )
 
 
 __all__ = ["AdminStore", "open_store"]
