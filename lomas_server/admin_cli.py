@@ -18,6 +18,8 @@ import yaml
 
 from lomas_server.errors import LomasError
 from lomas_server.service.admin import AdminService
+from lomas_server.service.backup import export_store, restore_store
+from lomas_server.service.lomas_import import LomasImporter
 from lomas_server.store import open_store
 
 DEFAULT_STORE = "sqlite:///lomas-admin.sqlite"
@@ -79,6 +81,38 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("archive", help="show a user's archived queries")
     p.add_argument("user")
     p.add_argument("--dataset", help="only queries on this dataset")
+
+    p = sub.add_parser(
+        "import-lomas",
+        help="import users, budgets and datasets from lomas's YAML collection files",
+        description="Import a lomas admin database: its user collection and dataset collection "
+        "files (YAML). Users get new API tokens, printed once; what they spent is kept.",
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="user_collection.yaml, dataset_collection.yaml",
+    )
+    p.add_argument(
+        "--remap",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="rewrite paths and URLs starting with OLD to start with NEW (repeatable)",
+    )
+    p.add_argument(
+        "--relative-to", type=Path, help="folder for relative paths (default: each file's folder)"
+    )
+    p.add_argument(
+        "--no-check", action="store_true", help="import datasets without reading their data"
+    )
+
+    p = sub.add_parser("export", help="write a full backup of the admin store (keep it private)")
+    p.add_argument("file", type=Path)
+    p = sub.add_parser("restore", help="load a backup into an empty admin store")
+    p.add_argument("file", type=Path)
     return parser
 
 
@@ -166,7 +200,7 @@ def _list_datasets(admin: AdminService, args: argparse.Namespace) -> Any:
     return [
         {
             "name": d.name,
-            "source": d.source,
+            "source": admin.public_source(d),
             "max_query": d.max_query.as_dict() if d.max_query else None,
             "cap": d.cap.as_dict() if d.cap else None,
             "spent_by_all_users": admin.dataset_spent(d.name).as_dict(),
@@ -207,6 +241,50 @@ def _archive(admin: AdminService, args: argparse.Namespace) -> Any:
     ]
 
 
+def _import_lomas(admin: AdminService, args: argparse.Namespace) -> Any:
+    remap = {}
+    for item in args.remap:
+        old, sep, new = item.partition("=")
+        if not sep or not old:
+            raise LomasError(f"--remap {item!r}: write OLD=NEW")
+        remap[old] = new
+    importer = LomasImporter(
+        admin, remap=remap, base=args.relative_to, check_data=not args.no_check
+    )
+    report = importer.run(args.files).as_dict()
+    report["note"] = "store the tokens now: they are not shown again"
+    return report
+
+
+def _export(admin: AdminService, args: argparse.Namespace) -> Any:
+    backup = export_store(admin.store)
+    text = yaml.safe_dump(backup, sort_keys=False, allow_unicode=True)
+    try:
+        fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as err:
+        raise LomasError(f"cannot write {args.file}: {err.strerror}") from err
+    counts = {
+        part: len(backup[part]) for part in ("users", "datasets", "grants", "ledger", "archive")
+    }
+    return {
+        "file": str(args.file),
+        **counts,
+        "note": "it holds dataset credentials: keep it private",
+    }
+
+
+def _restore(admin: AdminService, args: argparse.Namespace) -> Any:
+    try:
+        backup = yaml.safe_load(args.file.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise LomasError(f"cannot read {args.file}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise LomasError(f"{args.file} is not valid YAML: {err}") from err
+    return {"file": str(args.file), **restore_store(admin.store, backup)}
+
+
 COMMANDS: dict[str, Callable[[AdminService, argparse.Namespace], Any]] = {
     "add-user": _add_user,
     "rotate-token": _rotate,
@@ -219,6 +297,9 @@ COMMANDS: dict[str, Callable[[AdminService, argparse.Namespace], Any]] = {
     "grant": _grant,
     "budget": _budget,
     "archive": _archive,
+    "import-lomas": _import_lomas,
+    "export": _export,
+    "restore": _restore,
 }
 
 
@@ -235,9 +316,18 @@ def _flatten(row: dict[str, Any]) -> dict[str, str]:
     return flat
 
 
+def _text_item(key: str, value: Any) -> str:
+    """One entry of a report; lists and mappings get a line per item."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return f"{key}:" + "".join(f"\n  - {item}" for item in value) if value else f"{key}: (none)"
+    if isinstance(value, dict) and value and all(isinstance(v, str) for v in value.values()):
+        return f"{key}:" + "".join(f"\n  {k}: {v}" for k, v in value.items())
+    return f"{key}: {_flatten({key: value})[key]}"
+
+
 def _text(result: Any) -> str:
     if isinstance(result, dict):
-        return "\n".join(f"{k}: {v}" for k, v in _flatten(result).items())
+        return "\n".join(_text_item(key, value) for key, value in result.items())
     rows = [_flatten(row) for row in result]
     if not rows:
         return "(none)"

@@ -12,7 +12,7 @@ import yaml
 import lomas_server
 from lomas_server.service.admin import AdminService
 from lomas_server.store.sqlite import SqliteStore
-from tests.servers import Api, FerretDB, ServerProcess
+from tests.servers import Api, FerretDB, FileServer, MotoS3, ServerProcess
 
 SAMPLE_DATA = Path(lomas_server.__file__).parent / "sample_data"
 
@@ -87,5 +87,19 @@ def anonymous(server: ServerProcess) -> Api:
 @pytest.fixture(scope="session")
 def ferretdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FerretDB]:
     server = FerretDB(tmp_path_factory.mktemp("ferretdb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    server = MotoS3(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def file_server() -> Iterator[FileServer]:
+    server = FileServer().start()
     yield server
     server.stop()

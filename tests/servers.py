@@ -246,3 +246,127 @@ class FerretDB:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+class MotoS3:
+    """A real S3-compatible server (moto_server) on a free loopback port."""
+
+    KEY_ID, SECRET = "lomas-test-key", "lomas-test-secret-SHOULD-NOT-LEAK"
+
+    def __init__(self, workdir: Path, *, enforce_auth: bool = False) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.enforce_auth = enforce_auth
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> MotoS3:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if self.enforce_auth:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"  # every request checked: unknown keys denied
+        binary = Path(sys.executable).with_name("moto_server")
+        with open(self.workdir / "moto.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                requests.get(self.endpoint + "/moto-api/", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("moto_server did not start")
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.KEY_ID,
+            aws_secret_access_key=self.SECRET,
+        )
+
+    def options(self) -> dict[str, str]:
+        """The source options that reach this server with this server's credentials."""
+        return {
+            "endpoint_url": self.endpoint,
+            "access_key_id": self.KEY_ID,
+            "secret_access_key": self.SECRET,
+        }
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+class FileServer:
+    """A small HTTP server for dataset downloads: files with ETags, and some broken paths.
+
+    ``/forbidden/...`` answers 403; ``/cut/NAME`` announces NAME's full length and then closes
+    the connection halfway through the body.
+    """
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.files: dict[str, bytes] = {}
+        files = self.files
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _headers(self) -> bytes | None:
+                path = self.path.split("?")[0]
+                if path.startswith("/forbidden/"):
+                    self.send_response(403)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                name = path.removeprefix("/cut")
+                body = files.get(name)
+                if body is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", f'"{hash(body) & 0xFFFFFFFF:x}"')
+                self.end_headers()
+                return body
+
+            def do_HEAD(self) -> None:
+                self._headers()
+
+            def do_GET(self) -> None:
+                body = self._headers()
+                if body is None:
+                    return
+                if self.path.startswith("/cut/"):
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> FileServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -3,13 +3,23 @@
 from lomas_server.datasets.cache import DatasetCache
 from lomas_server.datasets.conform import conform_to_metadata
 from lomas_server.datasets.dummy import make_dummy
-from lomas_server.datasets.sources import DatasetSource, LocalFileSource, source_from_description
+from lomas_server.datasets.sources import (
+    DatasetSource,
+    HttpSource,
+    LocalFileSource,
+    S3Source,
+    source_from_description,
+    source_from_location,
+)
 
 __all__ = [
     "DatasetCache",
     "DatasetSource",
+    "HttpSource",
     "LocalFileSource",
+    "S3Source",
     "conform_to_metadata",
     "make_dummy",
     "source_from_description",
+    "source_from_location",
 ]

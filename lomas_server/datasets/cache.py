@@ -33,9 +33,18 @@ class DatasetCache:
         self.loads = 0  # how many times data was actually read (for tests and benchmarks)
 
     def get(
-        self, name: str, source: DatasetSource, prepare: Callable[[pd.DataFrame], pd.DataFrame]
+        self,
+        name: str,
+        source: DatasetSource,
+        prepare: Callable[[pd.DataFrame], pd.DataFrame],
+        *,
+        version: str | None = None,
     ) -> CachedFrame:
-        version = source.version()
+        """The prepared rows of ``source``, read again only when its version has changed.
+
+        ``version`` is the source's version if the caller already asked for it.
+        """
+        version = version if version is not None else source.version()
         hit = self._lookup(name, version)
         if hit is not None:
             return hit

@@ -152,7 +152,7 @@ class S3Source(DatasetSource):
             raise DatasetUnavailable(f"the download of {self.where()} was interrupted") from err
 
     def _call(self, operation: str) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         try:
             return getattr(_s3_client(self), operation)(Bucket=self.bucket, Key=self.key)
@@ -163,6 +163,11 @@ class S3Source(DatasetSource):
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise DatasetUnavailable(f"access to {self.where()} was denied") from err
             raise DatasetUnavailable(f"S3 refused {operation} on {self.where()} ({code})") from err
+        except NoCredentialsError as err:
+            raise DatasetUnavailable(
+                f"no S3 credentials for {self.where()}: store them with the dataset or give the "
+                "server AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ) from err
         except BotoCoreError as err:
             raise DatasetUnavailable(f"the S3 server for {self.where()} cannot be reached") from err
 
@@ -231,7 +236,7 @@ class HttpSource(DatasetSource):
 
         try:
             response = requests.get(self.url, headers=self.headers, timeout=(10, 300))
-        except requests.ConnectionError as err:
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
             raise DatasetUnavailable(
                 f"the download of {self.where()} failed or was interrupted"
             ) from err
@@ -253,6 +258,29 @@ def _check_status(status: int, where: str) -> None:
 def _format_from_suffix(name: str) -> str:
     suffix = Path(name).suffix.lower().lstrip(".")
     return {"pq": "parquet", "txt": "csv"}.get(suffix, suffix)
+
+
+def source_from_location(
+    location: str | Path, file_format: str | None = None, **options: Any
+) -> DatasetSource:
+    """A source from what an admin types: a file path, ``s3://bucket/key`` or ``http(s)://...``.
+
+    ``options`` are the S3 settings (endpoint_url, region, access_key_id, secret_access_key)
+    or the HTTP ``headers``; left out, S3 credentials come from the server's environment.
+    """
+    text = str(location)
+    parsed = urlparse(text)
+    if parsed.scheme == "s3":
+        if not parsed.netloc or not parsed.path.strip("/"):
+            raise InvalidMetadata(f"an S3 location is s3://BUCKET/KEY, not {text!r}")
+        return S3Source(parsed.netloc, parsed.path.lstrip("/"), file_format=file_format, **options)
+    if parsed.scheme in ("http", "https"):
+        return HttpSource(text, file_format=file_format, **options)
+    if options:
+        raise InvalidMetadata(
+            f"options {', '.join(sorted(options))} only apply to S3 or HTTP locations"
+        )
+    return LocalFileSource(Path(text).resolve(), file_format)
 
 
 def source_from_description(description: dict[str, Any]) -> DatasetSource:

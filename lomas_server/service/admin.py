@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lomas_server.accounting import MAX_EPSILON, Budget, PrivacyAmount
-from lomas_server.datasets import LocalFileSource, conform_to_metadata
+from lomas_server.datasets import conform_to_metadata, source_from_description, source_from_location
 from lomas_server.errors import InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.store.base import AdminStore, ArchiveEntry, DatasetRecord, UserRecord
@@ -49,21 +49,25 @@ class AdminService:
     def add_dataset(
         self,
         name: str,
-        path: str | Path,
+        location: str | Path,
         metadata: Any,
         *,
         file_format: str | None = None,
         max_query: tuple[float, float] | None = None,
         cap: tuple[float, float] | None = None,
+        source_options: dict[str, Any] | None = None,
+        check_data: bool = True,
     ) -> DatasetRecord:
+        """Register a dataset at a file path, ``s3://bucket/key`` or ``http(s)://`` URL."""
         if not DATASET_NAME.match(name):
             raise InvalidRequest(
                 "a dataset name is 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
             )
         parsed = DatasetMetadata.from_dict(metadata)
-        source = LocalFileSource(Path(path).resolve(), file_format)
-        # Read it once now: a dataset whose rows do not fit its metadata never reaches analysts.
-        conform_to_metadata(source.load(), parsed)
+        source = source_from_location(location, file_format, **(source_options or {}))
+        if check_data:
+            # Read it once now: a dataset whose rows do not fit its metadata never reaches analysts.
+            conform_to_metadata(source.load(), parsed)
         record = DatasetRecord(
             name=name,
             source=source.describe(),
@@ -88,6 +92,11 @@ class AdminService:
 
     def list_datasets(self) -> list[DatasetRecord]:
         return self.store.list_datasets()
+
+    @staticmethod
+    def public_source(record: DatasetRecord) -> dict[str, Any]:
+        """Where a dataset lives, with credentials masked: for display."""
+        return source_from_description(record.source).public_description()
 
     # -- budgets -----------------------------------------------------------------------------
     def grant(self, user: str, dataset: str, epsilon: float, delta: float) -> None:

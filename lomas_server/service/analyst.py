@@ -30,7 +30,14 @@ from lomas_server.engines.smartnoise_sql import (
     SmartnoiseSqlEngine,
     SqlPlan,
 )
-from lomas_server.errors import Forbidden, InvalidRequest, LomasError, NotFound, QueryFailed
+from lomas_server.errors import (
+    DatasetUnavailable,
+    Forbidden,
+    InvalidRequest,
+    LomasError,
+    NotFound,
+    QueryFailed,
+)
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.store.base import (
     DONE,
@@ -158,6 +165,7 @@ class AnalystService:
                     "cost": PrivacyAmount.zero().as_dict(),
                     "budget": self._budget(user, dataset).as_dict(),
                 }
+        version = self._available_version(record)
         query_id = uuid.uuid4().hex
         request = {
             "query": query,
@@ -171,7 +179,7 @@ class AnalystService:
         )
         # From here on the budget is spent, whatever happens.
         try:
-            result = self._execute(record, plan, postprocess)
+            result = self._execute(record, plan, postprocess, version)
         except Exception as err:
             log.exception("query %s on %s by %s failed after reservation", query_id, dataset, user)
             self._finish(query_id, FAILED, error=f"{type(err).__name__}: {err}")
@@ -204,14 +212,28 @@ class AnalystService:
             )
         return record, plan
 
-    def _execute(self, record: DatasetRecord, plan: SqlPlan, postprocess: bool) -> dict[str, Any]:
+    def _available_version(self, record: DatasetRecord) -> str:
+        """Check that the rows can be reached before spending: a dataset that is missing,
+        forbidden or offline costs the analyst nothing (no row has been read)."""
+        try:
+            return source_from_description(record.source).version()
+        except DatasetUnavailable as err:
+            log.warning("dataset %s is unavailable: %s", record.name, err.message)
+            raise DatasetUnavailable(
+                f"dataset {record.name!r} cannot be read right now; nothing was spent. "
+                "The administrator can find the cause in the server log."
+            ) from err
+
+    def _execute(
+        self, record: DatasetRecord, plan: SqlPlan, postprocess: bool, version: str
+    ) -> dict[str, Any]:
         metadata = _metadata(record)
         source = source_from_description(record.source)
 
         def prepare(raw: pd.DataFrame) -> pd.DataFrame:
             return conform_to_metadata(raw, metadata)
 
-        cached = self.cache.get(record.name, source, prepare)
+        cached = self.cache.get(record.name, source, prepare, version=version)
         outcome = self.engine.execute(
             plan, metadata, cached.version, lambda: cached.frame, postprocess=postprocess
         )

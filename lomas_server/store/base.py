@@ -8,7 +8,7 @@ budgets; ``reserve`` is the single place where spending happens, atomically.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ class UserRecord:
     is_admin: bool
     may_query: bool
     created_at: str
+    token_hash: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class ArchiveEntry:
     finished_at: str | None
     result: dict[str, Any] | None
     error: str | None
+    fingerprint: str | None = None
 
 
 # Archive statuses. "running" entries left behind by a crash become "interrupted" at start-up.
@@ -97,7 +99,9 @@ class AdminStore(abc.ABC):
 
     # -- users ---------------------------------------------------------------------------
     @abc.abstractmethod
-    def add_user(self, name: str, token_hash: str, *, is_admin: bool = False) -> UserRecord: ...
+    def add_user(
+        self, name: str, token_hash: str, *, is_admin: bool = False, created_at: str | None = None
+    ) -> UserRecord: ...
 
     @abc.abstractmethod
     def get_user(self, name: str) -> UserRecord | None: ...
@@ -157,8 +161,9 @@ class AdminStore(abc.ABC):
         *,
         kind: str,
         query_id: str | None = None,
+        created_at: str | None = None,
     ) -> None:
-        """Append a spend that bypasses the caps (imports of budgets spent elsewhere)."""
+        """Append a spend that bypasses the caps (imports of budgets spent elsewhere, restores)."""
 
     @abc.abstractmethod
     def spent(self, user: str, dataset: str) -> PrivacyAmount: ...
@@ -191,6 +196,10 @@ class AdminStore(abc.ABC):
     @abc.abstractmethod
     def find_release(self, user: str, dataset: str, fingerprint: str) -> ArchiveEntry | None:
         """The first completed release of this user's request with this fingerprint, if any."""
+
+    @abc.abstractmethod
+    def restore_archive_entry(self, entry: ArchiveEntry) -> None:
+        """Put back an archive entry from a backup (its spend is restored through the ledger)."""
 
     @abc.abstractmethod
     def mark_interrupted(self) -> int:

@@ -144,10 +144,18 @@ class MongoStore(AdminStore):
 
     # -- users ---------------------------------------------------------------------------------
     @_unavailable_on_connection_errors
-    def add_user(self, name: str, token_hash: str, *, is_admin: bool = False) -> UserRecord:
+    def add_user(
+        self, name: str, token_hash: str, *, is_admin: bool = False, created_at: str | None = None
+    ) -> UserRecord:
         from pymongo.errors import DuplicateKeyError
 
-        record = UserRecord(name=name, is_admin=is_admin, may_query=True, created_at=utc_now())
+        record = UserRecord(
+            name=name,
+            is_admin=is_admin,
+            may_query=True,
+            created_at=created_at or utc_now(),
+            token_hash=token_hash,
+        )
         try:
             self.db.users.insert_one(
                 {
@@ -316,8 +324,11 @@ class MongoStore(AdminStore):
         *,
         kind: str,
         query_id: str | None = None,
+        created_at: str | None = None,
     ) -> None:
-        self._append(user, dataset, amount, kind=kind, query_id=query_id, check=None)
+        self._append(
+            user, dataset, amount, kind=kind, query_id=query_id, check=None, created_at=created_at
+        )
 
     def _append(
         self,
@@ -328,6 +339,7 @@ class MongoStore(AdminStore):
         kind: str,
         query_id: str | None,
         check: Callable[[PrivacyAmount, PrivacyAmount], None] | None,
+        created_at: str | None = None,
     ) -> str:
         """Insert the dataset's next ledger entry, checked against the totals it follows."""
         from pymongo.errors import DuplicateKeyError
@@ -341,7 +353,7 @@ class MongoStore(AdminStore):
             user_total, dataset_total = _totals(mine, "user"), _totals(head, "dataset")
             if check is not None:
                 check(user_total, dataset_total)
-            now = utc_now()
+            now = created_at or utc_now()
             after_user, after_dataset = user_total + cost, dataset_total + cost
             try:
                 self.db.ledger.insert_one(
@@ -444,6 +456,26 @@ class MongoStore(AdminStore):
         return None if doc is None else _archive(doc)
 
     @_unavailable_on_connection_errors
+    def restore_archive_entry(self, entry: ArchiveEntry) -> None:
+        self.db.archive.insert_one(
+            {
+                "_id": entry.query_id,
+                "user": entry.user,
+                "dataset": entry.dataset,
+                "engine": entry.engine,
+                "request": entry.request,
+                "eps_units": entry.cost.eps_units,
+                "delta_units": entry.cost.delta_units,
+                "status": entry.status,
+                "created_at": entry.created_at,
+                "finished_at": entry.finished_at,
+                "result": _encode(entry.result),
+                "error": entry.error,
+                "fingerprint": entry.fingerprint,
+            }
+        )
+
+    @_unavailable_on_connection_errors
     def mark_interrupted(self) -> int:
         return self.db.archive.update_many(
             {"status": RUNNING},
@@ -486,7 +518,13 @@ def _amount(doc: dict[str, Any], prefix: str) -> PrivacyAmount | None:
 def _user(doc: dict[str, Any] | None) -> UserRecord | None:
     if doc is None:
         return None
-    return UserRecord(doc["_id"], bool(doc["is_admin"]), bool(doc["may_query"]), doc["created_at"])
+    return UserRecord(
+        doc["_id"],
+        bool(doc["is_admin"]),
+        bool(doc["may_query"]),
+        doc["created_at"],
+        doc.get("token_hash"),
+    )
 
 
 def _dataset(doc: dict[str, Any] | None) -> DatasetRecord | None:
@@ -515,6 +553,7 @@ def _archive(doc: dict[str, Any]) -> ArchiveEntry:
         finished_at=doc.get("finished_at"),
         result=_decode(doc.get("result")),
         error=doc.get("error"),
+        fingerprint=doc.get("fingerprint"),
     )
 
 

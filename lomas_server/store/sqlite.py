@@ -225,8 +225,16 @@ class SqliteStore(AdminStore):
         self._read("SELECT 1")
 
     # -- users ---------------------------------------------------------------------------
-    def add_user(self, name: str, token_hash: str, *, is_admin: bool = False) -> UserRecord:
-        record = UserRecord(name=name, is_admin=is_admin, may_query=True, created_at=utc_now())
+    def add_user(
+        self, name: str, token_hash: str, *, is_admin: bool = False, created_at: str | None = None
+    ) -> UserRecord:
+        record = UserRecord(
+            name=name,
+            is_admin=is_admin,
+            may_query=True,
+            created_at=created_at or utc_now(),
+            token_hash=token_hash,
+        )
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM users WHERE name=?", (name,)).fetchone():
                 raise Conflict(f"user {name!r} already exists")
@@ -381,12 +389,21 @@ class SqliteStore(AdminStore):
         *,
         kind: str,
         query_id: str | None = None,
+        created_at: str | None = None,
     ) -> None:
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO ledger (user, dataset, query_id, eps_units, delta_units, kind, created_at) "
                 "VALUES (?,?,?,?,?,?,?)",
-                (user, dataset, query_id, amount.eps_units, amount.delta_units, kind, utc_now()),
+                (
+                    user,
+                    dataset,
+                    query_id,
+                    amount.eps_units,
+                    amount.delta_units,
+                    kind,
+                    created_at or utc_now(),
+                ),
             )
 
     def spent(self, user: str, dataset: str) -> PrivacyAmount:
@@ -449,6 +466,28 @@ class SqliteStore(AdminStore):
         rows = self._read("SELECT * FROM archive WHERE query_id=?", (query_id,))
         return _archive(rows[0]) if rows else None
 
+    def restore_archive_entry(self, entry: ArchiveEntry) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO archive (query_id, user, dataset, engine, request, eps_units, delta_units, "
+                "status, created_at, finished_at, result, error, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    entry.query_id,
+                    entry.user,
+                    entry.dataset,
+                    entry.engine,
+                    json.dumps(entry.request),
+                    entry.cost.eps_units,
+                    entry.cost.delta_units,
+                    entry.status,
+                    entry.created_at,
+                    entry.finished_at,
+                    json.dumps(entry.result) if entry.result is not None else None,
+                    entry.error,
+                    entry.fingerprint,
+                ),
+            )
+
     def mark_interrupted(self) -> int:
         with self._write() as conn:
             return conn.execute(
@@ -499,7 +538,13 @@ def _amount_or_none(eps: int | None, delta: int | None) -> PrivacyAmount | None:
 
 
 def _user(row: sqlite3.Row) -> UserRecord:
-    return UserRecord(row["name"], bool(row["is_admin"]), bool(row["may_query"]), row["created_at"])
+    return UserRecord(
+        row["name"],
+        bool(row["is_admin"]),
+        bool(row["may_query"]),
+        row["created_at"],
+        row["token_hash"],
+    )
 
 
 def _dataset(row: sqlite3.Row) -> DatasetRecord:
@@ -532,4 +577,5 @@ def _archive(row: sqlite3.Row) -> ArchiveEntry:
         finished_at=row["finished_at"],
         result=json.loads(row["result"]) if row["result"] is not None else None,
         error=row["error"],
+        fingerprint=row["fingerprint"],
     )
