@@ -331,9 +331,10 @@ class LomasMagic(Magics, Configurable):
         run = run_on_dummy(
             client.metadata(dataset), rows, dataset, query, epsilon=epsilon, delta=delta, seed=seed
         )
+        cost = client.smartnoise_sql_cost(dataset, query, epsilon=epsilon, delta=delta)["cost"]
         print(
             f"Dummy run on {run.rows} synthetic rows: nothing spent. On {dataset} this query "
-            f"would cost epsilon={run.plan.cost.epsilon:g}, delta={run.plan.cost.delta:g}."
+            f"would cost epsilon={cost['epsilon']:g}, delta={cost['delta']:g}."
         )
         return run.result
 

@@ -201,6 +201,9 @@ def _list_datasets(admin: AdminService, args: argparse.Namespace) -> Any:
         {
             "name": d.name,
             "source": admin.public_source(d),
+            "accounting": d.accounting
+            if d.accounting == "basic"
+            else f"zcdp (delta' {d.conversion_delta:g})",
             "max_query": d.max_query.as_dict() if d.max_query else None,
             "cap": d.cap.as_dict() if d.cap else None,
             "spent_by_all_users": admin.dataset_spent(d.name).as_dict(),
@@ -309,6 +312,10 @@ def _flatten(row: dict[str, Any]) -> dict[str, str]:
     for key, value in row.items():
         if isinstance(value, dict) and set(value) <= {"epsilon", "delta"} and value:
             flat[key] = f"eps={value['epsilon']:g} delta={value['delta']:g}"
+        elif isinstance(value, dict) and "mode" in value:  # an accounting rule
+            flat[key] = value["mode"]
+            if "spent" in value:
+                flat[key] += f" (rho {value['spent']['rho']:g} of {value['initial']['rho']:g})"
         elif isinstance(value, dict):
             flat[key] = json.dumps(value)
         else:

@@ -18,6 +18,8 @@ from traitlets import Float, Int, Type, Unicode, default
 
 from lomas_server import __version__
 from lomas_server.datasets import DatasetCache
+from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.errors import LomasError, StoreUnavailable
 from lomas_server.handlers import API_PREFIX, api_routes
@@ -90,12 +92,15 @@ class LomasServerApp(ExtensionApp):
                 "they are archived as 'interrupted'",
                 interrupted,
             )
-        self.engine = SmartnoiseSqlEngine()
+        # One thread for both DP libraries: OpenDP's feature switches are process-wide.
+        self.engine_thread = EngineThread()
+        self.engine = SmartnoiseSqlEngine(thread=self.engine_thread)
         self.service = AnalystService(
             self.store,
             self.engine,
             DatasetCache(self.dataset_cache_bytes),
             Limits(self.max_query_epsilon, self.max_query_delta, self.max_dummy_rows),
+            opendp=OpenDPEngine(thread=self.engine_thread),
         )
         self.executor = ThreadPoolExecutor(self.worker_threads, thread_name_prefix="lomas")
         provider = self.identity_provider_class(parent=self, lookup=self.service.user_by_token_hash)
@@ -114,7 +119,7 @@ class LomasServerApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.engine.close()
+        self.engine_thread.close()
         self.store.close()
 
 

@@ -24,6 +24,12 @@ class LomasError(Exception):
     def as_dict(self) -> dict[str, str]:
         return {"error": self.code, "message": self.message}
 
+    def with_message(self, message: str) -> LomasError:
+        """The same error, worded for its reader."""
+        self.message = message
+        self.args = (message,)
+        return self
+
 
 class InvalidRequest(LomasError):
     """The request body or parameters are malformed or out of range."""
@@ -50,10 +56,19 @@ class Forbidden(LomasError):
 
 
 class BudgetExceeded(LomasError):
-    """The reservation would take a spend past a cap; nothing was spent."""
+    """The reservation would take a spend past a cap; nothing was spent.
+
+    ``scope`` is "user" or "dataset"; ``remaining`` and ``cost`` are in the ledger's currency
+    (the service words them for people).
+    """
 
     status = 403
     code = "budget_exceeded"
+
+    def __init__(self, scope: str, remaining: object, cost: object) -> None:
+        self.scope, self.remaining, self.cost = scope, remaining, cost
+        what = "your remaining budget" if scope == "user" else "the dataset-wide budget"
+        super().__init__(f"not enough budget: this query does not fit {what}; nothing was spent")
 
 
 class NotFound(LomasError):

@@ -51,6 +51,7 @@ _COLUMN_KEYS = (
     "private_id",
     "missing_value",
     "sensitivity",
+    "public_keys",
 )
 
 
@@ -63,6 +64,19 @@ class ColumnSpec:
     nullable: bool = True
     categories: tuple[Any, ...] | None = None
     private_id: bool = False
+    # The admin declares that which values occur in this column is public: grouping by it
+    # then releases every category without thresholding (OpenDP path).
+    public_keys: bool = False
+    cardinality: int | None = None  # how many distinct values at most (public)
+
+    @property
+    def distinct_values(self) -> int | None:
+        """An upper bound on the number of distinct values, when the metadata gives one."""
+        if self.type == "boolean":
+            return 2
+        if self.categories is not None:
+            return len(self.categories)
+        return self.cardinality
 
     @property
     def is_numeric(self) -> bool:
@@ -193,9 +207,16 @@ def _parse_column(name: Any, spec: Any) -> ColumnSpec:
         categories = tuple(categories)
     nullable = spec.get("nullable", True)
     private_id = spec.get("private_id", False)
-    if not isinstance(nullable, bool) or not isinstance(private_id, bool):
-        raise InvalidMetadata(f"column {name!r}: 'nullable' and 'private_id' must be true or false")
-    return ColumnSpec(name, ctype, lower, upper, nullable, categories, private_id)
+    public_keys = spec.get("public_keys", False)
+    if not all(isinstance(flag, bool) for flag in (nullable, private_id, public_keys)):
+        raise InvalidMetadata(
+            f"column {name!r}: 'nullable', 'private_id' and 'public_keys' must be true or false"
+        )
+    if public_keys and categories is None and ctype != "boolean":
+        raise InvalidMetadata(
+            f"column {name!r}: 'public_keys' needs the 'categories' that are public"
+        )
+    return ColumnSpec(name, ctype, lower, upper, nullable, categories, private_id, public_keys)
 
 
 def _numeric_bounds(name: str, ctype: str, lower: Any, upper: Any) -> tuple[Any, Any]:

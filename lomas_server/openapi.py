@@ -168,6 +168,92 @@ _SCHEMAS: dict[str, Any] = {
         },
         "required": ["query_id", "result", "cost", "budget"],
     },
+    "OpenDPQuery": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Compiled by the server from the dataset's metadata; never code",
+        "properties": {
+            "filters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "column": {"type": "string"},
+                        "op": {
+                            "type": "string",
+                            "enum": [
+                                "==",
+                                "!=",
+                                "<",
+                                "<=",
+                                ">",
+                                ">=",
+                                "in",
+                                "is_null",
+                                "is_not_null",
+                            ],
+                        },
+                        "value": {},
+                    },
+                    "required": ["column", "op"],
+                },
+            },
+            "group_by": {"type": "array", "items": {"type": "string"}},
+            "aggregates": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "op": {
+                            "type": "string",
+                            "enum": [
+                                "count",
+                                "sum",
+                                "mean",
+                                "variance",
+                                "quantile",
+                                "median",
+                                "histogram",
+                            ],
+                        },
+                        "column": {"type": "string"},
+                        "as": {"type": "string"},
+                        "q": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                    },
+                    "required": ["op"],
+                },
+            },
+        },
+        "required": ["aggregates"],
+    },
+    "OpenDPRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "query": _ref("OpenDPQuery"),
+            "mechanism": {"type": "string", "enum": ["laplace", "gaussian"], "default": "laplace"},
+            "epsilon": {"type": "number", "exclusiveMinimum": 0, "description": "Laplace budget"},
+            "rho": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": "Gaussian budget (zCDP)",
+            },
+            "accuracy": {
+                "type": "object",
+                "description": "Instead of a budget: the cheapest one meeting this accuracy",
+                "properties": {"half_width": {"type": "number"}, "confidence": {"type": "number"}},
+            },
+            "delta": {
+                "type": "number",
+                "minimum": 0,
+                "description": "Needed to group by non-public keys",
+            },
+            "fresh": {"type": "boolean", "default": False},
+        },
+        "required": ["query"],
+    },
     "DummyRequest": {
         "type": "object",
         "additionalProperties": False,
@@ -317,6 +403,28 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                         **_errors(400, 401, 403, 404, 413, 500, 503),
                     },
                     requestBody=_post_json("SqlRequest"),
+                ),
+            },
+            "/datasets/{name}/opendp/cost": {
+                **dataset_params,
+                "post": _operation(
+                    "Exact cost and accuracy of an OpenDP query (no budget spent, no data touched)",
+                    {
+                        "200": _json({"type": "object"}, "Cost and accuracy"),
+                        **_errors(400, 401, 404, 413),
+                    },
+                    requestBody=_post_json("OpenDPRequest"),
+                ),
+            },
+            "/datasets/{name}/opendp": {
+                **dataset_params,
+                "post": _operation(
+                    "Run an OpenDP query built by the server from metadata; cost reserved first",
+                    {
+                        "200": _json(_ref("SqlResponse"), "Noisy result"),
+                        **_errors(400, 401, 403, 404, 413, 500, 503),
+                    },
+                    requestBody=_post_json("OpenDPRequest"),
                 ),
             },
             "/queries": {

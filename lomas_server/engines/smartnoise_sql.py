@@ -6,10 +6,9 @@ thread: its pandas reader keeps the data in an in-memory SQLite database that on
 which created it can see, and the work is CPU-bound anyway.
 
 Cost: SmartNoise-SQL releases one noisy value per mechanism (an AVG is a noisy SUM and a
-noisy COUNT). We charge the basic composition of those mechanisms, (sum of epsilons, sum of
-deltas), unless SmartNoise's own advanced-composition odometer gives a smaller epsilon, in
-which case we charge its pair. Both are valid (epsilon, delta) guarantees for the release; the
-odometer alone always adds a slack delta that basic composition does not need.
+noisy COUNT). A plan's ``PrivacyLoss`` lists each mechanism's (epsilon, delta), with
+SmartNoise's own advanced-composition odometer as an alternative bound; the dataset's
+accounting rule turns that into a charge (accounting/rules.py, docs/accounting.md).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,8 +31,9 @@ from snsql.sql.odometer import OdometerHeterogeneous
 from snsql.sql.private_reader import PrivateReader
 from snsql.sql.reader.pandas import PandasReader
 
-from lomas_server.accounting import PrivacyAmount
+from lomas_server.accounting import PrivacyLoss
 from lomas_server.datasets.dummy import make_dummy
+from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.sql_guard import CANONICAL_TABLE, guard_query
 from lomas_server.errors import InvalidQuery
@@ -55,7 +54,7 @@ class SqlPlan:
     sql: str
     epsilon: float
     delta: float
-    cost: PrivacyAmount
+    loss: PrivacyLoss
     output_names: list[str]
     # Every value SmartNoise-SQL adds noise to, in the order it does.
     noisy_values: list[NoisyValue]
@@ -108,18 +107,20 @@ class SqlResult:
 class SmartnoiseSqlEngine:
     name = ENGINE_NAME
 
-    def __init__(self, *, max_readers: int = 4) -> None:
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smartnoise-sql")
+    def __init__(self, *, max_readers: int = 4, thread: EngineThread | None = None) -> None:
+        self._own_thread = thread is None
+        self._thread = thread or EngineThread()
         self._max_readers = max_readers
         # Only touched on the engine thread.
         self._readers: OrderedDict[str, tuple[str, PandasReader]] = OrderedDict()
         self._schema_readers: dict[str, PandasReader] = {}
 
     def close(self) -> None:
-        self._thread.shutdown(wait=False, cancel_futures=True)
+        if self._own_thread:
+            self._thread.close()
 
     def _on_engine_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._thread.submit(fn, *args).result()
+        return self._thread.run(fn, *args)
 
     # -- planning (no data) ------------------------------------------------------------------
     def plan(
@@ -167,9 +168,8 @@ class SmartnoiseSqlEngine:
         pairs = [(float(m.epsilon), float(m.delta or 0.0)) for m in mechanisms]
         noisy = _noisy_values(subquery, all_mechanisms)
         columns = _column_accuracy(outer, output_names, noisy)
-        return SqlPlan(
-            dataset, sql, epsilon, delta, _charge(pairs, odometer), output_names, noisy, columns
-        )
+        loss = PrivacyLoss.approx_dp(pairs, bound=odometer)
+        return SqlPlan(dataset, sql, epsilon, delta, loss, output_names, noisy, columns)
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(
@@ -303,12 +303,6 @@ def _odometer(mechanisms: list[Any], privacy: Privacy) -> tuple[float, float]:
         odometer.spend(Privacy(epsilon=mechanism.epsilon, delta=mechanism.delta))
     epsilon, delta = odometer.spent
     return float(epsilon), float(delta)
-
-
-def _charge(mechanisms: list[tuple[float, float]], odometer: tuple[float, float]) -> PrivacyAmount:
-    basic = PrivacyAmount.cost(sum(e for e, _ in mechanisms), sum(d for _, d in mechanisms))
-    advanced = PrivacyAmount.cost(*odometer)
-    return advanced if advanced.eps_units < basic.eps_units else basic
 
 
 def _reset_features() -> None:

@@ -20,6 +20,8 @@ def api_routes() -> list[tuple[str, type[Any]]]:
         (f"/datasets/{_NAME}/dummy", api.DummyHandler),
         (f"/datasets/{_NAME}/smartnoise-sql/cost", api.SmartnoiseSqlCostHandler),
         (f"/datasets/{_NAME}/smartnoise-sql", api.SmartnoiseSqlHandler),
+        (f"/datasets/{_NAME}/opendp/cost", api.OpenDPCostHandler),
+        (f"/datasets/{_NAME}/opendp", api.OpenDPHandler),
         ("/queries", api.QueriesHandler),
         ("/.*", api.NotFoundHandler),
     ]

@@ -5,7 +5,11 @@ from __future__ import annotations
 from lomas_server import __version__
 from lomas_server.errors import LomasError, NotFound
 from lomas_server.handlers.base import LomasHandler, public_to_jupyter
-from lomas_server.handlers.payloads import parse_dummy_request, parse_sql_request
+from lomas_server.handlers.payloads import (
+    parse_dummy_request,
+    parse_opendp_request,
+    parse_sql_request,
+)
 from lomas_server.openapi import openapi_document
 
 
@@ -87,6 +91,33 @@ class SmartnoiseSqlHandler(LomasHandler):
                 request.epsilon,
                 request.delta,
                 request.postprocess,
+                request.fresh,
+            )
+        )
+
+
+class OpenDPCostHandler(LomasHandler):
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_opendp_request(self.json_body(), for_release=False)
+        self.reply(
+            await self.run(
+                self.service.opendp_cost, self.lomas_user, name, request.query, request.noise
+            )
+        )
+
+
+class OpenDPHandler(LomasHandler):
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_opendp_request(self.json_body(), for_release=True)
+        self.reply(
+            await self.run(
+                self.service.opendp_query,
+                self.lomas_user,
+                name,
+                request.query,
+                request.noise,
                 request.fresh,
             )
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lomas_server.accounting import MAX_EPSILON
+from lomas_server.engines.opendp_engine import Noise
 from lomas_server.engines.sql_guard import MAX_QUERY_LENGTH
 from lomas_server.errors import InvalidRequest
 
@@ -115,3 +116,55 @@ def _number(body: dict[str, Any], name: str, *, default: float | None = None) ->
     if not math.isfinite(value):
         raise InvalidRequest(f"'{name}' must be a finite number")
     return value
+
+
+@dataclass(frozen=True)
+class OpenDPRequest:
+    query: Any  # checked against the metadata by engines.opendp_query
+    noise: Noise
+    fresh: bool = False
+
+
+def parse_opendp_request(body: dict[str, Any], *, for_release: bool) -> OpenDPRequest:
+    """An OpenDP query: its description, the mechanism and the budget (or a target accuracy).
+
+    Anything else is refused by name, serialized pipelines and plans included: the server
+    builds every measurement itself.
+    """
+    allowed = {"query", "mechanism", "epsilon", "rho", "delta", "accuracy"} | (
+        {"fresh"} if for_release else set()
+    )
+    _only(body, allowed)
+    query = _required(body, "query")
+    mechanism = body.get("mechanism", "laplace")
+    if mechanism not in ("laplace", "gaussian"):
+        raise InvalidRequest("'mechanism' is 'laplace' (with epsilon) or 'gaussian' (with rho)")
+    name = "epsilon" if mechanism == "laplace" else "rho"
+    other = "rho" if mechanism == "laplace" else "epsilon"
+    if other in body:
+        raise InvalidRequest(f"the {mechanism} mechanism takes '{name}', not '{other}'")
+    if (name in body) == ("accuracy" in body):
+        raise InvalidRequest(f"give either '{name}' or a target 'accuracy', not both or neither")
+    budget = half_width = None
+    confidence = 0.95
+    if name in body:
+        budget = _number(body, name)
+        if not 0 < budget <= MAX_EPSILON:
+            raise InvalidRequest(f"'{name}' must be above 0 and at most {MAX_EPSILON}")
+    else:
+        accuracy = body["accuracy"]
+        if not isinstance(accuracy, dict):
+            raise InvalidRequest('\'accuracy\' is {"half_width": W, "confidence": 0.95}')
+        _only(accuracy, {"half_width", "confidence"})
+        half_width = _number(accuracy, "half_width")
+        confidence = _number(accuracy, "confidence", default=0.95)
+        if half_width <= 0 or not 0 < confidence < 1:
+            raise InvalidRequest("'half_width' must be above 0 and 'confidence' between 0 and 1")
+    delta = _number(body, "delta", default=0.0)
+    if not 0 <= delta < 1:
+        raise InvalidRequest("'delta' must be at least 0 and below 1")
+    fresh = body.get("fresh", False)
+    if not isinstance(fresh, bool):
+        raise InvalidRequest("'fresh' must be true or false")
+    noise = Noise(mechanism, budget, delta or None, half_width, confidence)
+    return OpenDPRequest(query=query, noise=noise, fresh=fresh)

@@ -12,10 +12,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lomas_server.accounting import MAX_EPSILON, Budget, PrivacyAmount
+from lomas_server.accounting import (
+    BASIC,
+    DEFAULT_CONVERSION_DELTA,
+    MAX_EPSILON,
+    AccountingRule,
+    PrivacyAmount,
+)
 from lomas_server.datasets import conform_to_metadata, source_from_description, source_from_location
 from lomas_server.errors import InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
+from lomas_server.service.accounts import Account, rule_of
 from lomas_server.store.base import AdminStore, ArchiveEntry, DatasetRecord, UserRecord
 from lomas_server.tokens import hash_token, new_token
 
@@ -57,8 +64,18 @@ class AdminService:
         cap: tuple[float, float] | None = None,
         source_options: dict[str, Any] | None = None,
         check_data: bool = True,
+        accounting: str = BASIC,
+        conversion_delta: float = DEFAULT_CONVERSION_DELTA,
     ) -> DatasetRecord:
-        """Register a dataset at a file path, ``s3://bucket/key`` or ``http(s)://`` URL."""
+        """Register a dataset at a file path, ``s3://bucket/key`` or ``http(s)://`` URL.
+
+        ``accounting`` is "basic" (lomas's sum of epsilons and deltas) or "zcdp"; it cannot
+        change later, since the ledger is kept in its currency.
+        """
+        try:
+            AccountingRule(accounting, conversion_delta)
+        except ValueError as err:
+            raise InvalidRequest(str(err)) from err
         if not DATASET_NAME.match(name):
             raise InvalidRequest(
                 "a dataset name is 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -74,7 +91,11 @@ class AdminService:
             metadata=parsed.document,
             max_query=_amount(max_query, "per-query maximum") if max_query else None,
             cap=_amount(cap, "dataset-wide cap") if cap else None,
+            accounting=accounting,
+            conversion_delta=conversion_delta,
         )
+        if record.cap is not None:
+            _check_rule(record, record.cap)
         return self.store.add_dataset(record)
 
     def set_limits(
@@ -84,10 +105,14 @@ class AdminService:
         max_query: tuple[float, float] | None,
         cap: tuple[float, float] | None,
     ) -> None:
+        cap_amount = _amount(cap, "dataset-wide cap") if cap else None
+        record = self.store.get_dataset(name)
+        if record is not None and cap_amount is not None:
+            _check_rule(record, cap_amount)
         self.store.set_dataset_limits(
             name,
             max_query=_amount(max_query, "per-query maximum") if max_query else None,
-            cap=_amount(cap, "dataset-wide cap") if cap else None,
+            cap=cap_amount,
         )
 
     def list_datasets(self) -> list[DatasetRecord]:
@@ -100,26 +125,41 @@ class AdminService:
 
     # -- budgets -----------------------------------------------------------------------------
     def grant(self, user: str, dataset: str, epsilon: float, delta: float) -> None:
-        self.store.set_grant(user, dataset, _amount((epsilon, delta), "budget"))
+        amount = _amount((epsilon, delta), "budget")
+        record = self.store.get_dataset(dataset)
+        if record is not None:
+            _check_rule(record, amount)
+        self.store.set_grant(user, dataset, amount)
 
     def budgets(self, user: str) -> list[dict[str, Any]]:
         if self.store.get_user(user) is None:
             raise NotFound(f"no user {user!r}")
-        return [
-            {
-                "dataset": grant.dataset,
-                **Budget(grant.initial, self.store.spent(user, grant.dataset)).as_dict(),
-            }
-            for grant in self.store.grants_for_user(user)
-        ]
+        out = []
+        for grant in self.store.grants_for_user(user):
+            record = self.store.get_dataset(grant.dataset)
+            if record is not None:
+                account = Account(record, grant.initial, self.store.spent(user, grant.dataset))
+                out.append({"dataset": grant.dataset, **account.view()})
+        return out
 
     def dataset_spent(self, dataset: str) -> PrivacyAmount:
-        return self.store.dataset_spent(dataset)
+        """What all users together have spent, as (epsilon, delta)."""
+        record = self.store.get_dataset(dataset)
+        if record is None:
+            raise NotFound(f"no dataset {dataset!r}")
+        return rule_of(record).as_approx_dp(self.store.dataset_spent(dataset))
 
     def archive(self, user: str, dataset: str | None = None) -> list[ArchiveEntry]:
         if self.store.get_user(user) is None:
             raise NotFound(f"no user {user!r}")
         return self.store.archive(user, dataset=dataset)
+
+
+def _check_rule(record: DatasetRecord, stated: PrivacyAmount) -> None:
+    try:
+        rule_of(record).check_budget(stated)
+    except ValueError as err:
+        raise InvalidRequest(str(err)) from err
 
 
 def _check_user_name(name: str) -> None:

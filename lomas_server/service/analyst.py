@@ -12,18 +12,23 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
-from lomas_server.accounting import Budget, PrivacyAmount
+from lomas_server.accounting import PrivacyAmount, PrivacyLoss
 from lomas_server.datasets import (
     DatasetCache,
     conform_to_metadata,
     make_dummy,
     source_from_description,
 )
+from lomas_server.datasets.cache import CachedFrame
+from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
+from lomas_server.engines.opendp_engine import Noise, OpenDPEngine, OpenDPPlan
+from lomas_server.engines.opendp_query import parse_opendp_query
 from lomas_server.engines.smartnoise_sql import (
     CONFIDENCE,
     ENGINE_NAME,
@@ -31,6 +36,7 @@ from lomas_server.engines.smartnoise_sql import (
     SqlPlan,
 )
 from lomas_server.errors import (
+    BudgetExceeded,
     DatasetUnavailable,
     Forbidden,
     InvalidRequest,
@@ -39,6 +45,7 @@ from lomas_server.errors import (
     QueryFailed,
 )
 from lomas_server.metadata import DatasetMetadata
+from lomas_server.service.accounts import Account, rule_of
 from lomas_server.store.base import (
     DONE,
     FAILED,
@@ -69,9 +76,11 @@ class AnalystService:
         engine: SmartnoiseSqlEngine,
         cache: DatasetCache,
         limits: Limits | None = None,
+        opendp: OpenDPEngine | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
+        self.opendp = opendp or OpenDPEngine()
         self.cache = cache
         self.limits = limits or Limits()
 
@@ -89,8 +98,8 @@ class AnalystService:
             out.append(
                 {
                     "name": record.name,
-                    "engines": [ENGINE_NAME],
-                    "budget": self._budget(user, record.name).as_dict(),
+                    "engines": [ENGINE_NAME, OPENDP_ENGINE],
+                    "budget": self._account(user, record).view(),
                     "max_query": self._max_query(record).as_dict(),
                 }
             )
@@ -101,8 +110,8 @@ class AnalystService:
         return _metadata(record).public_view()
 
     def budget(self, user: str, dataset: str) -> dict[str, Any]:
-        self._granted(user, dataset)
-        return {"dataset": dataset, **self._budget(user, dataset).as_dict()}
+        record = self._granted(user, dataset)
+        return {"dataset": dataset, **self._account(user, record).view()}
 
     def queries(self, user: str, dataset: str | None = None) -> list[dict[str, Any]]:
         if dataset is not None:
@@ -125,15 +134,11 @@ class AnalystService:
     def smartnoise_sql_cost(
         self, user: str, dataset: str, query: str, epsilon: float, delta: float
     ) -> dict[str, Any]:
-        plan = self._plan(user, dataset, query, epsilon, delta)[1]
-        budget = self._budget(user, dataset)
-        earlier = self.store.find_release(user, dataset, _fingerprint(plan, postprocess=True))
+        record, plan, cost = self._plan_sql(user, dataset, query, epsilon, delta)
+        fingerprint = _fingerprint(ENGINE_NAME, plan.sql, plan.epsilon, plan.delta, True)
         return {
-            "cost": plan.cost.as_dict(),
-            "budget": budget.as_dict(),
-            "fits": budget.allows(plan.cost),
+            **self._estimate(user, record, cost, fingerprint),
             "normalized_query": plan.sql,
-            "replay_of": earlier.query_id if earlier else None,
             "accuracy": {
                 "confidence": CONFIDENCE,
                 "columns": [column.as_dict() for column in plan.columns],
@@ -151,22 +156,7 @@ class AnalystService:
         postprocess: bool,
         fresh: bool = False,
     ) -> dict[str, Any]:
-        record, plan = self._plan(user, dataset, query, epsilon, delta)
-        fingerprint = _fingerprint(plan, postprocess=postprocess)
-        if not fresh:
-            earlier = self.store.find_release(user, dataset, fingerprint)
-            if earlier is not None:
-                # Releasing the same noisy answer again is free post-processing, and it denies
-                # an analyst the average of many fresh answers to one question.
-                return {
-                    "query_id": earlier.query_id,
-                    "replay_of": earlier.query_id,
-                    "result": earlier.result,
-                    "cost": PrivacyAmount.zero().as_dict(),
-                    "budget": self._budget(user, dataset).as_dict(),
-                }
-        version = self._available_version(record)
-        query_id = uuid.uuid4().hex
+        record, plan, cost = self._plan_sql(user, dataset, query, epsilon, delta)
         request = {
             "query": query,
             "normalized_query": plan.sql,
@@ -174,14 +164,98 @@ class AnalystService:
             "delta": delta,
             "postprocess": postprocess,
         }
-        self.store.reserve(
-            Reservation(query_id, user, dataset, ENGINE_NAME, request, plan.cost, fingerprint)
+
+        def run(frame: CachedFrame) -> dict[str, Any]:
+            outcome = self.engine.execute(
+                plan, _metadata(record), frame.version, lambda: frame.frame, postprocess=postprocess
+            )
+            return rows_payload(outcome.columns, outcome.rows)
+
+        fingerprint = _fingerprint(ENGINE_NAME, plan.sql, epsilon, delta, postprocess)
+        return self._release(user, record, ENGINE_NAME, request, cost, fingerprint, fresh, run)
+
+    # -- OpenDP ------------------------------------------------------------------------------
+    def opendp_cost(self, user: str, dataset: str, query: Any, noise: Noise) -> dict[str, Any]:
+        record, plan, cost = self._plan_opendp(user, dataset, query, noise)
+        return {
+            **self._estimate(user, record, cost, _opendp_fingerprint(plan)),
+            "query_text": plan.query.describe(),
+            "noise": _noise_view(plan),
+            "accuracy": {
+                "confidence": plan.noise.confidence,
+                "columns": plan.columns,
+                "noisy_values": plan.noisy_values,
+            },
+        }
+
+    def opendp_query(
+        self, user: str, dataset: str, query: Any, noise: Noise, fresh: bool = False
+    ) -> dict[str, Any]:
+        record, plan, cost = self._plan_opendp(user, dataset, query, noise)
+        request = {
+            "query": plan.query.describe(),
+            "opendp": plan.query.as_dict(),
+            **_noise_view(plan),
+        }
+
+        def run(frame: CachedFrame) -> dict[str, Any]:
+            outcome = self.opendp.execute(plan, _metadata(record), lambda: frame.frame)
+            return rows_payload(outcome.columns, outcome.rows)
+
+        return self._release(
+            user, record, OPENDP_ENGINE, request, cost, _opendp_fingerprint(plan), fresh, run
         )
+
+    # -- internals ---------------------------------------------------------------------------
+    def _estimate(
+        self, user: str, record: DatasetRecord, cost: PrivacyAmount, fingerprint: str
+    ) -> dict[str, Any]:
+        account = self._account(user, record)
+        earlier = self.store.find_release(user, record.name, fingerprint)
+        return {
+            "cost": account.cost_view(cost),
+            "budget": account.view(),
+            "fits": account.fits(cost),
+            "replay_of": earlier.query_id if earlier else None,
+        }
+
+    def _release(
+        self,
+        user: str,
+        record: DatasetRecord,
+        engine: str,
+        request: dict[str, Any],
+        cost: PrivacyAmount,
+        fingerprint: str,
+        fresh: bool,
+        run: Callable[[CachedFrame], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Replay, or check the data is reachable, reserve, run, archive: the privacy contract."""
+        if not fresh:
+            earlier = self.store.find_release(user, record.name, fingerprint)
+            if earlier is not None:
+                # Releasing the same noisy answer again is free post-processing, and it denies
+                # an analyst the average of many fresh answers to one question.
+                return {
+                    "query_id": earlier.query_id,
+                    "replay_of": earlier.query_id,
+                    "result": earlier.result,
+                    "cost": self._account(user, record).cost_view(PrivacyAmount.zero()),
+                    "budget": self._account(user, record).view(),
+                }
+        version = self._available_version(record)
+        query_id = uuid.uuid4().hex
+        draft = Reservation(
+            query_id, user, record.name, engine, request, cost, PrivacyAmount.zero()
+        )
+        self._reserve(record, draft, fingerprint)
         # From here on the budget is spent, whatever happens.
         try:
-            result = self._execute(record, plan, postprocess, version)
+            result = run(self._frame(record, version))
         except Exception as err:
-            log.exception("query %s on %s by %s failed after reservation", query_id, dataset, user)
+            log.exception(
+                "query %s on %s by %s failed after reservation", query_id, record.name, user
+            )
             self._finish(query_id, FAILED, error=f"{type(err).__name__}: {err}")
             raise QueryFailed(
                 "the query failed while running; its budget stays spent. Give the administrator "
@@ -192,25 +266,58 @@ class AnalystService:
             "query_id": query_id,
             "replay_of": None,
             "result": result,
-            "cost": plan.cost.as_dict(),
-            "budget": self._budget(user, dataset).as_dict(),
+            "cost": self._account(user, record).cost_view(cost),
+            "budget": self._account(user, record).view(),
         }
 
-    # -- internals ---------------------------------------------------------------------------
-    def _plan(
+    def _reserve(self, record: DatasetRecord, draft: Reservation, fingerprint: str) -> None:
+        """Reserve with the caps of the dataset's rule; word a refusal in (epsilon, delta)."""
+        account = self._account(draft.user, record)
+        reservation = replace(
+            draft, user_cap=account.cap, dataset_cap=account.dataset_cap, fingerprint=fingerprint
+        )
+        try:
+            self.store.reserve(reservation)
+        except BudgetExceeded as err:
+            what = "your remaining budget" if err.scope == "user" else "the dataset-wide budget"
+            cost, left = account.cost_view(draft.cost), account.rule.as_approx_dp(err.remaining)
+            raise err.with_message(
+                f"not enough budget: this query costs epsilon={cost['epsilon']:g}, "
+                f"delta={cost['delta']:g} but {what} is epsilon={left.epsilon:g}, "
+                f"delta={left.delta:g}; nothing was spent"
+            ) from None
+
+    def _plan_sql(
         self, user: str, dataset: str, query: str, epsilon: float, delta: float
-    ) -> tuple[DatasetRecord, SqlPlan]:
+    ) -> tuple[DatasetRecord, SqlPlan, PrivacyAmount]:
+        """Check and price a query; the cost is in the dataset's ledger currency."""
         record = self._granted(user, dataset, for_query=True)
         plan = self.engine.plan(dataset, _metadata(record), query, epsilon, delta)
+        return record, plan, self._charge(record, plan.loss)
+
+    def _plan_opendp(
+        self, user: str, dataset: str, document: Any, noise: Noise
+    ) -> tuple[DatasetRecord, OpenDPPlan, PrivacyAmount]:
+        record = self._granted(user, dataset, for_query=True)
+        metadata = _metadata(record)
+        plan = self.opendp.plan(dataset, metadata, parse_opendp_query(document, metadata), noise)
+        return record, plan, self._charge(record, plan.loss)
+
+    def _charge(self, record: DatasetRecord, loss: PrivacyLoss) -> PrivacyAmount:
+        rule = rule_of(record)
+        cost = rule.charge(loss)
+        self._check_maximum(record, rule.as_approx_dp(cost))
+        return cost
+
+    def _check_maximum(self, record: DatasetRecord, cost: PrivacyAmount) -> None:
         maximum = self._max_query(record)
-        if not plan.cost.fits_within(maximum):
+        if not cost.fits_within(maximum):
             raise InvalidRequest(
-                f"this query would cost epsilon={plan.cost.epsilon:g}, delta={plan.cost.delta:g}, "
+                f"this query would cost epsilon={cost.epsilon:g}, delta={cost.delta:g}, "
                 f"above the per-query maximum epsilon={maximum.epsilon:g}, delta={maximum.delta:g} "
                 "for this dataset; lower epsilon or delta, or query fewer aggregates",
                 code="query_too_expensive",
             )
-        return record, plan
 
     def _available_version(self, record: DatasetRecord) -> str:
         """Check that the rows can be reached before spending: a dataset that is missing,
@@ -224,20 +331,15 @@ class AnalystService:
                 "The administrator can find the cause in the server log."
             ) from err
 
-    def _execute(
-        self, record: DatasetRecord, plan: SqlPlan, postprocess: bool, version: str
-    ) -> dict[str, Any]:
+    def _frame(self, record: DatasetRecord, version: str) -> CachedFrame:
         metadata = _metadata(record)
-        source = source_from_description(record.source)
 
         def prepare(raw: pd.DataFrame) -> pd.DataFrame:
             return conform_to_metadata(raw, metadata)
 
-        cached = self.cache.get(record.name, source, prepare, version=version)
-        outcome = self.engine.execute(
-            plan, metadata, cached.version, lambda: cached.frame, postprocess=postprocess
+        return self.cache.get(
+            record.name, source_from_description(record.source), prepare, version=version
         )
-        return rows_payload(outcome.columns, outcome.rows)
 
     def _finish(self, query_id: str, status: str, **details: Any) -> None:
         try:
@@ -258,10 +360,10 @@ class AnalystService:
                 raise Forbidden("your account is not allowed to run queries; ask the administrator")
         return record
 
-    def _budget(self, user: str, dataset: str) -> Budget:
-        grant = self.store.get_grant(user, dataset)
-        initial = grant.initial if grant is not None else PrivacyAmount.zero()
-        return Budget(initial=initial, spent=self.store.spent(user, dataset))
+    def _account(self, user: str, record: DatasetRecord) -> Account:
+        grant = self.store.get_grant(user, record.name)
+        stated = grant.initial if grant is not None else PrivacyAmount.zero()
+        return Account(record, stated, self.store.spent(user, record.name))
 
     def _max_query(self, record: DatasetRecord) -> PrivacyAmount:
         if record.max_query is not None:
@@ -269,16 +371,29 @@ class AnalystService:
         return PrivacyAmount.budget(self.limits.max_query_epsilon, self.limits.max_query_delta)
 
 
-def _fingerprint(plan: SqlPlan, *, postprocess: bool) -> str:
+def _fingerprint(engine: str, query: str, *parameters: Any) -> str:
     """Identical requests share a fingerprint: same engine, normalized query, parameters.
 
-    The normalized query comes from the parsed query, so whitespace, keyword case and the
-    table's spelling do not matter; a different epsilon, delta or postprocess does.
+    The normalized query comes from the parsed query (SQL text rebuilt from its syntax tree,
+    or the canonical JSON of an OpenDP query), so whitespace, keyword case and spelling do not
+    matter; a different epsilon, delta, rho or option does.
     """
     canonical = json.dumps(
-        [ENGINE_NAME, plan.sql, repr(float(plan.epsilon)), repr(float(plan.delta)), postprocess]
+        [engine, query, *[repr(float(p)) if isinstance(p, float) else p for p in parameters]]
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _opendp_fingerprint(plan: OpenDPPlan) -> str:
+    query = json.dumps(plan.query.as_dict(), sort_keys=True)
+    return _fingerprint(
+        OPENDP_ENGINE, query, plan.noise.mechanism, float(plan.budget), plan.delta or 0.0
+    )
+
+
+def _noise_view(plan: OpenDPPlan) -> dict[str, Any]:
+    budget = "epsilon" if plan.noise.mechanism == "laplace" else "rho"
+    return {"mechanism": plan.noise.mechanism, budget: plan.budget, "delta": plan.delta or 0.0}
 
 
 def _metadata(record: DatasetRecord) -> DatasetMetadata:

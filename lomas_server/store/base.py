@@ -40,6 +40,9 @@ class DatasetRecord:
     # Sum over all users that this dataset may ever spend; None means no dataset-wide cap.
     cap: PrivacyAmount | None = None
     created_at: str = ""
+    # How spends compose (accounting.rules): "basic" (lomas's) or "zcdp"; fixed at creation.
+    accounting: str = "basic"
+    conversion_delta: float = 1e-6
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,10 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class Reservation:
-    """A spend about to happen, together with the archive entry that records it."""
+    """A spend about to happen, together with the archive entry that records it.
+
+    Cost and caps are in the dataset's ledger currency; the store only compares and adds.
+    """
 
     query_id: str
     user: str
@@ -70,6 +76,8 @@ class Reservation:
     engine: str
     request: dict[str, Any]
     cost: PrivacyAmount
+    user_cap: PrivacyAmount
+    dataset_cap: PrivacyAmount | None = None
     # Identifies identical requests (engine, normalized query, parameters) for replays.
     fingerprint: str | None = None
 
@@ -146,10 +154,10 @@ class AdminStore(abc.ABC):
     # -- ledger --------------------------------------------------------------------------
     @abc.abstractmethod
     def reserve(self, reservation: Reservation) -> None:
-        """Atomically check every cap and record the spend and its archive entry.
+        """Atomically check both caps against the ledger and record the spend and its archive entry.
 
-        Raises BudgetExceeded (and records nothing) when the cost does not fit the user's
-        grant or the dataset-wide cap; NotFound when the user holds no grant.
+        Raises BudgetExceeded (and records nothing) when the cost does not fit the user's cap
+        or the dataset-wide cap.
         """
 
     @abc.abstractmethod

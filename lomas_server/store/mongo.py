@@ -216,6 +216,8 @@ class MongoStore(AdminStore):
                     **_amount_fields("max_query", record.max_query),
                     **_amount_fields("cap", record.cap),
                     "created_at": record.created_at or utc_now(),
+                    "accounting": record.accounting,
+                    "conversion_delta": record.conversion_delta,
                 }
             )
         except DuplicateKeyError as err:
@@ -278,21 +280,14 @@ class MongoStore(AdminStore):
     @_unavailable_on_connection_errors
     def reserve(self, reservation: Reservation) -> None:
         r = reservation
-        grant = self.get_grant(r.user, r.dataset)
-        if grant is None:
-            raise NotFound(f"no budget on dataset {r.dataset!r}")
-        dataset = self.db.datasets.find_one({"_id": r.dataset}, {"cap_eps": 1, "cap_delta": 1})
-        cap = _amount(dataset, "cap") if dataset else None
 
         def check(user_total: PrivacyAmount, dataset_total: PrivacyAmount) -> None:
-            if not (user_total + r.cost).fits_within(grant.initial):
-                raise BudgetExceeded(
-                    _not_enough("your remaining budget", grant.initial - user_total, r.cost)
-                )
-            if cap is not None and not (dataset_total + r.cost).fits_within(cap):
-                raise BudgetExceeded(
-                    _not_enough("the dataset-wide budget", cap - dataset_total, r.cost)
-                )
+            if not (user_total + r.cost).fits_within(r.user_cap):
+                raise BudgetExceeded("user", r.user_cap - user_total, r.cost)
+            if r.dataset_cap is not None and not (dataset_total + r.cost).fits_within(
+                r.dataset_cap
+            ):
+                raise BudgetExceeded("dataset", r.dataset_cap - dataset_total, r.cost)
 
         now = self._append(
             r.user, r.dataset, r.cost, kind="query", query_id=r.query_id, check=check
@@ -496,13 +491,6 @@ def _totals(entry: dict[str, Any] | None, whose: str) -> PrivacyAmount:
     return PrivacyAmount(int(entry[f"{whose}_eps"]), int(entry[f"{whose}_delta"]))
 
 
-def _not_enough(what: str, remaining: PrivacyAmount, cost: PrivacyAmount) -> str:
-    return (
-        f"not enough budget: this query costs epsilon={cost.epsilon:g}, delta={cost.delta:g} but "
-        f"{what} is epsilon={remaining.epsilon:g}, delta={remaining.delta:g}; nothing was spent"
-    )
-
-
 def _amount_fields(prefix: str, amount: PrivacyAmount | None) -> dict[str, int | None]:
     return {
         f"{prefix}_eps": None if amount is None else amount.eps_units,
@@ -537,6 +525,8 @@ def _dataset(doc: dict[str, Any] | None) -> DatasetRecord | None:
         max_query=_amount(doc, "max_query"),
         cap=_amount(doc, "cap"),
         created_at=doc["created_at"],
+        accounting=doc.get("accounting", "basic"),
+        conversion_delta=doc.get("conversion_delta", 1e-6),
     )
 
 

@@ -32,7 +32,7 @@ from lomas_server.store.base import (
     utc_now,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Upgrades, in order: entry i takes a store from version i + 1 to i + 2. The base schema
 # below is version 1; a new store is created at 1 and upgraded like any other.
@@ -41,6 +41,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE archive ADD COLUMN fingerprint TEXT",
         "CREATE INDEX archive_by_fingerprint ON archive (user, dataset, fingerprint, status)",
+    ),
+    # 3: each dataset says how its spends compose (basic or zCDP).
+    (
+        "ALTER TABLE datasets ADD COLUMN accounting TEXT NOT NULL DEFAULT 'basic'",
+        "ALTER TABLE datasets ADD COLUMN conversion_delta REAL NOT NULL DEFAULT 1e-6",
     ),
 )
 
@@ -282,7 +287,8 @@ class SqliteStore(AdminStore):
             if conn.execute("SELECT 1 FROM datasets WHERE name=?", (record.name,)).fetchone():
                 raise Conflict(f"dataset {record.name!r} already exists")
             conn.execute(
-                "INSERT INTO datasets VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO datasets (name, source, metadata, max_query_eps, max_query_delta, cap_eps, "
+                "cap_delta, created_at, accounting, conversion_delta) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.name,
                     json.dumps(record.source),
@@ -290,6 +296,8 @@ class SqliteStore(AdminStore):
                     *_units_or_none(record.max_query),
                     *_units_or_none(record.cap),
                     created,
+                    record.accounting,
+                    record.conversion_delta,
                 ),
             )
         return self.get_dataset(record.name)  # type: ignore[return-value]
@@ -338,26 +346,13 @@ class SqliteStore(AdminStore):
     def reserve(self, reservation: Reservation) -> None:
         r = reservation
         with self._write() as conn:
-            grant = conn.execute(
-                "SELECT eps_units, delta_units FROM grants WHERE user=? AND dataset=?",
-                (r.user, r.dataset),
-            ).fetchone()
-            if grant is None:
-                raise NotFound(f"no budget on dataset {r.dataset!r}")
-            initial = PrivacyAmount(grant["eps_units"], grant["delta_units"])
             spent = _user_spent(conn, r.user, r.dataset)
-            if not (spent + r.cost).fits_within(initial):
-                raise BudgetExceeded(_not_enough("your remaining budget", initial - spent, r.cost))
-            limits = conn.execute(
-                "SELECT cap_eps, cap_delta FROM datasets WHERE name=?", (r.dataset,)
-            ).fetchone()
-            if limits is not None and limits["cap_eps"] is not None:
-                cap = PrivacyAmount(limits["cap_eps"], limits["cap_delta"])
+            if not (spent + r.cost).fits_within(r.user_cap):
+                raise BudgetExceeded("user", r.user_cap - spent, r.cost)
+            if r.dataset_cap is not None:
                 total = _dataset_spent(conn, r.dataset)
-                if not (total + r.cost).fits_within(cap):
-                    raise BudgetExceeded(
-                        _not_enough("the dataset-wide budget", cap - total, r.cost)
-                    )
+                if not (total + r.cost).fits_within(r.dataset_cap):
+                    raise BudgetExceeded("dataset", r.dataset_cap - total, r.cost)
             now = utc_now()
             conn.execute(
                 "INSERT INTO ledger (user, dataset, query_id, eps_units, delta_units, kind, created_at) "
@@ -516,13 +511,6 @@ def _dataset_spent(conn: sqlite3.Connection, dataset: str) -> PrivacyAmount:
     return PrivacyAmount(sum(row["e"] for row in rows), sum(row["d"] for row in rows))
 
 
-def _not_enough(what: str, remaining: PrivacyAmount, cost: PrivacyAmount) -> str:
-    return (
-        f"not enough budget: this query costs epsilon={cost.epsilon:g}, delta={cost.delta:g} but "
-        f"{what} is epsilon={remaining.epsilon:g}, delta={remaining.delta:g}; nothing was spent"
-    )
-
-
 def _filtered(sql: str, **filters: str | None) -> tuple[str, tuple[Any, ...]]:
     clauses = [f"{column}=?" for column, value in filters.items() if value is not None]
     params = tuple(value for value in filters.values() if value is not None)
@@ -555,6 +543,8 @@ def _dataset(row: sqlite3.Row) -> DatasetRecord:
         max_query=_amount_or_none(row["max_query_eps"], row["max_query_delta"]),
         cap=_amount_or_none(row["cap_eps"], row["cap_delta"]),
         created_at=row["created_at"],
+        accounting=row["accounting"],
+        conversion_delta=row["conversion_delta"],
     )
 
 

@@ -57,6 +57,7 @@ def test_whole_admin_workflow(admin_cli, tmp_path):
             "initial": {"epsilon": 2.0, "delta": 1e-5},
             "spent": {"epsilon": 0.0, "delta": 0.0},
             "remaining": {"epsilon": 2.0, "delta": 1e-5},
+            "accounting": {"mode": "basic", "conversion_delta": 1e-6},
         }
     ]
     assert [u["name"] for u in admin_cli("list-users")] == ["alice"]
@@ -121,7 +122,8 @@ def test_text_output_is_a_readable_table(admin_cli):
     admin_cli("grant", "dave", "PENGUIN", "--epsilon", "3", "--delta", "0")
     text = admin_cli("budget", "dave", as_json=False)
     lines = text.splitlines()
-    assert lines[0].split() == ["dataset", "initial", "spent", "remaining"]
+    assert lines[0].split() == ["dataset", "initial", "spent", "remaining", "accounting"]
+    assert lines[1].split()[-1] == "basic"
     assert "eps=3 delta=0" in lines[1]
 
 

@@ -7,7 +7,7 @@ import pytest
 import snsql
 from opendp.mod import GLOBAL_FEATURES
 
-from lomas_server.accounting import PrivacyAmount
+from lomas_server.accounting import AccountingRule, PrivacyAmount
 from lomas_server.datasets import conform_to_metadata
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.errors import InvalidQuery
@@ -56,7 +56,7 @@ def _run(engine, plan, frame, metadata=PENGUIN):
 )
 def test_costs_are_the_sum_of_the_mechanisms(engine, sql, epsilon, delta, expected):
     plan = engine.plan("PENGUIN", PENGUIN, sql, epsilon, delta)
-    assert plan.cost == PrivacyAmount.cost(*expected)
+    assert AccountingRule().charge(plan.loss) == PrivacyAmount.cost(*expected)
 
 
 def test_cost_never_exceeds_smartnoises_own_odometer_and_skips_its_slack_delta(engine):
@@ -68,15 +68,19 @@ def test_cost_never_exceeds_smartnoises_own_odometer_and_skips_its_slack_delta(e
         metadata={"": {"": {"df": PENGUIN.smartnoise_table()}}},
     )
     odometer_eps, odometer_delta = reader.get_privacy_cost(sql)
-    assert plan.cost.epsilon <= odometer_eps
-    assert plan.cost.delta == 0.0 < odometer_delta  # pure mechanisms need no delta at all
+    assert AccountingRule().charge(plan.loss).epsilon <= odometer_eps
+    assert (
+        AccountingRule().charge(plan.loss).delta == 0.0 < odometer_delta
+    )  # pure mechanisms need no delta at all
 
 
 def test_thresholded_query_costs_delta(engine):
     plan = engine.plan(
         "TITANIC", TITANIC, "SELECT Sex, COUNT(*) AS n FROM df GROUP BY Sex", 1.0, 1e-5
     )
-    assert plan.cost.epsilon == 1.0 and plan.cost.delta == pytest.approx(1e-5)
+    assert AccountingRule().charge(plan.loss).epsilon == 1.0 and AccountingRule().charge(
+        plan.loss
+    ).delta == pytest.approx(1e-5)
 
 
 def test_thresholding_without_delta_is_refused_before_spending(engine):

@@ -45,7 +45,18 @@ def _dataset(store, name="D", cap=None):
     )
 
 
-def _reservation(user="u", dataset="D", eps=0.1, delta=0.0, query_id=None):
+def _reservation(
+    user="u",
+    dataset="D",
+    eps=0.1,
+    delta=0.0,
+    query_id=None,
+    cap=1.0,
+    cap_delta=0.5,
+    dataset_cap=None,
+):
+    """A reservation of (eps, delta) against a user cap of (cap, cap_delta) and an optional
+    dataset cap of (dataset_cap, 0.5)."""
     return Reservation(
         query_id or uuid.uuid4().hex,
         user,
@@ -53,6 +64,8 @@ def _reservation(user="u", dataset="D", eps=0.1, delta=0.0, query_id=None):
         "smartnoise_sql",
         {"query": "SELECT COUNT(*) FROM df"},
         PrivacyAmount.cost(eps, delta),
+        PrivacyAmount.budget(cap, cap_delta),
+        None if dataset_cap is None else PrivacyAmount.budget(dataset_cap, 0.5),
     )
 
 
@@ -120,26 +133,20 @@ def test_reserve_records_spend_and_running_archive_entry(store):
     assert store.archive("u", dataset="other") == []
 
 
-def test_reserve_refuses_past_the_grant_and_records_nothing(store):
+def test_reserve_refuses_past_the_cap_and_records_nothing(store):
     store.add_user("u", "sha256:u")
     _dataset(store)
-    store.set_grant("u", "D", PrivacyAmount.budget(0.3, 0))
     for _ in range(3):
-        store.reserve(_reservation(eps=0.1))
-    with pytest.raises(BudgetExceeded):
-        store.reserve(_reservation(eps=0.1, query_id="refused"))
+        store.reserve(_reservation(eps=0.1, cap=0.3))
+    with pytest.raises(BudgetExceeded) as refused:
+        store.reserve(_reservation(eps=0.1, query_id="refused", cap=0.3))
+    assert refused.value.scope == "user"
+    assert refused.value.remaining == PrivacyAmount.budget(0, 0.5)
     assert store.spent("u", "D") == PrivacyAmount.budget(0.3, 0)
     assert store.archive_entry("refused") is None
     # delta is capped on its own
     with pytest.raises(BudgetExceeded):
-        store.reserve(_reservation(eps=0.0, delta=1e-9))
-
-
-def test_reserve_without_grant_is_not_found(store):
-    store.add_user("u", "sha256:u")
-    _dataset(store)
-    with pytest.raises(NotFound):
-        store.reserve(_reservation())
+        store.reserve(_reservation(eps=0.0, delta=1e-9, cap=5.0, cap_delta=0.0))
 
 
 def test_many_reservations_of_a_tenth_stop_exactly_at_the_cap(store, store_url):
@@ -149,11 +156,10 @@ def test_many_reservations_of_a_tenth_stop_exactly_at_the_cap(store, store_url):
     count = 10_000 if store_url.startswith("sqlite") else 500
     store.add_user("u", "sha256:u")
     _dataset(store)
-    store.set_grant("u", "D", PrivacyAmount.budget(count // 10, 0))
     accepted = 0
     for _ in range(count + 1):
         try:
-            store.reserve(_reservation(eps=0.1))
+            store.reserve(_reservation(eps=0.1, cap=count // 10))
             accepted += 1
         except BudgetExceeded:
             pass
@@ -163,27 +169,26 @@ def test_many_reservations_of_a_tenth_stop_exactly_at_the_cap(store, store_url):
 
 
 def test_dataset_wide_cap_counts_every_user(store):
-    _dataset(store, cap=PrivacyAmount.budget(0.5, 0))
+    _dataset(store)
     for name in ("a", "b"):
         store.add_user(name, f"sha256:{name}")
-        store.set_grant(name, "D", PrivacyAmount.budget(1, 0))
-    store.reserve(_reservation("a", eps=0.3))
-    with pytest.raises(BudgetExceeded):
-        store.reserve(_reservation("b", eps=0.3))
-    store.reserve(_reservation("b", eps=0.2))
+    store.reserve(_reservation("a", eps=0.3, dataset_cap=0.5))
+    with pytest.raises(BudgetExceeded) as refused:
+        store.reserve(_reservation("b", eps=0.3, dataset_cap=0.5))
+    assert refused.value.scope == "dataset"
+    store.reserve(_reservation("b", eps=0.2, dataset_cap=0.5))
     assert store.dataset_spent("D") == PrivacyAmount.budget(0.5, 0)
 
 
 def test_concurrent_reservations_from_threads_never_overspend(store):
     store.add_user("u", "sha256:u")
     _dataset(store)
-    store.set_grant("u", "D", PrivacyAmount.budget(0.7, 0))
     barrier = threading.Barrier(50)
 
     def attempt(_):
         barrier.wait()
         try:
-            store.reserve(_reservation(eps=0.1))
+            store.reserve(_reservation(eps=0.1, cap=0.7))
             return True
         except BudgetExceeded:
             return False
@@ -201,7 +206,7 @@ def _reserve_in_process(url: str, count: int, start, results) -> None:
     ok = 0
     for _ in range(count):
         try:
-            store.reserve(_reservation(eps=0.1))
+            store.reserve(_reservation(eps=0.1, cap=1.3))
             ok += 1
         except BudgetExceeded:
             pass
@@ -319,7 +324,17 @@ def test_find_release_returns_the_first_completed_one(store):
     store.set_grant("u", "D", PrivacyAmount.budget(1, 0))
     for query_id in ("a", "b", "c"):
         store.reserve(
-            Reservation(query_id, "u", "D", "smartnoise_sql", {}, PrivacyAmount.cost(0.1, 0), "fp")
+            Reservation(
+                query_id,
+                "u",
+                "D",
+                "smartnoise_sql",
+                {},
+                PrivacyAmount.cost(0.1, 0),
+                PrivacyAmount.budget(1, 0),
+                None,
+                "fp",
+            )
         )
     store.finish("a", "failed", error="boom")
     store.finish("b", DONE, result={"columns": ["n"], "data": [[1]]})
@@ -335,6 +350,7 @@ def test_sqlite_store_of_schema_version_1_is_upgraded(tmp_path):
     raw = sqlite3.connect(path)
     raw.executescript(sqlite_store._SCHEMA)
     raw.execute("INSERT INTO store_info VALUES ('schema_version', '1'), ('created_at', 'then')")
+    raw.execute("INSERT INTO datasets VALUES ('OLD', '{}', '{}', NULL, NULL, NULL, NULL, 'then')")
     raw.execute(
         "INSERT INTO archive (query_id, user, dataset, engine, request, eps_units, delta_units, "
         "status, created_at) VALUES ('old', 'u', 'D', 'smartnoise_sql', '{}', 1, 0, 'done', 'then')"
@@ -342,7 +358,8 @@ def test_sqlite_store_of_schema_version_1_is_upgraded(tmp_path):
     raw.commit()
     raw.close()
     store = SqliteStore(path)
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     assert store.archive_entry("old").status == "done"  # kept
     assert store.find_release("u", "D", "anything") is None
+    assert store.get_dataset("OLD").accounting == "basic"  # datasets from before keep lomas's rule
     store.close()

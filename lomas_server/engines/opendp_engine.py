@@ -1,0 +1,538 @@
+"""OpenDP: queries compiled by the server into OpenDP measurements, from metadata only.
+
+The client sends an ``OpenDPQuery`` (engines/opendp_query.py) and a noise choice; the server
+builds the whole measurement: the privacy unit from ``max_ids``, the bounds of every sum,
+mean, variance and quantile from the column's metadata, which grouping keys are public from
+``public_keys``, the candidates of quantiles from the bounds. Nothing the client sends is
+deserialized into OpenDP or Polars. OpenDP's Polars integration then finds the noise scales
+and releases.
+
+Planning happens on an empty frame with the dataset's schema (no row is read); execution builds
+the same measurement on the rows and checks that its privacy loss is the one reserved.
+
+Only OpenDP's "contrib" feature is on while this engine works ("floating-point", which
+SmartNoise-SQL switches on, and "honest-but-curious" are switched off and checked before every
+run); both engines share one thread (engine_thread.py), so nothing flips a switch meanwhile.
+
+NULLs: counts of a column, sums, means and variances leave them out; quantiles follow OpenDP,
+which imputes them (filter with ``is_not_null`` to leave them out).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+import pandas as pd
+
+from lomas_server.accounting import MechanismLoss, PrivacyLoss
+from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
+from lomas_server.errors import InvalidQuery
+from lomas_server.metadata import ColumnSpec, DatasetMetadata
+
+log = logging.getLogger(__name__)
+ENGINE_NAME = "opendp"
+CONFIDENCE = 0.95
+QUANTILE_CANDIDATES = 201
+ACCURACY_SEARCH_STEPS = 24
+MAX_SEARCH_EPSILON = 100.0
+SQUARED = "__squared_"
+KEY_COUNT = "__rows__n"  # the noisy count behind thresholded groups
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The client's noise choice. ``budget`` is epsilon (Laplace) or rho (Gaussian); or a
+    target ``half_width`` at ``confidence`` lets the server find the cheapest budget."""
+
+    mechanism: str
+    budget: float | None
+    delta: float | None = None
+    half_width: float | None = None
+    confidence: float = CONFIDENCE
+
+    def loss_of(self, budget: float, delta: float | None) -> Any:
+        import opendp.prelude as dp
+
+        if self.mechanism == "laplace":
+            return dp.loss_of(epsilon=budget, delta=delta)
+        return dp.loss_of(rho=budget, delta=delta)
+
+
+@dataclass(frozen=True)
+class OpenDPPlan:
+    dataset: str
+    query: OpenDPQuery
+    noise: Noise
+    budget: float  # the epsilon or rho in force (found by the server for a target accuracy)
+    delta: float | None  # only when grouping keys are not public (thresholding)
+    loss: PrivacyLoss
+    noisy_values: list[dict[str, Any]] = field(default_factory=list)
+    columns: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OpenDPResult:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class OpenDPEngine:
+    name = ENGINE_NAME
+
+    def __init__(self, thread: EngineThread | None = None) -> None:
+        self._own_thread = thread is None
+        self._thread = thread or EngineThread()
+
+    def close(self) -> None:
+        if self._own_thread:
+            self._thread.close()
+
+    # -- planning (no data) ------------------------------------------------------------------
+    def plan(
+        self, dataset: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
+    ) -> OpenDPPlan:
+        return self._thread.run(self._plan, dataset, metadata, query, noise)
+
+    def _plan(
+        self, dataset: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
+    ) -> OpenDPPlan:
+        _only_contrib()
+        compiler = _Compiler(metadata, query, noise)
+        empty = compiler.frame(None)
+        if noise.half_width is not None:
+            budget = compiler.budget_for_accuracy(empty)
+        else:
+            assert noise.budget is not None
+            budget = noise.budget
+        context, built = compiler.build(empty, budget)
+        try:
+            from opendp.accuracy import summarize_polars_measurement
+
+            summary = summarize_polars_measurement(resolve(built), alpha=1 - noise.confidence)
+        except InvalidQuery:
+            raise
+        except Exception as err:
+            raise _refusal(err) from err
+        loss = compiler.loss(context)
+        noisy, columns = compiler.accuracy(summary)
+        return OpenDPPlan(dataset, query, noise, budget, compiler.delta, loss, noisy, columns)
+
+    # -- execution (data) --------------------------------------------------------------------
+    def execute(
+        self, plan: OpenDPPlan, metadata: DatasetMetadata, frame: Callable[[], pd.DataFrame]
+    ) -> OpenDPResult:
+        return self._thread.run(self._execute, plan, metadata, frame)
+
+    def _execute(
+        self, plan: OpenDPPlan, metadata: DatasetMetadata, frame: Callable[[], pd.DataFrame]
+    ) -> OpenDPResult:
+        _only_contrib()
+        compiler = _Compiler(metadata, plan.query, plan.noise)
+        context, built = compiler.build(compiler.frame(frame()), plan.budget)
+        if compiler.loss(context) != plan.loss:
+            raise RuntimeError("the measurement on the data differs from the one that was paid for")
+        query = object.__getattribute__(built, "_query")
+        released = query._context(resolve(built)).collect().to_pandas()
+        return compiler.outputs(released)
+
+
+def resolve(built: Any) -> Any:
+    """The measurement of an OpenDP Polars query, at the smallest noise within its budget.
+
+    OpenDP's own ``resolve`` finds the noise scale by a generic search of several hundred
+    privacy-map evaluations (seconds for a Gaussian count). The loss of these queries is
+    proportional to 1/scale (Laplace, exponential mechanism) or 1/scale^2 (Gaussian), so one
+    evaluation at scale 1 gives the scale; it is then checked exactly, as OpenDP would, and
+    nudged up while it does not pass. The threshold that hides rare groups (approximate DP)
+    is still found by OpenDP's integer search.
+    """
+    from opendp.measurements import make_private_lazyframe
+    from opendp.mod import OpenDPException, binary_search
+
+    plan = object.__getattribute__(built, "polars_plan")
+    query = object.__getattribute__(built, "_query")
+    input_domain, input_metric = query._chain
+    d_in, d_out = query._d_in, query._d_out
+    approximate = getattr(query._output_measure.type, "origin", None) == "Approximate"
+
+    def make(scale: float, threshold: int | None = None) -> Any:
+        return make_private_lazyframe(
+            input_domain=input_domain,
+            input_metric=input_metric,
+            output_measure=query._output_measure,
+            lazyframe=plan,
+            global_scale=scale,
+            threshold=threshold,
+        )
+
+    def loss(measurement: Any) -> float:
+        value = measurement.map(d_in)
+        return float(value[0] if approximate else value)
+
+    budget = float(d_out[0] if approximate else d_out)
+    no_threshold = 2**32 - 1 if approximate else None
+    try:
+        zero = make(0.0)
+        if zero.check(d_in, d_out):
+            return zero  # nothing in the query needs noise (e.g. everything is public)
+    except OpenDPException:
+        pass
+    at_one = loss(make(1.0, no_threshold))
+    squared = "Gaussian" in str(query._output_measure) or "ZeroConcentrated" in str(
+        query._output_measure
+    )
+    scale = math.sqrt(at_one / budget) if squared else at_one / budget
+    for _ in range(60):
+        if loss(make(scale, no_threshold)) <= budget:
+            break
+        scale *= 1 + 1e-9
+    else:
+        raise InvalidQuery("OpenDP cannot calibrate the noise for this query")
+    if not approximate:
+        return make(scale)
+    try:
+        return make(scale)
+    except OpenDPException:
+        pass  # groups need a threshold
+    threshold = binary_search(lambda t: make(scale, t).map(d_in)[1] < d_out[1], T=int)
+    return make(scale, threshold)
+
+
+def _only_contrib() -> None:
+    import opendp.prelude as dp
+    from opendp.mod import GLOBAL_FEATURES
+
+    dp.disable_features("floating-point", "honest-but-curious")
+    dp.enable_features("contrib")
+    if set(GLOBAL_FEATURES) != {"contrib"}:
+        raise RuntimeError(f"OpenDP features are {sorted(GLOBAL_FEATURES)}, not exactly 'contrib'")
+
+
+def _refusal(err: Exception) -> InvalidQuery:
+    """OpenDP's own refusal while building from metadata and parameters (no data involved)."""
+    message = str(err).strip().splitlines()
+    text = next((line.strip() for line in message if line.strip()), type(err).__name__)
+    return InvalidQuery(f"OpenDP cannot build this query: {text[:300]}")
+
+
+class _Compiler:
+    """Builds the OpenDP Context and query for one OpenDPQuery, from metadata alone."""
+
+    def __init__(self, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise) -> None:
+        self.metadata = metadata
+        self.query = query
+        self.noise = noise
+        self.public_keys = self._public_keys()
+        if self.group_columns and self.public_keys is None:
+            if noise.delta is None or noise.delta <= 0:
+                raise InvalidQuery(
+                    "the values of the grouping column(s) are not public, so OpenDP releases only "
+                    "groups above a noisy threshold, which needs a 'delta' above 0"
+                )
+            self.delta: float | None = noise.delta
+        else:
+            self.delta = None
+
+    @property
+    def group_columns(self) -> list[str]:
+        if self.query.aggregates[0].op == "histogram":
+            return [self.query.aggregates[0].column]  # type: ignore[list-item]
+        return list(self.query.group_by)
+
+    # -- data ------------------------------------------------------------------------------------
+    def frame(self, data: pd.DataFrame | None) -> Any:
+        """A LazyFrame of the metadata's schema: empty for planning, or the rows."""
+        import polars as pl
+
+        types = {
+            "int": pl.Int64,
+            "float": pl.Float64,
+            "string": pl.String,
+            "boolean": pl.Boolean,
+            "datetime": pl.Datetime("us"),
+        }
+        schema = {name: types[spec.type] for name, spec in self.metadata.columns.items()}
+        if data is None:
+            lazy = pl.LazyFrame(schema=schema)
+        else:
+            lazy = pl.from_pandas(data[list(schema)]).lazy().cast(schema)  # type: ignore[arg-type]
+        squares = {a.column for a in self.query.aggregates if a.op == "variance"}
+        if squares:
+            lazy = lazy.with_columns(
+                (pl.col(c).cast(pl.Float64) * pl.col(c).cast(pl.Float64)).alias(SQUARED + c)
+                for c in sorted(squares)
+            )
+        return lazy
+
+    # -- the measurement -----------------------------------------------------------------------
+    def build(self, lazy: Any, budget: float) -> tuple[Any, Any]:
+        import opendp.prelude as dp
+        import polars as pl
+
+        try:
+            context = dp.Context.compositor(
+                data=lazy,
+                privacy_unit=dp.unit_of(contributions=self.metadata.max_ids),
+                privacy_loss=self.noise.loss_of(budget, self.delta),
+                split_evenly_over=1,
+                margins=self._margins(),
+            )
+            query = context.query()
+            for condition in self.query.filters:
+                query = query.filter(_condition(condition))
+            expressions = [e for a in self.query.aggregates for e in self._expressions(a)]
+            if self.group_columns and self.public_keys is None and not self._counts_rows():
+                # Groups whose keys are not public are released above a threshold on a noisy
+                # count of rows, which OpenDP needs among the expressions.
+                expressions.append(pl.len().dp.noise().alias(KEY_COUNT))
+            if self.group_columns:
+                query = query.group_by(self.group_columns).agg(expressions)
+                if self.public_keys is not None and self.query.filters:
+                    # A filter may empty a group: joining the public keys keeps every group.
+                    query = query.join(self.public_keys, on=self.group_columns, how="right")
+            else:
+                query = query.select(expressions)
+            # The noise follows the privacy measure: epsilon means Laplace, rho means Gaussian.
+            built = query
+        except InvalidQuery:
+            raise
+        except Exception as err:
+            raise _refusal(err) from err
+        return context, built
+
+    def _counts_rows(self) -> bool:
+        return any(
+            a.op == "histogram" or (a.op == "count" and a.column is None)
+            for a in self.query.aggregates
+        )
+
+    def _public_keys(self) -> Any:
+        """The grouping keys as a LazyFrame when the admin declared them all public, else None."""
+        import polars as pl
+
+        columns = self.group_columns
+        if not columns:
+            return None
+        specs = [self.metadata.columns[c] for c in columns]
+        if not all(spec.public_keys for spec in specs):
+            return None
+        values = [list(spec.categories) if spec.categories else [True, False] for spec in specs]
+        rows = list(product(*values))
+        return pl.LazyFrame({c: [row[i] for row in rows] for i, c in enumerate(columns)}).cast(
+            {c: _polars_type(spec) for c, spec in zip(columns, specs, strict=True)}
+        )
+
+    def _margins(self) -> list[Any]:
+        import opendp.prelude as dp
+
+        rows = self.metadata.rows
+        margins = [dp.polars.Margin(by=[], max_length=rows)] if rows else []
+        if not self.group_columns:
+            return margins
+        # How many groups there can be is public (from categories or cardinality): OpenDP
+        # needs it to bound what one person can change across groups.
+        groups = 1
+        for column in self.group_columns:
+            spec = self.metadata.columns[column]
+            if spec.distinct_values is None:
+                raise InvalidQuery(
+                    f"grouping by {column!r} needs its 'categories' or 'cardinality' in the metadata"
+                )
+            groups *= spec.distinct_values + (1 if spec.nullable else 0)
+        invariant = "keys" if self.public_keys is not None else None
+        margins.append(
+            dp.polars.Margin(
+                by=self.group_columns, invariant=invariant, max_groups=groups, max_length=rows
+            )
+        )
+        return margins
+
+    def _expressions(self, aggregate: Aggregate) -> list[Any]:
+        import polars as pl
+
+        name, op = aggregate.name, aggregate.op
+        if op in ("count", "histogram") and aggregate.column is None or op == "histogram":
+            return [pl.len().dp.noise().alias(f"{name}__n")]
+        spec = self.metadata.columns[aggregate.column]  # type: ignore[index]
+        column = pl.col(spec.name)
+        if op == "count":
+            return [column.dp.count().alias(f"{name}__n")]
+        total = _null_free(column, spec).dp.sum(_bounds_with_zero(spec)).alias(f"{name}__sum")
+        count = column.dp.count().alias(f"{name}__n")
+        if op == "sum":
+            return [total]
+        if op == "mean":
+            return [total, count]
+        if op == "variance":
+            largest = max(float(spec.lower) ** 2, float(spec.upper) ** 2)  # type: ignore[arg-type]
+            smallest = (
+                0.0
+                if spec.lower <= 0 <= spec.upper
+                else min(float(spec.lower) ** 2, float(spec.upper) ** 2)
+            )  # type: ignore[operator]
+            squares = (
+                pl.col(SQUARED + spec.name).fill_null(0.0).dp.sum((min(smallest, 0.0), largest))
+            )
+            return [total, squares.alias(f"{name}__squares"), count]
+        q = 0.5 if op == "median" else aggregate.q
+        return [column.dp.quantile(q, candidates=_candidates(spec)).alias(f"{name}__q")]
+
+    def loss(self, context: Any) -> PrivacyLoss:
+        declared = context.accountant.map(context.d_in)
+        if isinstance(declared, tuple):
+            value, delta = float(declared[0]), float(declared[1])
+        else:
+            value, delta = float(declared), 0.0
+        kind = "approx_dp" if self.noise.mechanism == "laplace" else "zcdp"
+        return PrivacyLoss([MechanismLoss(kind, value, delta)])
+
+    # -- accuracy --------------------------------------------------------------------------------
+    def accuracy(self, summary: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        rows = summary.to_dicts()
+        noisy = [
+            {
+                "name": r["column"],
+                "aggregate": r["aggregate"],
+                "distribution": r["distribution"],
+                "scale": r["scale"],
+                "half_width": r.get("accuracy"),
+            }
+            for r in rows
+        ]
+        by_name = {r["column"]: r.get("accuracy") for r in rows}
+        columns = []
+        for a in self.query.aggregates:
+            parts = [n for n in by_name if n.startswith(a.name + "__")]
+            exact = len(parts) == 1 and a.op in ("count", "sum", "histogram")
+            columns.append(
+                {
+                    "column": a.name,
+                    "noisy_values": parts,
+                    "half_width": by_name[parts[0]] if exact else None,
+                }
+            )
+        return noisy, columns
+
+    def budget_for_accuracy(self, empty: Any) -> float:
+        """The smallest epsilon (or rho) at which every noisy value meets the target accuracy."""
+        target = self.noise.half_width
+        assert target is not None
+
+        def worst(budget: float) -> float:
+            from opendp.accuracy import summarize_polars_measurement
+
+            _, built = self.build(empty, budget)
+            try:
+                summary = summarize_polars_measurement(
+                    resolve(built), alpha=1 - self.noise.confidence
+                )
+                values = [r.get("accuracy") for r in summary.to_dicts()]
+            except Exception as err:
+                raise _refusal(err) from err
+            known = [v for v in values if v is not None]
+            if not known:
+                raise InvalidQuery(
+                    "OpenDP gives no accuracy for these aggregates: choose epsilon or rho instead"
+                )
+            return max(known)
+
+        low, high = 1e-6, MAX_SEARCH_EPSILON
+        if worst(high) > target:
+            raise InvalidQuery(
+                f"no budget up to {MAX_SEARCH_EPSILON:g} reaches a half-width of {target:g}; ask for less accuracy"
+            )
+        for _ in range(ACCURACY_SEARCH_STEPS):
+            middle = math.sqrt(low * high)
+            if worst(middle) <= target:
+                high = middle
+            else:
+                low = middle
+        return float(f"{high:.6g}") if worst(float(f"{high:.6g}")) <= target else high
+
+    # -- outputs ---------------------------------------------------------------------------------
+    def outputs(self, released: pd.DataFrame) -> OpenDPResult:
+        keys = self.group_columns
+        if keys:
+            released = released.sort_values(keys, na_position="last").reset_index(drop=True)
+        columns = [*keys, *[a.name for a in self.query.aggregates]]
+        rows = []
+        for _, row in released.iterrows():
+            rows.append(
+                [*[row[k] for k in keys], *[_finish(a, row) for a in self.query.aggregates]]
+            )
+        return OpenDPResult(columns, rows)
+
+
+def _finish(aggregate: Aggregate, row: pd.Series) -> Any:
+    """Post-processing of the released noisy values into the asked statistic."""
+    name, op = aggregate.name, aggregate.op
+    if op in ("count", "histogram"):
+        return row[f"{name}__n"]
+    if op == "sum":
+        return row[f"{name}__sum"]
+    if op in ("quantile", "median"):
+        return row[f"{name}__q"]
+    n = row[f"{name}__n"]
+    if n is None or pd.isna(n) or n <= 0:
+        return None
+    mean = row[f"{name}__sum"] / n
+    if op == "mean":
+        return mean
+    return max(0.0, row[f"{name}__squares"] / n - mean * mean)
+
+
+def _condition(f: Filter) -> Any:
+    import polars as pl
+
+    column = pl.col(f.column)
+    if f.op == "is_null":
+        return column.is_null()
+    if f.op == "is_not_null":
+        return column.is_not_null()
+    if f.op == "in":
+        # OpenDP does not take is_in: the same test as a chain of equalities.
+        condition = column == f.value[0]
+        for value in f.value[1:]:
+            condition = condition | (column == value)
+        return condition
+    return {
+        "==": column == f.value,
+        "!=": column != f.value,
+        "<": column < f.value,
+        "<=": column <= f.value,
+        ">": column > f.value,
+        ">=": column >= f.value,
+    }[f.op]
+
+
+def _null_free(column: Any, spec: ColumnSpec) -> Any:
+    """NULLs add nothing to a sum (OpenDP would put the middle of the bounds there)."""
+    return column.fill_null(0 if spec.type == "int" else 0.0)
+
+
+def _bounds_with_zero(spec: ColumnSpec) -> tuple[Any, Any]:
+    lower, upper = min(spec.lower, 0), max(spec.upper, 0)  # type: ignore[type-var]
+    if spec.type == "int":
+        return int(lower), int(upper)
+    return float(lower), float(upper)
+
+
+def _candidates(spec: ColumnSpec) -> list[Any]:
+    lower, upper = spec.lower, spec.upper
+    if spec.type == "int" and upper - lower < QUANTILE_CANDIDATES:  # type: ignore[operator]
+        return list(range(int(lower), int(upper) + 1))  # type: ignore[arg-type]
+    step = (float(upper) - float(lower)) / (QUANTILE_CANDIDATES - 1)  # type: ignore[arg-type]
+    values = [float(lower) + i * step for i in range(QUANTILE_CANDIDATES)]  # type: ignore[arg-type]
+    return [int(round(v)) for v in values] if spec.type == "int" else values
+
+
+def _polars_type(spec: ColumnSpec) -> Any:
+    import polars as pl
+
+    return {"int": pl.Int64, "string": pl.String, "boolean": pl.Boolean}[spec.type]

@@ -1,0 +1,258 @@
+"""The OpenDP query language: a small JSON description, checked against the metadata.
+
+This is all a client can say to the OpenDP engine. It is data, never code: there is no way to
+send a serialized pipeline, a Polars plan, a function or a bound. The server builds the
+OpenDP measurement itself from this description and the admin's metadata
+(engines/opendp_engine.py).
+
+    {"filters":    [{"column": "island", "op": "==", "value": "Dream"}],
+     "group_by":   ["species"],
+     "aggregates": [{"op": "count"},
+                    {"op": "mean", "column": "bill_length_mm", "as": "bill"},
+                    {"op": "quantile", "column": "body_mass_g", "q": 0.9}]}
+
+Aggregates: count (rows, or non-null values of a column), sum, mean, variance,
+quantile (q in (0, 1)), median, histogram (counts per value of one column).
+Filters: ==, !=, <, <=, >, >= against a value of the column's type, "in" a list of values,
+"is_null", "is_not_null"; all filters must hold.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from lomas_server.errors import InvalidQuery
+from lomas_server.metadata import ColumnSpec, DatasetMetadata
+
+AGGREGATES = ("count", "sum", "mean", "variance", "quantile", "median", "histogram")
+NEEDS_BOUNDS = ("sum", "mean", "variance", "quantile", "median")
+COMPARISONS = ("==", "!=", "<", "<=", ">", ">=")
+FILTER_OPS = (*COMPARISONS, "in", "is_null", "is_not_null")
+GROUPABLE = ("string", "int", "boolean")
+MAX_AGGREGATES = 20
+MAX_FILTERS = 20
+MAX_IN_VALUES = 1000
+OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Filter:
+    column: str
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    op: str
+    column: str | None
+    name: str
+    q: float | None = None
+
+
+@dataclass(frozen=True)
+class OpenDPQuery:
+    filters: tuple[Filter, ...]
+    group_by: tuple[str, ...]
+    aggregates: tuple[Aggregate, ...]
+
+    def describe(self) -> str:
+        """A one-line reading of the query, for archives and histories."""
+        parts = []
+        for a in self.aggregates:
+            inner = a.column or "*"
+            parts.append(f"{a.op}({inner}{', q=' + format(a.q, 'g') if a.q is not None else ''})")
+        text = ", ".join(parts)
+        if self.group_by:
+            text += " by " + ", ".join(self.group_by)
+        if self.filters:
+            text += " where " + " and ".join(_describe_filter(f) for f in self.filters)
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """The canonical form: the same query always gives the same document."""
+        return {
+            "filters": [
+                {
+                    "column": f.column,
+                    "op": f.op,
+                    **({"value": f.value} if f.op not in ("is_null", "is_not_null") else {}),
+                }
+                for f in self.filters
+            ],
+            "group_by": list(self.group_by),
+            "aggregates": [
+                {
+                    "op": a.op,
+                    **({"column": a.column} if a.column else {}),
+                    "as": a.name,
+                    **({"q": a.q} if a.q is not None else {}),
+                }
+                for a in self.aggregates
+            ],
+        }
+
+
+def parse_opendp_query(document: Any, metadata: DatasetMetadata) -> OpenDPQuery:
+    if not isinstance(document, dict):
+        raise InvalidQuery(
+            "'query' must be an object with 'aggregates' and optional 'filters' and 'group_by'"
+        )
+    _only(document, {"filters", "group_by", "aggregates"}, "query")
+    filters = tuple(_filter(item, metadata) for item in _list(document, "filters", MAX_FILTERS))
+    group_by = tuple(_group_column(item, metadata) for item in _list(document, "group_by", 5))
+    if len(set(group_by)) != len(group_by):
+        raise InvalidQuery("a column appears twice in 'group_by'")
+    aggregates = tuple(
+        _aggregate(item, metadata) for item in _list(document, "aggregates", MAX_AGGREGATES)
+    )
+    if not aggregates:
+        raise InvalidQuery('give at least one aggregate, e.g. {"op": "count"}')
+    if any(a.op == "histogram" for a in aggregates) and (len(aggregates) > 1 or group_by):
+        raise InvalidQuery(
+            "a histogram is a query of its own: no other aggregates and no 'group_by'"
+        )
+    names = [a.name for a in aggregates] + list(group_by)
+    if len(set(names)) != len(names):
+        raise InvalidQuery(
+            "two outputs have the same name; give one of them another name with 'as'"
+        )
+    return OpenDPQuery(filters, group_by, aggregates)
+
+
+def _only(document: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise InvalidQuery(
+            f"unknown field(s) {', '.join(map(repr, unknown))} in {where}; expected {', '.join(sorted(allowed))}"
+        )
+
+
+def _list(document: dict[str, Any], key: str, limit: int) -> list[Any]:
+    value = document.get(key, [])
+    if not isinstance(value, list):
+        raise InvalidQuery(f"'{key}' must be a list")
+    if len(value) > limit:
+        raise InvalidQuery(f"at most {limit} entries in '{key}'")
+    return value
+
+
+def _column(name: Any, metadata: DatasetMetadata) -> ColumnSpec:
+    if not isinstance(name, str):
+        raise InvalidQuery("a column name must be a string")
+    spec = metadata.columns.get(name)
+    if spec is None:
+        raise InvalidQuery(f"unknown column {name!r}")
+    return spec
+
+
+def _group_column(name: Any, metadata: DatasetMetadata) -> str:
+    spec = _column(name, metadata)
+    if spec.type not in GROUPABLE:
+        raise InvalidQuery(
+            f"cannot group by {spec.name!r}: only string, int and boolean columns group"
+        )
+    return spec.name
+
+
+def _filter(item: Any, metadata: DatasetMetadata) -> Filter:
+    if not isinstance(item, dict):
+        raise InvalidQuery('a filter is an object like {"column": "age", "op": ">=", "value": 18}')
+    _only(item, {"column", "op", "value"}, "a filter")
+    spec = _column(item.get("column"), metadata)
+    op = item.get("op")
+    if op not in FILTER_OPS:
+        raise InvalidQuery(f"filter operator {op!r} is not one of {', '.join(FILTER_OPS)}")
+    if op in ("is_null", "is_not_null"):
+        if "value" in item:
+            raise InvalidQuery(f"'{op}' takes no value")
+        return Filter(spec.name, op)
+    if "value" not in item:
+        raise InvalidQuery(f"the filter on {spec.name!r} needs a 'value'")
+    value = item["value"]
+    if op == "in":
+        if not isinstance(value, list) or not value or len(value) > MAX_IN_VALUES:
+            raise InvalidQuery(f"'in' takes a list of 1 to {MAX_IN_VALUES} values")
+        return Filter(spec.name, op, tuple(_typed_value(v, spec) for v in value))
+    if op in ("<", "<=", ">", ">=") and spec.type not in ("int", "float", "datetime"):
+        raise InvalidQuery(f"'{op}' compares numbers or dates; {spec.name!r} is {spec.type}")
+    return Filter(spec.name, op, _typed_value(value, spec))
+
+
+def _typed_value(value: Any, spec: ColumnSpec) -> Any:
+    """A literal of the column's own type: a comparison that could fail per row is refused."""
+    if spec.type in ("int", "float"):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise InvalidQuery(
+                f"column {spec.name!r} is {spec.type}: compare it with a finite number"
+            )
+        if abs(value) > 1e15:
+            raise InvalidQuery("numbers in filters are at most 1e15 in size")
+        return float(value) if spec.type == "float" else value
+    if spec.type == "boolean":
+        if not isinstance(value, bool):
+            raise InvalidQuery(f"column {spec.name!r} is boolean: compare it with true or false")
+        return value
+    if not isinstance(value, str) or len(value) > 1000:
+        raise InvalidQuery(f"column {spec.name!r} is {spec.type}: compare it with a string")
+    return value
+
+
+def _aggregate(item: Any, metadata: DatasetMetadata) -> Aggregate:
+    if not isinstance(item, dict):
+        raise InvalidQuery('an aggregate is an object like {"op": "mean", "column": "age"}')
+    _only(item, {"op", "column", "as", "q"}, "an aggregate")
+    op = item.get("op")
+    if op not in AGGREGATES:
+        raise InvalidQuery(f"aggregate {op!r} is not one of {', '.join(AGGREGATES)}")
+    column = item.get("column")
+    if column is None and op != "count":
+        raise InvalidQuery(f"'{op}' needs a 'column'")
+    spec = _column(column, metadata) if column is not None else None
+    if spec is not None and op in NEEDS_BOUNDS:
+        if not spec.is_numeric:
+            raise InvalidQuery(f"'{op}' needs a numeric column; {spec.name!r} is {spec.type}")
+        if not spec.is_bounded:
+            raise InvalidQuery(
+                f"column {spec.name!r} has no bounds in the metadata: it can be counted but not used in '{op}'"
+            )
+    if op == "histogram" and spec is not None and spec.type not in GROUPABLE:
+        raise InvalidQuery(
+            f"a histogram needs a string, int or boolean column; {spec.name!r} is {spec.type}"
+        )
+    q = item.get("q")
+    if op == "quantile":
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+            raise InvalidQuery("'quantile' needs 'q' between 0 and 1 (exclusive)")
+        q = float(q)
+    elif q is not None:
+        raise InvalidQuery(f"'q' only applies to 'quantile', not '{op}'")
+    name = item.get("as") or _default_name(op, spec.name if spec else None, q)
+    if not isinstance(name, str) or not OUTPUT_NAME.match(name):
+        raise InvalidQuery(
+            f"output name {name!r} must be a plain identifier of at most 64 characters"
+        )
+    return Aggregate(op, spec.name if spec else None, name, q)
+
+
+def _default_name(op: str, column: str | None, q: float | None) -> str:
+    if op == "histogram":
+        return "count"
+    if column is None:
+        return op
+    if op == "quantile":
+        return f"quantile_{format(q, 'g').replace('.', '_')}_{column}"
+    return f"{op}_{column}"
+
+
+def _describe_filter(f: Filter) -> str:
+    if f.op in ("is_null", "is_not_null"):
+        return f"{f.column} {f.op.replace('_', ' ')}"
+    return f"{f.column} {f.op} {f.value!r}"

@@ -1,0 +1,65 @@
+"""A user's budget on a dataset, seen through the dataset's accounting rule.
+
+The store keeps grants as the admin stated them, (epsilon, delta), and the ledger in the
+dataset's currency. This is where the two meet: caps for a reservation, and what analysts read
+(always (epsilon, delta); for zCDP datasets also the native (rho, delta)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lomas_server.accounting import ZCDP, AccountingRule, PrivacyAmount
+from lomas_server.store.base import DatasetRecord
+
+
+def rule_of(record: DatasetRecord) -> AccountingRule:
+    return AccountingRule(record.accounting, record.conversion_delta)
+
+
+@dataclass(frozen=True)
+class Account:
+    record: DatasetRecord
+    stated: PrivacyAmount  # the grant, (epsilon, delta)
+    spent: PrivacyAmount  # ledger currency
+
+    @property
+    def rule(self) -> AccountingRule:
+        return rule_of(self.record)
+
+    @property
+    def cap(self) -> PrivacyAmount:
+        return self.rule.cap(self.stated)
+
+    @property
+    def dataset_cap(self) -> PrivacyAmount | None:
+        return None if self.record.cap is None else self.rule.cap(self.record.cap)
+
+    def fits(self, cost: PrivacyAmount) -> bool:
+        return (self.spent + cost).fits_within(self.cap)
+
+    def cost_view(self, cost: PrivacyAmount) -> dict[str, float]:
+        """A charge as analysts read it; zCDP charges also give their rho."""
+        view: dict[str, float] = self.rule.as_approx_dp(cost).as_dict()
+        if self.rule.mode == ZCDP:
+            view["rho"] = cost.epsilon
+        return view
+
+    def view(self) -> dict[str, Any]:
+        rule = self.rule
+        spent = rule.as_approx_dp(self.spent)
+        out: dict[str, Any] = {
+            "initial": self.stated.as_dict(),
+            "spent": spent.as_dict(),
+            "remaining": (self.stated - spent).as_dict(),
+            "accounting": rule.describe(),
+        }
+        if rule.mode == ZCDP:
+            cap = self.cap
+            out["accounting"].update(
+                initial={"rho": cap.epsilon, "delta": cap.delta},
+                spent={"rho": self.spent.epsilon, "delta": self.spent.delta},
+                remaining={"rho": (cap - self.spent).epsilon, "delta": (cap - self.spent).delta},
+            )
+        return out
