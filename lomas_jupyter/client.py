@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import requests
+
+if TYPE_CHECKING:
+    from lomas_jupyter.opendp_builder import OpenDPQueryBuilder
 
 API_PREFIX = "/lomas/api/v1"
 DEMO_CONNECTION = Path("lomas-demo") / "connection.json"
@@ -137,6 +140,19 @@ class Client:
             dataset, query, epsilon=epsilon, delta=delta, postprocess=postprocess, fresh=fresh
         )
         return table_frame(reply["result"])
+
+    # -- OpenDP ------------------------------------------------------------------------------
+    def opendp(self, dataset: str) -> OpenDPQueryBuilder:
+        """Start an OpenDP query: ``client.opendp("PENGUIN").count().laplace(epsilon=0.5).release()``."""
+        from lomas_jupyter.opendp_builder import OpenDPQueryBuilder
+
+        return OpenDPQueryBuilder(self, dataset)
+
+    def opendp_cost(self, dataset: str, request: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/datasets/{dataset}/opendp/cost", request)
+
+    def opendp_response(self, dataset: str, request: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/datasets/{dataset}/opendp", request)
 
     def queries(self, dataset: str | None = None) -> list[dict[str, Any]]:
         params = {"dataset": dataset} if dataset else None

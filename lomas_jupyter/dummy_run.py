@@ -1,8 +1,9 @@
-"""Run a SmartNoise-SQL query in the kernel, on dummy rows, spending nothing.
+"""Run a query in the kernel, on dummy rows, spending nothing.
 
 The dummy rows come from the server (generated from metadata only); the query goes through
-the very allow-list, planner and engine the server uses, so a query that works here works
-there, and a query refused there is refused here with the same message.
+the very parser, allow-list, planner and engine the server uses (SmartNoise-SQL or OpenDP), so
+a query that works here works there, and one refused there is refused here with the same
+message.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from typing import Any
 import pandas as pd
 
 from lomas_server.datasets import conform_to_metadata
+from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine, SqlPlan
 from lomas_server.metadata import DatasetMetadata
 
-_engine: SmartnoiseSqlEngine | None = None
-_engine_lock = threading.Lock()
+_engines: tuple[SmartnoiseSqlEngine, OpenDPEngine] | None = None
+_engines_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,14 @@ class DummyRun:
     seed: int
 
 
-def _shared_engine() -> SmartnoiseSqlEngine:
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = SmartnoiseSqlEngine(max_readers=2)
-        return _engine
+def _shared_engines() -> tuple[SmartnoiseSqlEngine, OpenDPEngine]:
+    """Both engines, on one thread of their own (as in the server: see engine_thread.py)."""
+    global _engines
+    with _engines_lock:
+        if _engines is None:
+            thread = EngineThread()
+            _engines = (SmartnoiseSqlEngine(max_readers=2, thread=thread), OpenDPEngine(thread=thread))
+        return _engines
 
 
 def run_on_dummy(
@@ -48,9 +53,25 @@ def run_on_dummy(
     seed: int,
 ) -> DummyRun:
     metadata = DatasetMetadata.from_dict(metadata_document)
-    engine = _shared_engine()
+    engine = _shared_engines()[0]
     plan = engine.plan(dataset, metadata, query, epsilon, delta)
     frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
     outcome = engine.execute(plan, metadata, f"dummy:{len(frame)}:{seed}", lambda: frame)
     result = pd.DataFrame(outcome.rows, columns=outcome.columns)
     return DummyRun(result=result, plan=plan, rows=len(frame), seed=seed)
+
+
+def run_opendp_on_dummy(
+    metadata_document: dict[str, Any], dummy: pd.DataFrame, dataset: str, request: dict[str, Any]
+) -> pd.DataFrame:
+    """An OpenDP request, through the server's own parser and engine, on dummy rows."""
+    from lomas_server.engines.opendp_query import parse_opendp_query
+    from lomas_server.handlers.payloads import parse_opendp_request
+
+    metadata = DatasetMetadata.from_dict(metadata_document)
+    parsed = parse_opendp_request(request, for_release=False)
+    engine = _shared_engines()[1]
+    plan = engine.plan(dataset, metadata, parse_opendp_query(parsed.query, metadata), parsed.noise)
+    frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
+    outcome = engine.execute(plan, metadata, lambda: frame)
+    return pd.DataFrame(outcome.rows, columns=outcome.columns)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import jinja2
 import pandas as pd
+import yaml
 from IPython.core.error import StdinNotImplementedError, UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -271,19 +272,107 @@ class LomasMagic(Magics, Configurable):
         epsilon = self.epsilon if args.epsilon is None else args.epsilon
         delta = self.delta if args.delta is None else args.delta
         client = self._client()
-        if args.dummy:
-            result = self._dummy_run(dataset, query, epsilon, delta)
-        elif args.estimate:
-            return self._estimate(dataset, query, epsilon, delta)
-        else:
-            result = self._release(client, dataset, query, epsilon, delta, args)
-            if result is None:
-                return None
-        if target:
-            self.shell.user_ns[target] = result
-            return None
-        return result
 
+        def estimate() -> dict[str, Any]:
+            return client.smartnoise_sql_cost(dataset, query, epsilon=epsilon, delta=delta)
+
+        if args.estimate:
+            return self._show_estimate(dataset, estimate())
+        if args.dummy:
+            result = self._dummy_sql(dataset, query, epsilon, delta, estimate)
+        else:
+            result = self._spend(
+                dataset,
+                estimate,
+                lambda: client.smartnoise_sql_response(
+                    dataset,
+                    query,
+                    epsilon=epsilon,
+                    delta=delta,
+                    postprocess=not args.no_postprocess,
+                    fresh=args.fresh,
+                ),
+                args,
+            )
+        return self._deliver(target, result)
+
+    @magic_arguments()
+    @argument("--dataset", "-d", help="dataset to query (default: LomasMagic.dataset)")
+    @argument(
+        "--epsilon",
+        "-e",
+        type=float,
+        help="Laplace noise spending this epsilon (default: LomasMagic.epsilon)",
+    )
+    @argument("--rho", type=float, help="Gaussian noise spending this rho (zero-concentrated DP)")
+    @argument(
+        "--accuracy",
+        type=float,
+        metavar="HALF_WIDTH",
+        help="instead of a budget: the cheapest one giving this 95%% half-width",
+    )
+    @argument("--delta", type=float, help="delta, to group by columns whose values are not public")
+    @argument("--estimate", action="store_true", help="show the cost and accuracy; spend nothing")
+    @argument("--dummy", action="store_true", help="run here on dummy data; spend nothing")
+    @argument(
+        "--fresh",
+        action="store_true",
+        help="pay for a new release even if this exact query ran before",
+    )
+    @argument("--yes", "-y", action="store_true", help="do not ask before an expensive query")
+    @argument("assign", nargs="*", help="VAR << stores the result in VAR")
+    @cell_magic
+    @_friendly_errors
+    def lomas_opendp(self, line: str, cell: str) -> pd.DataFrame | None:
+        """Run an OpenDP query described in the cell (YAML or JSON), built by the server.
+
+        The cell holds 'aggregates' and optionally 'filters' and 'group_by', e.g.
+
+            group_by: [species]
+            aggregates:
+              - {op: count}
+              - {op: mean, column: bill_length_mm}
+        """
+        args = parse_argstring(self.lomas_opendp, line)
+        target, cell = _assignment(args.assign, cell)
+        query = _query_document(self._render(cell))
+        dataset = self._dataset(args.dataset)
+        request = {"query": query, **self._opendp_noise(args)}
+        client = self._client()
+
+        def estimate() -> dict[str, Any]:
+            return client.opendp_cost(dataset, request)
+
+        if args.estimate:
+            return self._show_estimate(dataset, estimate())
+        if args.dummy:
+            result = self._dummy_opendp(dataset, request, estimate)
+        else:
+            result = self._spend(
+                dataset,
+                estimate,
+                lambda: client.opendp_response(dataset, {**request, "fresh": args.fresh}),
+                args,
+            )
+        return self._deliver(target, result)
+
+    def _opendp_noise(self, args: Any) -> dict[str, Any]:
+        if args.rho is not None and args.epsilon is not None:
+            raise LomasError("give --epsilon (Laplace) or --rho (Gaussian), not both")
+        gaussian = args.rho is not None
+        noise: dict[str, Any] = {"mechanism": "gaussian" if gaussian else "laplace"}
+        if args.accuracy is not None:
+            noise["accuracy"] = {"half_width": args.accuracy, "confidence": 0.95}
+        elif gaussian:
+            noise["rho"] = args.rho
+        else:
+            noise["epsilon"] = self.epsilon if args.epsilon is None else args.epsilon
+        delta = self.delta if args.delta is None else args.delta
+        if delta:
+            noise["delta"] = delta
+        return noise
+
+    # -- shared by the cell magics -------------------------------------------------------------
     def _render(self, cell: str) -> str:
         if "{{" not in cell and "{%" not in cell:
             return cell
@@ -295,8 +384,13 @@ class LomasMagic(Magics, Configurable):
         except jinja2.TemplateError as err:
             raise LomasError(f"template: {err}") from None
 
-    def _estimate(self, dataset: str, query: str, epsilon: float, delta: float) -> pd.DataFrame:
-        estimate = self._client().smartnoise_sql_cost(dataset, query, epsilon=epsilon, delta=delta)
+    def _deliver(self, target: str | None, result: pd.DataFrame | None) -> pd.DataFrame | None:
+        if result is None or not target:
+            return result
+        self.shell.user_ns[target] = result
+        return None
+
+    def _show_estimate(self, dataset: str, estimate: dict[str, Any]) -> pd.DataFrame:
         note = None
         if estimate["replay_of"]:
             note = f"this exact query ran before (query {estimate['replay_of'][:8]}): rerunning it is free"
@@ -309,53 +403,72 @@ class LomasMagic(Magics, Configurable):
         )
         accuracy = estimate["accuracy"]
         level = f"±{accuracy['confidence']:.0%}"
-        costs = {v["name"]: v["epsilon"] for v in accuracy["noisy_values"]}
-        return pd.DataFrame(
-            [
-                {
-                    "column": c["column"],
-                    "noisy values": len(c["noisy_values"]),
-                    "epsilon": sum(costs[name] for name in c["noisy_values"]),
-                    level: c["half_width"],
-                }
-                for c in accuracy["columns"]
-            ]
-        )
+        costs = {v["name"]: v.get("epsilon") for v in accuracy["noisy_values"]}
+        rows = []
+        for c in accuracy["columns"]:
+            row: dict[str, Any] = {"column": c["column"], "noisy values": len(c["noisy_values"])}
+            shares = [costs.get(name) for name in c["noisy_values"]]
+            if shares and all(
+                share is not None for share in shares
+            ):  # SmartNoise-SQL says per value
+                row["epsilon"] = sum(shares)  # type: ignore[arg-type]
+            row[level] = c["half_width"]
+            rows.append(row)
+        return pd.DataFrame(rows)
 
-    def _dummy_run(self, dataset: str, query: str, epsilon: float, delta: float) -> pd.DataFrame:
+    def _dummy_sql(
+        self,
+        dataset: str,
+        query: str,
+        epsilon: float,
+        delta: float,
+        estimate: Callable[[], dict[str, Any]],
+    ) -> pd.DataFrame:
         from lomas_jupyter.dummy_run import run_on_dummy
 
-        client = self._client()
-        seed = 0
+        client, seed = self._client(), 0
         rows = client.dummy(dataset, rows=self.dummy_rows, seed=seed)
         run = run_on_dummy(
             client.metadata(dataset), rows, dataset, query, epsilon=epsilon, delta=delta, seed=seed
         )
-        cost = client.smartnoise_sql_cost(dataset, query, epsilon=epsilon, delta=delta)["cost"]
-        print(
-            f"Dummy run on {run.rows} synthetic rows: nothing spent. On {dataset} this query "
-            f"would cost epsilon={cost['epsilon']:g}, delta={cost['delta']:g}."
-        )
+        self._dummy_note(dataset, run.rows, estimate())
         return run.result
 
-    def _release(
-        self, client: Client, dataset: str, query: str, epsilon: float, delta: float, args: Any
+    def _dummy_opendp(
+        self, dataset: str, request: dict[str, Any], estimate: Callable[[], dict[str, Any]]
+    ) -> pd.DataFrame:
+        from lomas_jupyter.dummy_run import run_opendp_on_dummy
+
+        client = self._client()
+        rows = client.dummy(dataset, rows=self.dummy_rows, seed=0)
+        result = run_opendp_on_dummy(client.metadata(dataset), rows, dataset, request)
+        self._dummy_note(dataset, len(rows), estimate())
+        return result
+
+    @staticmethod
+    def _dummy_note(dataset: str, rows: int, estimate: dict[str, Any]) -> None:
+        cost = estimate["cost"]
+        print(
+            f"Dummy run on {rows} synthetic rows: nothing spent. On {dataset} this query "
+            f"would cost epsilon={cost['epsilon']:g}, delta={cost['delta']:g}."
+        )
+
+    def _spend(
+        self,
+        dataset: str,
+        estimate: Callable[[], dict[str, Any]],
+        run: Callable[[], dict[str, Any]],
+        args: Any,
     ) -> pd.DataFrame | None:
+        """Ask first when the query is expensive (and not a free replay), then run it."""
         if not args.yes and math.isfinite(self.confirm_above):
-            estimate = client.smartnoise_sql_cost(dataset, query, epsilon=epsilon, delta=delta)
-            free = estimate["replay_of"] is not None and not args.fresh
-            cost = estimate["cost"]["epsilon"]
+            known = estimate()
+            free = known["replay_of"] is not None and not args.fresh
+            cost = known["cost"]["epsilon"]
             if not free and cost > self.confirm_above and not self._confirm(dataset, cost):
                 print("Not run: nothing spent.")
                 return None
-        reply = client.smartnoise_sql_response(
-            dataset,
-            query,
-            epsilon=epsilon,
-            delta=delta,
-            postprocess=not args.no_postprocess,
-            fresh=args.fresh,
-        )
+        reply = run()
         replay = reply.get("replay_of")
         display(
             BudgetDisplay(
@@ -385,6 +498,19 @@ class LomasMagic(Magics, Configurable):
                 f"{self.confirm_above:g}, and there is no way to ask here: add --yes to run it"
             ) from None
         return answer.strip().lower() in ("y", "yes")
+
+
+def _query_document(text: str) -> Any:
+    """The cell of %%lomas_opendp: YAML (of which JSON is a part)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise LomasError(f"the cell is not valid YAML or JSON: {err}") from None
+    if not isinstance(document, dict):
+        raise LomasError(
+            "the cell describes the query: 'aggregates', and optionally 'filters' and 'group_by'"
+        )
+    return document
 
 
 def _assignment(tokens: list[str], cell: str) -> tuple[str | None, str]:

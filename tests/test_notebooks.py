@@ -40,6 +40,7 @@ def test_example_notebooks_run_with_nbval(demo):
             "no:cacheprovider",
             "-q",
             "examples/quickstart.ipynb",
+            "examples/opendp.ipynb",
             "examples/admin.ipynb",
         ],
         cwd=ROOT,

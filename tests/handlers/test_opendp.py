@@ -47,11 +47,14 @@ def test_grouped_count_and_mean_with_public_keys(user, public_penguins):
     assert _spent(user, public_penguins) == {"epsilon": 2.0, "delta": 0.0}
 
 
+BY_SEX = {"group_by": ["sex"], "aggregates": [{"op": "count"}, {"op": "mean", "column": "bill_length_mm"}]}
+
+
 def test_private_keys_need_delta_and_pay_for_it(user):
-    refused = user.api.post(OPENDP.format("PENGUIN"), {"query": BY_SPECIES, "epsilon": 1.0})
+    refused = user.api.post(OPENDP.format("PENGUIN"), {"query": BY_SEX, "epsilon": 1.0})
     assert refused.status_code == 400 and "delta" in refused.json()["message"]
     reply = user.api.post(
-        OPENDP.format("PENGUIN"), {"query": BY_SPECIES, "epsilon": 1.0, "delta": 1e-6}
+        OPENDP.format("PENGUIN"), {"query": BY_SEX, "epsilon": 1.0, "delta": 1e-6}
     )
     assert reply.status_code == 200
     assert reply.json()["cost"] == {"epsilon": 1.0, "delta": 1e-6}
@@ -109,12 +112,12 @@ def test_filters_histogram_quantile_and_variance(user, public_penguins):
     histogram = user.api.post(
         OPENDP.format("PENGUIN"),
         {
-            "query": {"aggregates": [{"op": "histogram", "column": "island"}]},
+            "query": {"aggregates": [{"op": "histogram", "column": "sex"}]},
             "epsilon": 1.0,
             "delta": 1e-6,
         },
     ).json()
-    assert histogram["result"]["columns"] == ["island", "count"]
+    assert histogram["result"]["columns"] == ["sex", "count"]
 
 
 def test_identical_query_replays_whatever_the_key_order(user, public_penguins):

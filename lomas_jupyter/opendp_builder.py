@@ -1,0 +1,140 @@
+"""Build OpenDP queries in Python, the way OpenDP's Context API reads:
+
+    client.opendp("PENGUIN").group_by("species").mean("bill_length_mm").laplace(epsilon=0.5).release()
+
+A builder only assembles the JSON description that the server compiles (it never sends code);
+each step returns a new builder, so a half-built query can be reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from lomas_jupyter.client import Client
+
+
+@dataclass(frozen=True)
+class OpenDPQueryBuilder:
+    client: Client
+    dataset: str
+    filters: tuple[dict[str, Any], ...] = ()
+    groups: tuple[str, ...] = ()
+    aggregates: tuple[dict[str, Any], ...] = ()
+    noise: dict[str, Any] = field(default_factory=dict)
+
+    # -- shaping -------------------------------------------------------------------------------
+    def filter(self, column: str, op: str, value: Any = None) -> OpenDPQueryBuilder:
+        """Keep rows where ``column op value`` (==, !=, <, <=, >, >=, in, is_null, is_not_null)."""
+        item = {
+            "column": column,
+            "op": op,
+            **({} if op in ("is_null", "is_not_null") else {"value": value}),
+        }
+        return replace(self, filters=(*self.filters, item))
+
+    def group_by(self, *columns: str) -> OpenDPQueryBuilder:
+        return replace(self, groups=(*self.groups, *columns))
+
+    # -- aggregates ------------------------------------------------------------------------------
+    def _add(
+        self, op: str, column: str | None = None, name: str | None = None, **extra: Any
+    ) -> OpenDPQueryBuilder:
+        item: dict[str, Any] = {"op": op, **({"column": column} if column else {}), **extra}
+        if name:
+            item["as"] = name
+        return replace(self, aggregates=(*self.aggregates, item))
+
+    def count(self, column: str | None = None, *, name: str | None = None) -> OpenDPQueryBuilder:
+        return self._add("count", column, name)
+
+    def sum(self, column: str, *, name: str | None = None) -> OpenDPQueryBuilder:
+        return self._add("sum", column, name)
+
+    def mean(self, column: str, *, name: str | None = None) -> OpenDPQueryBuilder:
+        return self._add("mean", column, name)
+
+    def variance(self, column: str, *, name: str | None = None) -> OpenDPQueryBuilder:
+        return self._add("variance", column, name)
+
+    def median(self, column: str, *, name: str | None = None) -> OpenDPQueryBuilder:
+        return self._add("median", column, name)
+
+    def quantile(self, column: str, q: float, *, name: str | None = None) -> OpenDPQueryBuilder:
+        return self._add("quantile", column, name, q=q)
+
+    def histogram(self, column: str) -> OpenDPQueryBuilder:
+        return self._add("histogram", column)
+
+    # -- noise -----------------------------------------------------------------------------------
+    def laplace(
+        self,
+        epsilon: float | None = None,
+        *,
+        delta: float | None = None,
+        half_width: float | None = None,
+        confidence: float = 0.95,
+    ) -> OpenDPQueryBuilder:
+        """Laplace noise spending ``epsilon`` (or the least epsilon giving ``half_width``)."""
+        return replace(
+            self, noise=_noise("laplace", "epsilon", epsilon, delta, half_width, confidence)
+        )
+
+    def gaussian(
+        self,
+        rho: float | None = None,
+        *,
+        delta: float | None = None,
+        half_width: float | None = None,
+        confidence: float = 0.95,
+    ) -> OpenDPQueryBuilder:
+        """Gaussian noise spending ``rho`` (zero-concentrated DP)."""
+        return replace(self, noise=_noise("gaussian", "rho", rho, delta, half_width, confidence))
+
+    # -- running ---------------------------------------------------------------------------------
+    def query(self) -> dict[str, Any]:
+        return {
+            "filters": list(self.filters),
+            "group_by": list(self.groups),
+            "aggregates": list(self.aggregates),
+        }
+
+    def request(self, **extra: Any) -> dict[str, Any]:
+        if not self.noise:
+            from lomas_jupyter.client import LomasError
+
+            raise LomasError("choose the noise first: .laplace(epsilon=...) or .gaussian(rho=...)")
+        return {"query": self.query(), **self.noise, **extra}
+
+    def estimate(self) -> dict[str, Any]:
+        """Cost, accuracy and whether it would be a free replay; spends nothing."""
+        return self.client.opendp_cost(self.dataset, self.request())
+
+    def response(self, *, fresh: bool = False) -> dict[str, Any]:
+        return self.client.opendp_response(self.dataset, self.request(fresh=fresh))
+
+    def release(self, *, fresh: bool = False) -> pd.DataFrame:
+        from lomas_jupyter.client import table_frame
+
+        return table_frame(self.response(fresh=fresh)["result"])
+
+
+def _noise(
+    mechanism: str,
+    name: str,
+    budget: float | None,
+    delta: float | None,
+    half_width: float | None,
+    confidence: float,
+) -> dict[str, Any]:
+    noise: dict[str, Any] = {"mechanism": mechanism}
+    if half_width is not None:
+        noise["accuracy"] = {"half_width": half_width, "confidence": confidence}
+    else:
+        noise[name] = budget
+    if delta:
+        noise["delta"] = delta
+    return noise
