@@ -38,7 +38,10 @@ def _shared_engines() -> tuple[SmartnoiseSqlEngine, OpenDPEngine]:
     with _engines_lock:
         if _engines is None:
             thread = EngineThread()
-            _engines = (SmartnoiseSqlEngine(max_readers=2, thread=thread), OpenDPEngine(thread=thread))
+            _engines = (
+                SmartnoiseSqlEngine(max_readers=2, thread=thread),
+                OpenDPEngine(thread=thread),
+            )
         return _engines
 
 

@@ -20,8 +20,10 @@ which imputes them (filter with ``is_not_null`` to leave them out).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import product
@@ -42,7 +44,8 @@ QUANTILE_CANDIDATES = 201
 ACCURACY_SEARCH_STEPS = 24
 MAX_SEARCH_EPSILON = 100.0
 SQUARED = "__squared_"
-KEY_COUNT = "__rows__n"  # the noisy count behind thresholded groups
+KEY_COUNT = "__rows__n"
+PLAN_MEMORY = 256  # the noisy count behind thresholded groups
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class OpenDPPlan:
     budget: float  # the epsilon or rho in force (found by the server for a target accuracy)
     delta: float | None  # only when grouping keys are not public (thresholding)
     loss: PrivacyLoss
+    calibration: Calibration | None = None
     noisy_values: list[dict[str, Any]] = field(default_factory=list)
     columns: list[dict[str, Any]] = field(default_factory=list)
 
@@ -88,6 +92,8 @@ class OpenDPEngine:
     def __init__(self, thread: EngineThread | None = None) -> None:
         self._own_thread = thread is None
         self._thread = thread or EngineThread()
+        # Plans depend on metadata, query and noise only: the same question is planned once.
+        self._plans: OrderedDict[tuple[Any, ...], OpenDPPlan] = OrderedDict()
 
     def close(self) -> None:
         if self._own_thread:
@@ -102,6 +108,25 @@ class OpenDPEngine:
     def _plan(
         self, dataset: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
     ) -> OpenDPPlan:
+        key = (
+            dataset,
+            json.dumps(metadata.document, sort_keys=True),
+            json.dumps(query.as_dict(), sort_keys=True),
+            noise,
+        )
+        known = self._plans.get(key)
+        if known is not None:
+            self._plans.move_to_end(key)
+            return known
+        plan = self._new_plan(dataset, metadata, query, noise)
+        self._plans[key] = plan
+        while len(self._plans) > PLAN_MEMORY:
+            self._plans.popitem(last=False)
+        return plan
+
+    def _new_plan(
+        self, dataset: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
+    ) -> OpenDPPlan:
         _only_contrib()
         compiler = _Compiler(metadata, query, noise)
         empty = compiler.frame(None)
@@ -114,14 +139,19 @@ class OpenDPEngine:
         try:
             from opendp.accuracy import summarize_polars_measurement
 
-            summary = summarize_polars_measurement(resolve(built), alpha=1 - noise.confidence)
+            calibration = calibrate(built)
+            summary = summarize_polars_measurement(
+                measurement(built, calibration), alpha=1 - noise.confidence
+            )
         except InvalidQuery:
             raise
         except Exception as err:
             raise _refusal(err) from err
         loss = compiler.loss(context)
         noisy, columns = compiler.accuracy(summary)
-        return OpenDPPlan(dataset, query, noise, budget, compiler.delta, loss, noisy, columns)
+        return OpenDPPlan(
+            dataset, query, noise, budget, compiler.delta, loss, calibration, noisy, columns
+        )
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(
@@ -138,27 +168,27 @@ class OpenDPEngine:
         if compiler.loss(context) != plan.loss:
             raise RuntimeError("the measurement on the data differs from the one that was paid for")
         query = object.__getattribute__(built, "_query")
-        released = query._context(resolve(built)).collect().to_pandas()
+        assert plan.calibration is not None
+        # The noise found while planning (from the schema alone) is the noise used now.
+        released = query._context(measurement(built, plan.calibration)).collect().to_pandas()
         return compiler.outputs(released)
 
 
-def resolve(built: Any) -> Any:
-    """The measurement of an OpenDP Polars query, at the smallest noise within its budget.
+@dataclass(frozen=True)
+class Calibration:
+    """The noise found for a query: OpenDP's global scale and, for hidden groups, a threshold."""
 
-    OpenDP's own ``resolve`` finds the noise scale by a generic search of several hundred
-    privacy-map evaluations (seconds for a Gaussian count). The loss of these queries is
-    proportional to 1/scale (Laplace, exponential mechanism) or 1/scale^2 (Gaussian), so one
-    evaluation at scale 1 gives the scale; it is then checked exactly, as OpenDP would, and
-    nudged up while it does not pass. The threshold that hides rare groups (approximate DP)
-    is still found by OpenDP's integer search.
-    """
+    scale: float
+    threshold: int | None
+
+
+def _maker(built: Any) -> tuple[Callable[[float, int | None], Any], Any, Any, bool]:
+    """A constructor of the query's measurement at a given scale and threshold."""
     from opendp.measurements import make_private_lazyframe
-    from opendp.mod import OpenDPException, binary_search
 
     plan = object.__getattribute__(built, "polars_plan")
     query = object.__getattribute__(built, "_query")
     input_domain, input_metric = query._chain
-    d_in, d_out = query._d_in, query._d_out
     approximate = getattr(query._output_measure.type, "origin", None) == "Approximate"
 
     def make(scale: float, threshold: int | None = None) -> Any:
@@ -171,6 +201,24 @@ def resolve(built: Any) -> Any:
             threshold=threshold,
         )
 
+    return make, query, plan, approximate
+
+
+def calibrate(built: Any) -> Calibration:
+    """The smallest noise within the query's budget.
+
+    OpenDP's own ``resolve`` finds the noise scale by a generic search of several hundred
+    privacy-map evaluations (seconds for a Gaussian count). The loss of these queries is
+    proportional to 1/scale (Laplace, exponential mechanism) or 1/scale^2 (Gaussian), so one
+    evaluation at scale 1 gives the scale; it is then checked exactly, as OpenDP would, and
+    nudged up while it does not pass. The threshold that hides rare groups (approximate DP)
+    is still found by OpenDP's integer search.
+    """
+    from opendp.mod import OpenDPException, binary_search
+
+    make, query, _, approximate = _maker(built)
+    d_in, d_out = query._d_in, query._d_out
+
     def loss(measurement: Any) -> float:
         value = measurement.map(d_in)
         return float(value[0] if approximate else value)
@@ -178,15 +226,13 @@ def resolve(built: Any) -> Any:
     budget = float(d_out[0] if approximate else d_out)
     no_threshold = 2**32 - 1 if approximate else None
     try:
-        zero = make(0.0)
-        if zero.check(d_in, d_out):
-            return zero  # nothing in the query needs noise (e.g. everything is public)
+        if make(0.0).check(d_in, d_out):
+            return Calibration(0.0, None)  # nothing in the query needs noise
     except OpenDPException:
         pass
     at_one = loss(make(1.0, no_threshold))
-    squared = "Gaussian" in str(query._output_measure) or "ZeroConcentrated" in str(
-        query._output_measure
-    )
+    measure = str(query._output_measure)
+    squared = "Gaussian" in measure or "ZeroConcentrated" in measure
     scale = math.sqrt(at_one / budget) if squared else at_one / budget
     for _ in range(60):
         if loss(make(scale, no_threshold)) <= budget:
@@ -195,13 +241,28 @@ def resolve(built: Any) -> Any:
     else:
         raise InvalidQuery("OpenDP cannot calibrate the noise for this query")
     if not approximate:
-        return make(scale)
+        return Calibration(scale, None)
     try:
-        return make(scale)
+        make(scale)
+        return Calibration(scale, None)
     except OpenDPException:
         pass  # groups need a threshold
     threshold = binary_search(lambda t: make(scale, t).map(d_in)[1] < d_out[1], T=int)
-    return make(scale, threshold)
+    return Calibration(scale, threshold)
+
+
+def measurement(built: Any, calibration: Calibration) -> Any:
+    """The query's measurement at a known calibration, checked against its budget."""
+    make, query, _, _ = _maker(built)
+    made = make(calibration.scale, calibration.threshold)
+    if not made.check(query._d_in, query._d_out):
+        raise RuntimeError("the calibrated measurement does not meet its budget")
+    return made
+
+
+def resolve(built: Any) -> Any:
+    """The measurement of an OpenDP Polars query at the smallest noise within its budget."""
+    return measurement(built, calibrate(built))
 
 
 def _only_contrib() -> None:

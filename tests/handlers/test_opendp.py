@@ -47,7 +47,10 @@ def test_grouped_count_and_mean_with_public_keys(user, public_penguins):
     assert _spent(user, public_penguins) == {"epsilon": 2.0, "delta": 0.0}
 
 
-BY_SEX = {"group_by": ["sex"], "aggregates": [{"op": "count"}, {"op": "mean", "column": "bill_length_mm"}]}
+BY_SEX = {
+    "group_by": ["sex"],
+    "aggregates": [{"op": "count"}, {"op": "mean", "column": "bill_length_mm"}],
+}
 
 
 def test_private_keys_need_delta_and_pay_for_it(user):

@@ -255,35 +255,52 @@ aggregates:
 
 def test_opendp_magic_estimate_run_replay_and_dummy(connected, user, capsys):
     with capture_output() as captured:
-        estimate = connected.run_cell_magic("lomas_opendp", "--epsilon 0.5 --delta 1e-6 --estimate", OPENDP_CELL)
+        estimate = connected.run_cell_magic(
+            "lomas_opendp", "--epsilon 0.5 --delta 1e-6 --estimate", OPENDP_CELL
+        )
     assert _spent(user) == 0.0
-    assert captured.outputs[0].data[MIME_TYPE]["cost"] == {"epsilon": 0.5, "delta": 1e-6}
+    # species are public keys: no threshold, so the delta offered is not spent
+    assert captured.outputs[0].data[MIME_TYPE]["cost"] == {"epsilon": 0.5, "delta": 0.0}
     assert list(estimate["column"]) == ["count", "bill"]
-    connected.run_cell_magic("lomas_opendp", "--epsilon 0.5 --delta 1e-6 by_species <<", OPENDP_CELL)
+    connected.run_cell_magic(
+        "lomas_opendp", "--epsilon 0.5 --delta 1e-6 by_species <<", OPENDP_CELL
+    )
     frame = connected.user_ns["by_species"]
     assert list(frame.columns) == ["species", "count", "bill"]
     assert _spent(user) == 0.5
     with capture_output() as captured:
         connected.run_cell_magic("lomas_opendp", "--epsilon 0.5 --delta 1e-6", OPENDP_CELL)
     assert captured.outputs[0].data[MIME_TYPE]["kind"] == "replay" and _spent(user) == 0.5
-    dummy = connected.run_cell_magic("lomas_opendp", "--epsilon 0.5 --delta 1e-6 --dummy", OPENDP_CELL)
+    dummy = connected.run_cell_magic(
+        "lomas_opendp", "--epsilon 0.5 --delta 1e-6 --dummy", OPENDP_CELL
+    )
     assert list(dummy.columns) == ["species", "count", "bill"] and _spent(user) == 0.5
     assert "nothing spent" in capsys.readouterr().out
 
 
 def test_opendp_magic_gaussian_and_errors(connected, user):
-    frame = connected.run_cell_magic("lomas_opendp", "--rho 0.05 --yes", "aggregates: [{op: count}]")
-    assert list(frame.columns) == ["count"]
-    assert _error(connected, "%%lomas_opendp\naggregates: [{op: sum, column: species}]")[1].startswith(
-        "'sum' needs a numeric column"
+    frame = connected.run_cell_magic(
+        "lomas_opendp", "--rho 0.05 --yes", "aggregates: [{op: count}]"
     )
+    assert list(frame.columns) == ["count"]
+    assert _error(connected, "%%lomas_opendp\naggregates: [{op: sum, column: species}]")[
+        1
+    ].startswith("'sum' needs a numeric column")
     assert "YAML" in _error(connected, "%%lomas_opendp\naggregates: [unclosed")[1]
-    assert "not both" in _error(connected, "%%lomas_opendp --epsilon 1 --rho 1\naggregates: [{op: count}]")[1]
+    assert (
+        "not both"
+        in _error(connected, "%%lomas_opendp --epsilon 1 --rho 1\naggregates: [{op: count}]")[1]
+    )
 
 
 def test_opendp_builder_reads_like_opendp(connected, user):
     client = connected.magics_manager.registry["LomasMagic"].client
-    query = client.opendp("PENGUIN").filter("island", "==", "Dream").group_by("species").mean("bill_length_mm")
+    query = (
+        client.opendp("PENGUIN")
+        .filter("island", "==", "Dream")
+        .group_by("species")
+        .mean("bill_length_mm")
+    )
     estimate = query.laplace(epsilon=0.5, delta=1e-6).estimate()
     assert estimate["cost"]["epsilon"] == 0.5 and _spent(user) == 0.0
     frame = query.laplace(epsilon=0.5, delta=1e-6).release()

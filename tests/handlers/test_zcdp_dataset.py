@@ -1,0 +1,61 @@
+"""A dataset that keeps its ledger in zero-concentrated DP, through the real server."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from lomas_server.accounting.conversion import epsilon_of_rho
+from tests.conftest import SAMPLE_DATA, sample_metadata
+
+COUNT = "SELECT COUNT(*) AS n FROM df"
+
+
+@pytest.fixture(scope="module")
+def zcdp_dataset(admin):
+    name = f"Z{uuid.uuid4().hex[:6]}"
+    admin.add_dataset(
+        name,
+        SAMPLE_DATA / "penguin.csv",
+        sample_metadata("penguin"),
+        accounting="zcdp",
+        conversion_delta=1e-6,
+    )
+    return name
+
+
+def test_many_small_queries_cost_far_less_than_their_sum(zcdp_dataset, make_user):
+    user = make_user(**{zcdp_dataset: (6.0, 1e-5)})
+    for _ in range(100):
+        assert user.api.sql(zcdp_dataset, COUNT, 0.1, fresh=True).status_code == 200
+    budget = user.api.get(f"/datasets/{zcdp_dataset}/budget").json()
+    assert budget["accounting"]["mode"] == "zcdp"
+    assert budget["accounting"]["spent"]["rho"] == pytest.approx(100 * 0.1**2 / 2)
+    # 100 x 0.1 = 10 by the sum of epsilons, past the budget of 6; as zCDP at delta' 1e-6: 5.22
+    assert budget["spent"]["epsilon"] == pytest.approx(epsilon_of_rho(0.5, 1e-6), rel=1e-6)
+    assert budget["spent"]["epsilon"] < 6.0 and budget["spent"]["delta"] == pytest.approx(1e-6)
+    assert budget["remaining"]["epsilon"] == pytest.approx(6.0 - budget["spent"]["epsilon"])
+
+
+def test_zcdp_budget_runs_out_with_a_message_in_epsilon_delta(zcdp_dataset, make_user):
+    user = make_user(**{zcdp_dataset: (1.0, 1e-5)})
+    accepted = 0
+    while True:
+        reply = user.api.sql(zcdp_dataset, COUNT, 0.2, fresh=True)
+        if reply.status_code != 200:
+            break
+        accepted += 1
+    assert reply.status_code == 403 and reply.json()["error"] == "budget_exceeded"
+    assert "epsilon=" in reply.json()["message"] and "rho" not in reply.json()["message"]
+    assert accepted >= 1
+    spent = user.api.get(f"/datasets/{zcdp_dataset}/budget").json()["spent"]
+    assert spent["epsilon"] <= 1.0 and spent["delta"] <= 1e-5
+
+
+def test_grant_below_the_conversion_delta_is_refused(zcdp_dataset, admin):
+    from lomas_server.errors import InvalidRequest
+
+    admin.add_user(f"tiny-{uuid.uuid4().hex[:6]}")
+    with pytest.raises(InvalidRequest, match="conversion delta"):
+        admin.grant(admin.list_users()[-1].name, zcdp_dataset, 1.0, 0.0)
