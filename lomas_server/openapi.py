@@ -165,6 +165,11 @@ _SCHEMAS: dict[str, Any] = {
             "result": _ref("Table"),
             "cost": _ref("Privacy"),
             "budget": _ref("Budget"),
+            "accuracy": {
+                "type": "object",
+                "description": "For each released column, the noise behind it and, where defined, "
+                "the half-width of the interval holding the true value with 'confidence'",
+            },
         },
         "required": ["query_id", "result", "cost", "budget"],
     },

@@ -139,11 +139,7 @@ class AnalystService:
         return {
             **self._estimate(user, record, cost, fingerprint),
             "normalized_query": plan.sql,
-            "accuracy": {
-                "confidence": CONFIDENCE,
-                "columns": [column.as_dict() for column in plan.columns],
-                "noisy_values": [value.as_dict() for value in plan.noisy_values],
-            },
+            "accuracy": _sql_accuracy(plan),
         }
 
     def smartnoise_sql_query(
@@ -172,7 +168,8 @@ class AnalystService:
             return rows_payload(outcome.columns, outcome.rows)
 
         fingerprint = _fingerprint(ENGINE_NAME, plan.sql, epsilon, delta, postprocess)
-        return self._release(user, record, ENGINE_NAME, request, cost, fingerprint, fresh, run)
+        reply = self._release(user, record, ENGINE_NAME, request, cost, fingerprint, fresh, run)
+        return {**reply, "accuracy": _sql_accuracy(plan)}
 
     # -- OpenDP ------------------------------------------------------------------------------
     def opendp_cost(self, user: str, dataset: str, query: Any, noise: Noise) -> dict[str, Any]:
@@ -181,11 +178,7 @@ class AnalystService:
             **self._estimate(user, record, cost, _opendp_fingerprint(plan)),
             "query_text": plan.query.describe(),
             "noise": _noise_view(plan),
-            "accuracy": {
-                "confidence": plan.noise.confidence,
-                "columns": plan.columns,
-                "noisy_values": plan.noisy_values,
-            },
+            "accuracy": _opendp_accuracy(plan),
         }
 
     def opendp_query(
@@ -202,9 +195,10 @@ class AnalystService:
             outcome = self.opendp.execute(plan, _metadata(record), lambda: frame.frame)
             return rows_payload(outcome.columns, outcome.rows)
 
-        return self._release(
+        reply = self._release(
             user, record, OPENDP_ENGINE, request, cost, _opendp_fingerprint(plan), fresh, run
         )
+        return {**reply, "accuracy": _opendp_accuracy(plan)}
 
     # -- internals ---------------------------------------------------------------------------
     def _estimate(
@@ -389,6 +383,23 @@ def _opendp_fingerprint(plan: OpenDPPlan) -> str:
     return _fingerprint(
         OPENDP_ENGINE, query, plan.noise.mechanism, float(plan.budget), plan.delta or 0.0
     )
+
+
+def _sql_accuracy(plan: SqlPlan) -> dict[str, Any]:
+    """What the noise means for each released column (data-independent, from the plan)."""
+    return {
+        "confidence": CONFIDENCE,
+        "columns": [column.as_dict() for column in plan.columns],
+        "noisy_values": [value.as_dict() for value in plan.noisy_values],
+    }
+
+
+def _opendp_accuracy(plan: OpenDPPlan) -> dict[str, Any]:
+    return {
+        "confidence": plan.noise.confidence,
+        "columns": plan.columns,
+        "noisy_values": plan.noisy_values,
+    }
 
 
 def _noise_view(plan: OpenDPPlan) -> dict[str, Any]:

@@ -44,6 +44,12 @@ def test_grouped_count_and_mean_with_public_keys(user, public_penguins):
     assert set(rows) == {"Adelie", "Chinstrap", "Gentoo"}  # every public key, no threshold
     assert abs(rows["Adelie"][1] - 152) < 40
     assert body["cost"] == {"epsilon": 2.0, "delta": 0.0}  # what was asked is what is paid
+    accuracy = {c["column"]: c for c in body["accuracy"]["columns"]}
+    assert accuracy["count"]["half_width"] > 0  # released with what the noise means
+    assert accuracy["mean_bill_length_mm"]["noisy_values"] == [
+        "mean_bill_length_mm__sum",
+        "mean_bill_length_mm__n",
+    ]
     assert _spent(user, public_penguins) == {"epsilon": 2.0, "delta": 0.0}
 
 
