@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from lomas_server.datasets import conform_to_metadata
+from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine, SqlPlan
@@ -59,7 +59,8 @@ def run_on_dummy(
     engine = _shared_engines()[0]
     plan = engine.plan(dataset, metadata, query, epsilon, delta)
     frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
-    outcome = engine.execute(plan, metadata, f"dummy:{len(frame)}:{seed}", lambda: frame)
+    table = to_arrow(frame, metadata)
+    outcome = engine.execute(plan, metadata, f"dummy:{len(frame)}:{seed}", lambda: table)
     result = pd.DataFrame(outcome.rows, columns=outcome.columns)
     return DummyRun(result=result, plan=plan, rows=len(frame), seed=seed)
 
@@ -76,5 +77,5 @@ def run_opendp_on_dummy(
     engine = _shared_engines()[1]
     plan = engine.plan(dataset, metadata, parse_opendp_query(parsed.query, metadata), parsed.noise)
     frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
-    outcome = engine.execute(plan, metadata, lambda: frame)
+    outcome = engine.execute(plan, metadata, lambda: to_arrow(frame, metadata))
     return pd.DataFrame(outcome.rows, columns=outcome.columns)

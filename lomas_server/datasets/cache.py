@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -20,7 +21,7 @@ from lomas_server.datasets.sources import DatasetSource
 @dataclass(frozen=True)
 class CachedFrame:
     version: str
-    frame: pd.DataFrame
+    frame: Any  # what ``prepare`` made of the rows: an Arrow table in the server
     nbytes: int
 
 
@@ -36,7 +37,7 @@ class DatasetCache:
         self,
         name: str,
         source: DatasetSource,
-        prepare: Callable[[pd.DataFrame], pd.DataFrame],
+        prepare: Callable[[pd.DataFrame], Any],
         *,
         version: str | None = None,
     ) -> CachedFrame:
@@ -56,7 +57,7 @@ class DatasetCache:
                 return hit
             frame = prepare(source.load())
             self.loads += 1
-            entry = CachedFrame(version, frame, int(frame.memory_usage(deep=True).sum()))
+            entry = CachedFrame(version, frame, _size(frame))
             self._store(name, entry)
             return entry
 
@@ -86,3 +87,9 @@ class DatasetCache:
             while total > self.max_bytes and len(self._entries) > 1:
                 _, evicted = self._entries.popitem(last=False)
                 total -= evicted.nbytes
+
+
+def _size(frame: Any) -> int:
+    if hasattr(frame, "nbytes"):  # Arrow tables (and numpy-backed objects)
+        return int(frame.nbytes)
+    return int(frame.memory_usage(deep=True).sum())

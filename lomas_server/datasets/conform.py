@@ -6,6 +6,8 @@ type than declared (a string in an int column would make SQL behave differently 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from lomas_server.errors import DatasetUnavailable
@@ -66,3 +68,36 @@ def _to_boolean(series: pd.Series) -> pd.Series:
     if unknown.any():
         raise ValueError("values other than true/false")
     return text.isin(_TRUE).astype("boolean").where(text.notna(), pd.NA)
+
+
+def arrow_schema(metadata: DatasetMetadata) -> Any:
+    """The Arrow schema of a dataset, from its metadata (the engines' common ground)."""
+    import pyarrow as pa
+
+    types = {
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "string": pa.string(),
+        "boolean": pa.bool_(),
+        "datetime": pa.timestamp("us"),
+    }
+    return pa.schema([pa.field(name, types[spec.type]) for name, spec in metadata.columns.items()])
+
+
+def to_arrow(frame: pd.DataFrame, metadata: DatasetMetadata) -> Any:
+    """A conformed frame as an Arrow table: one columnar copy that DuckDB and Polars read in place."""
+    import pyarrow as pa
+
+    schema = arrow_schema(metadata)
+    columns = []
+    for field in schema:
+        series = frame[field.name]
+        if field.type == pa.timestamp("us"):
+            series = pd.to_datetime(series).astype("datetime64[us]")
+        columns.append(pa.array(series, type=field.type, from_pandas=True))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def empty_arrow(metadata: DatasetMetadata) -> Any:
+    """No rows, the dataset's schema: what engines plan against."""
+    return arrow_schema(metadata).empty_table()

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from lomas_server.accounting import MechanismLoss, PrivacyLoss
+from lomas_server.datasets.conform import empty_arrow
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
 from lomas_server.errors import InvalidQuery
@@ -155,16 +156,17 @@ class OpenDPEngine:
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(
-        self, plan: OpenDPPlan, metadata: DatasetMetadata, frame: Callable[[], pd.DataFrame]
+        self, plan: OpenDPPlan, metadata: DatasetMetadata, table: Callable[[], Any]
     ) -> OpenDPResult:
-        return self._thread.run(self._execute, plan, metadata, frame)
+        """Run a plan on the dataset's rows (an Arrow table, read in place by Polars)."""
+        return self._thread.run(self._execute, plan, metadata, table)
 
     def _execute(
-        self, plan: OpenDPPlan, metadata: DatasetMetadata, frame: Callable[[], pd.DataFrame]
+        self, plan: OpenDPPlan, metadata: DatasetMetadata, table: Callable[[], Any]
     ) -> OpenDPResult:
         _only_contrib()
         compiler = _Compiler(metadata, plan.query, plan.noise)
-        context, built = compiler.build(compiler.frame(frame()), plan.budget)
+        context, built = compiler.build(compiler.frame(table()), plan.budget)
         if compiler.loss(context) != plan.loss:
             raise RuntimeError("the measurement on the data differs from the one that was paid for")
         query = object.__getattribute__(built, "_query")
@@ -307,22 +309,11 @@ class _Compiler:
         return list(self.query.group_by)
 
     # -- data ------------------------------------------------------------------------------------
-    def frame(self, data: pd.DataFrame | None) -> Any:
-        """A LazyFrame of the metadata's schema: empty for planning, or the rows."""
+    def frame(self, table: Any | None) -> Any:
+        """A LazyFrame of the metadata's schema: empty for planning, or the rows (Arrow)."""
         import polars as pl
 
-        types = {
-            "int": pl.Int64,
-            "float": pl.Float64,
-            "string": pl.String,
-            "boolean": pl.Boolean,
-            "datetime": pl.Datetime("us"),
-        }
-        schema = {name: types[spec.type] for name, spec in self.metadata.columns.items()}
-        if data is None:
-            lazy = pl.LazyFrame(schema=schema)
-        else:
-            lazy = pl.from_pandas(data[list(schema)]).lazy().cast(schema)  # type: ignore[arg-type]
+        lazy = pl.from_arrow(table if table is not None else empty_arrow(self.metadata)).lazy()  # type: ignore[union-attr]
         squares = {a.column for a in self.query.aggregates if a.op == "variance"}
         if squares:
             lazy = lazy.with_columns(

@@ -22,17 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import pandas as pd
 from opendp.mod import disable_features
 from snsql import Privacy
 from snsql._ast.expression import NestedExpression
 from snsql._ast.tokens import Column
 from snsql.sql.odometer import OdometerHeterogeneous
 from snsql.sql.private_reader import PrivateReader
-from snsql.sql.reader.pandas import PandasReader
 
 from lomas_server.accounting import PrivacyLoss
-from lomas_server.datasets.dummy import make_dummy
+from lomas_server.datasets.conform import empty_arrow
+from lomas_server.engines.duckdb_reader import DuckDBReader
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.sql_guard import CANONICAL_TABLE, guard_query
@@ -112,8 +111,8 @@ class SmartnoiseSqlEngine:
         self._thread = thread or EngineThread()
         self._max_readers = max_readers
         # Only touched on the engine thread.
-        self._readers: OrderedDict[str, tuple[str, PandasReader]] = OrderedDict()
-        self._schema_readers: dict[str, PandasReader] = {}
+        self._readers: OrderedDict[str, tuple[str, DuckDBReader]] = OrderedDict()
+        self._schema_readers: dict[str, DuckDBReader] = {}
 
     def close(self) -> None:
         if self._own_thread:
@@ -177,22 +176,22 @@ class SmartnoiseSqlEngine:
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        frame: Callable[[], pd.DataFrame],
+        table: Callable[[], Any],
         *,
         postprocess: bool = True,
     ) -> SqlResult:
-        return self._on_engine_thread(self._execute, plan, metadata, version, frame, postprocess)
+        return self._on_engine_thread(self._execute, plan, metadata, version, table, postprocess)
 
     def _execute(
         self,
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        frame: Callable[[], pd.DataFrame],
+        table: Callable[[], Any],
         postprocess: bool,
     ) -> SqlResult:
         try:
-            data_reader = self._data_reader(plan.dataset, metadata, version, frame)
+            data_reader = self._data_reader(plan.dataset, metadata, version, table)
             reader = self._private_reader(data_reader, metadata, plan.epsilon, plan.delta)
             if postprocess:
                 rows = reader.execute(plan.sql)
@@ -207,19 +206,18 @@ class SmartnoiseSqlEngine:
     # -- readers -----------------------------------------------------------------------------
     @staticmethod
     def _private_reader(
-        reader: PandasReader, metadata: DatasetMetadata, epsilon: float, delta: float
+        reader: DuckDBReader, metadata: DatasetMetadata, epsilon: float, delta: float
     ) -> PrivateReader:
         return PrivateReader(
             reader, _snsql_document(metadata), privacy=Privacy(epsilon=epsilon, delta=delta)
         )
 
-    def _schema_reader(self, dataset: str, metadata: DatasetMetadata) -> PandasReader:
+    def _schema_reader(self, dataset: str, metadata: DatasetMetadata) -> DuckDBReader:
         """A reader over zero rows: enough for SmartNoise to plan, nothing to leak."""
         key = f"{dataset}:{_fingerprint(metadata)}"
         reader = self._schema_readers.get(key)
         if reader is None:
-            empty = make_dummy(metadata, 0, seed=0)
-            reader = PandasReader(empty, _snsql_document(metadata))
+            reader = DuckDBReader(empty_arrow(metadata))
             self._schema_readers[key] = reader
         return reader
 
@@ -228,18 +226,18 @@ class SmartnoiseSqlEngine:
         dataset: str,
         metadata: DatasetMetadata,
         version: str,
-        frame: Callable[[], pd.DataFrame],
-    ) -> PandasReader:
+        table: Callable[[], Any],
+    ) -> DuckDBReader:
         key = f"{version}:{_fingerprint(metadata)}"
         cached = self._readers.get(dataset)
         if cached is not None and cached[0] == key:
             self._readers.move_to_end(dataset)
             return cached[1]
-        reader = PandasReader(frame(), _snsql_document(metadata))
+        reader = DuckDBReader(table())
         self._readers[dataset] = (key, reader)
         self._readers.move_to_end(dataset)
         while len(self._readers) > self._max_readers:
-            self._readers.popitem(last=False)
+            self._readers.popitem(last=False)[1][1].close()
         return reader
 
 

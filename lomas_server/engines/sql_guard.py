@@ -151,16 +151,26 @@ class _Guard:
 
     # -- names -------------------------------------------------------------------------------
     def _column(self, node: Column) -> ColumnSpec:
+        """Resolve a column reference, and spell it as the metadata does.
+
+        SQL folds unquoted names, and engines fold them differently; rewriting every reference
+        to the metadata's own spelling makes a query mean the same on each of them.
+        """
         parts = [_unquote(part) for part in str(node.name).split(".")]
+        qualifier = ""
         if len(parts) == 2:
-            qualifier = parts[0].lower()
-            if qualifier not in self.table_names and qualifier != self.table_alias:
+            if parts[0].lower() == self.table_alias:
+                qualifier = parts[0] + "."
+            elif parts[0].lower() in self.table_names:
+                qualifier = (CANONICAL_TABLE if self.table_alias is None else parts[0]) + "."
+            else:
                 raise InvalidQuery(f"unknown table or alias {parts[0]!r} in {node.name!r}")
         elif len(parts) != 1:
             raise InvalidQuery(f"unknown column {node.name!r}")
         spec = self.metadata.column(parts[-1])
         if spec is None:
             raise InvalidQuery(f"unknown column {parts[-1]!r}")
+        node.name = qualifier + spec.name
         return spec
 
     # -- SELECT list -------------------------------------------------------------------------

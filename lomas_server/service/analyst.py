@@ -24,6 +24,7 @@ from lomas_server.datasets import (
     conform_to_metadata,
     make_dummy,
     source_from_description,
+    to_arrow,
 )
 from lomas_server.datasets.cache import CachedFrame
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
@@ -328,8 +329,9 @@ class AnalystService:
     def _frame(self, record: DatasetRecord, version: str) -> CachedFrame:
         metadata = _metadata(record)
 
-        def prepare(raw: pd.DataFrame) -> pd.DataFrame:
-            return conform_to_metadata(raw, metadata)
+        def prepare(raw: pd.DataFrame) -> Any:
+            # One columnar copy, kept between queries, read in place by DuckDB and Polars.
+            return to_arrow(conform_to_metadata(raw, metadata), metadata)
 
         return self.cache.get(
             record.name, source_from_description(record.source), prepare, version=version

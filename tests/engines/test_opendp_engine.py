@@ -7,7 +7,7 @@ import pytest
 from opendp.accuracy import summarize_polars_measurement
 from opendp.mod import GLOBAL_FEATURES, enable_features
 
-from lomas_server.datasets import conform_to_metadata
+from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_engine import Noise, OpenDPEngine, _Compiler, resolve
 from lomas_server.engines.opendp_query import parse_opendp_query
@@ -20,8 +20,13 @@ PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
 
 
 @pytest.fixture(scope="module")
-def rows() -> pd.DataFrame:
+def frame() -> pd.DataFrame:
     return conform_to_metadata(pd.read_csv(SAMPLE_DATA / "penguin.csv", dtype=str), PENGUIN)
+
+
+@pytest.fixture(scope="module")
+def rows(frame):
+    return to_arrow(frame, PENGUIN)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +106,7 @@ def test_nulls_are_left_out_of_sums_and_means(rows):
             strict=True,
         )
     )
-    truth = rows["body_mass_g"].dropna()
+    truth = rows.to_pandas()["body_mass_g"].dropna()
     assert result["count_body_mass_g"] == pytest.approx(len(truth), abs=2)
     assert result["sum_body_mass_g"] == pytest.approx(truth.sum(), rel=1e-3)
     assert result["mean_body_mass_g"] == pytest.approx(truth.mean(), rel=1e-3)

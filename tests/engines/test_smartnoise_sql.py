@@ -8,7 +8,7 @@ import snsql
 from opendp.mod import GLOBAL_FEATURES
 
 from lomas_server.accounting import AccountingRule, PrivacyAmount
-from lomas_server.datasets import conform_to_metadata
+from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
@@ -30,8 +30,14 @@ def penguins() -> pd.DataFrame:
     return conform_to_metadata(pd.read_csv(SAMPLE_DATA / "penguin.csv", dtype=str), PENGUIN)
 
 
+@pytest.fixture(scope="module")
+def penguin_table(penguins):
+    return to_arrow(penguins, PENGUIN)
+
+
 def _run(engine, plan, frame, metadata=PENGUIN):
-    return engine.execute(plan, metadata, "v1", lambda: frame)
+    table = frame if not isinstance(frame, pd.DataFrame) else to_arrow(frame, metadata)
+    return engine.execute(plan, metadata, "v1", lambda: table)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +138,7 @@ def test_a_changed_dataset_version_is_read_again(engine, penguins):
 
     def frame():
         loads.append(1)
-        return penguins
+        return to_arrow(penguins, PENGUIN)
 
     engine.execute(plan, PENGUIN, "version-a", frame)
     engine.execute(plan, PENGUIN, "version-a", frame)

@@ -1,0 +1,160 @@
+"""DuckDB under SmartNoise-SQL computes the same exact aggregates as SmartNoise-SQL's own
+pandas reader: NULLs, empty groups, filters, booleans, several rows per person."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import snsql
+from snsql.sql.private_reader import PrivateReader
+from snsql.sql.reader.pandas import PandasReader
+
+from lomas_server.datasets import conform_to_metadata, to_arrow
+from lomas_server.engines.duckdb_reader import DuckDBReader
+from lomas_server.engines.sql_guard import guard_query
+from lomas_server.metadata import DatasetMetadata
+from tests.conftest import SAMPLE_DATA, sample_metadata
+
+PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
+TITANIC = DatasetMetadata.from_dict(sample_metadata("titanic"))
+
+
+def _load(name: str, metadata: DatasetMetadata) -> pd.DataFrame:
+    return conform_to_metadata(pd.read_csv(SAMPLE_DATA / f"{name}.csv", dtype=str), metadata)
+
+
+def exact_aggregates(reader, metadata: DatasetMetadata, sql: str) -> list[tuple]:
+    """The inner, noise-free query SmartNoise-SQL sends to a reader, and its rows."""
+    document = {"": {"": {"df": metadata.smartnoise_table()}}}
+    private = PrivateReader(reader, document, privacy=snsql.Privacy(epsilon=1.0, delta=1e-5))
+    subquery, _ = private._rewrite(guard_query(sql, metadata, "X").sql)
+    rows = reader._execute_ast(subquery)[1:]
+    return sorted((tuple(_plain(v) for v in row) for row in rows), key=repr)
+
+
+def _plain(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), 6)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("name", "metadata", "sql"),
+    [
+        ("penguin", PENGUIN, "SELECT COUNT(*) AS n FROM df"),
+        (
+            "penguin",
+            PENGUIN,
+            "SELECT species, COUNT(*) AS n, SUM(body_mass_g) AS s, AVG(bill_length_mm) AS a FROM df GROUP BY species",
+        ),
+        # sex holds NULLs: a NULL group, and COUNT(col) that skips them
+        (
+            "penguin",
+            PENGUIN,
+            "SELECT sex, COUNT(bill_depth_mm) AS n, VAR(flipper_length_mm) AS v FROM df GROUP BY sex",
+        ),
+        # a filter that empties some groups entirely
+        (
+            "penguin",
+            PENGUIN,
+            "SELECT island, COUNT(*) AS n FROM df WHERE species = 'Gentoo' GROUP BY island",
+        ),
+        (
+            "penguin",
+            PENGUIN,
+            "SELECT COUNT(*) AS n FROM df WHERE species IN ('Nobody') AND bill_length_mm > 40.5",
+        ),
+        (
+            "penguin",
+            PENGUIN,
+            "SELECT species, island, STDDEV(bill_depth_mm) AS s FROM df WHERE sex IS NOT NULL GROUP BY species, island",
+        ),
+        (
+            "titanic",
+            TITANIC,
+            "SELECT Sex, Pclass, COUNT(*) AS n, AVG(Age) AS a, SUM(Fare) AS f FROM df GROUP BY Sex, Pclass",
+        ),
+        (
+            "titanic",
+            TITANIC,
+            "SELECT Survived, COUNT(*) AS n FROM df WHERE NOT Survived OR Age BETWEEN 10 AND 30 GROUP BY Survived",
+        ),
+        (
+            "titanic",
+            TITANIC,
+            "SELECT COUNT(*) AS n, SUM(SibSp) AS s FROM df WHERE Name <> 'x' AND Parch >= 1",
+        ),
+    ],
+)
+def test_duckdb_and_pandas_readers_agree(name, metadata, sql):
+    frame = _load(name, metadata)
+    document = {"": {"": {"df": metadata.smartnoise_table()}}}
+    pandas_rows = exact_aggregates(PandasReader(frame, document), metadata, sql)
+    duckdb_rows = exact_aggregates(DuckDBReader(to_arrow(frame, metadata)), metadata, sql)
+    assert duckdb_rows == pandas_rows
+
+
+@pytest.fixture(scope="module")
+def people():
+    """A dataset where each person owns 1 to 4 rows (private_id), for max_ids > 1."""
+    rng = np.random.default_rng(3)
+    owners = np.repeat(np.arange(200), rng.integers(1, 5, 200))
+    frame = pd.DataFrame(
+        {
+            "pid": owners,
+            "kind": rng.choice(["a", "b"], len(owners)),
+            "x": rng.uniform(0, 10, len(owners)).round(3),
+        }
+    )
+    metadata = DatasetMetadata.from_dict(
+        {
+            "max_ids": 2,
+            "row_privacy": False,
+            "censor_dims": False,
+            "columns": {
+                "pid": {"type": "int", "private_id": True},
+                "kind": {"type": "string", "categories": ["a", "b"]},
+                "x": {"type": "float", "lower": 0.0, "upper": 10.0},
+            },
+        }
+    )
+    return conform_to_metadata(frame.astype(str), metadata), metadata
+
+
+def test_reservoir_keeps_at_most_max_ids_rows_per_person_on_duckdb(people):
+    frame, metadata = people
+    expected = int(frame.groupby("pid").size().clip(upper=2).sum())
+    for _ in range(3):  # a fresh random draw each time, the same number of rows
+        (row,) = exact_aggregates(
+            DuckDBReader(to_arrow(frame, metadata)), metadata, "SELECT COUNT(*) AS n FROM df"
+        )
+        assert row[0] == expected
+    (pandas_row,) = exact_aggregates(
+        PandasReader(frame, {"": {"": {"df": metadata.smartnoise_table()}}}),
+        metadata,
+        "SELECT COUNT(*) AS n FROM df",
+    )
+    assert pandas_row[0] == expected
+
+
+def test_the_reservoir_sort_key_is_drawn_below_the_window(people):
+    frame, metadata = people
+    reader = DuckDBReader(to_arrow(frame, metadata))
+    document = {"": {"": {"df": metadata.smartnoise_table()}}}
+    private = PrivateReader(reader, document, privacy=snsql.Privacy(epsilon=1.0))
+    subquery, _ = private._rewrite("SELECT kind, SUM(x) AS s FROM df GROUP BY kind")
+    from lomas_server.engines.duckdb_reader import RANDOM_COLUMN, _random_key_below_window
+
+    rewritten = str(_random_key_below_window(subquery))
+    assert "ORDER BY RANDOM" not in rewritten
+    assert (
+        f"ORDER BY {RANDOM_COLUMN}" in rewritten and f"RANDOM ( ) AS {RANDOM_COLUMN}" in rewritten
+    )
+    assert "ORDER BY RANDOM ( )" in str(subquery)  # the original is left untouched
