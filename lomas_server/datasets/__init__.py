@@ -1,7 +1,13 @@
 """Where datasets come from (connectors), how they are shaped to their metadata, and a cache."""
 
 from lomas_server.datasets.cache import DatasetCache
-from lomas_server.datasets.conform import arrow_schema, conform_to_metadata, empty_arrow, to_arrow
+from lomas_server.datasets.conform import (
+    arrow_schema,
+    conform_to_metadata,
+    conformed_table,
+    empty_arrow,
+    to_arrow,
+)
 from lomas_server.datasets.dummy import make_dummy
 from lomas_server.datasets.sources import (
     DatasetSource,
@@ -20,6 +26,7 @@ __all__ = [
     "S3Source",
     "arrow_schema",
     "conform_to_metadata",
+    "conformed_table",
     "empty_arrow",
     "make_dummy",
     "source_from_description",

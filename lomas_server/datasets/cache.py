@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from lomas_server.datasets.sources import DatasetSource
 
 
@@ -37,7 +35,7 @@ class DatasetCache:
         self,
         name: str,
         source: DatasetSource,
-        prepare: Callable[[pd.DataFrame], Any],
+        prepare: Callable[[Any], Any],
         *,
         version: str | None = None,
     ) -> CachedFrame:

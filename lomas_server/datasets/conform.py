@@ -101,3 +101,50 @@ def to_arrow(frame: pd.DataFrame, metadata: DatasetMetadata) -> Any:
 def empty_arrow(metadata: DatasetMetadata) -> Any:
     """No rows, the dataset's schema: what engines plan against."""
     return arrow_schema(metadata).empty_table()
+
+
+def conformed_table(raw: Any, metadata: DatasetMetadata) -> Any:
+    """Rows as the engines read them: an Arrow table with exactly the metadata's columns and types.
+
+    Typed input (Parquet, read as Arrow) is cast column by column without going through
+    pandas, which keeps a large dataset to about one copy in memory; a column that does not
+    cast safely takes the general path (the same rules as for CSV).
+    """
+    import pyarrow as pa
+
+    if isinstance(raw, pa.Table):
+        fast = _conform_arrow(raw, metadata)
+        if fast is not None:
+            return fast
+        raw = raw.to_pandas()
+    return to_arrow(conform_to_metadata(raw, metadata), metadata)
+
+
+def _conform_arrow(table: Any, metadata: DatasetMetadata) -> Any | None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    by_lower = {name.lower(): name for name in table.column_names}
+    missing = [name for name in metadata.columns if name.lower() not in by_lower]
+    if missing:
+        raise DatasetUnavailable(
+            f"the data has no column(s) {', '.join(missing)} declared in the metadata"
+        )
+    schema = arrow_schema(metadata)
+    columns = []
+    for field in schema:
+        column = table.column(by_lower[field.name.lower()])
+        if pa.types.is_dictionary(column.type):
+            column = pc.cast(column, column.type.value_type)
+        if metadata.columns[field.name].type == "boolean" and not pa.types.is_boolean(column.type):
+            return None  # text or numbers meaning true/false: the general rules decide
+        try:
+            column = pc.cast(column, field.type, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if not metadata.columns[field.name].nullable and column.null_count:
+            raise DatasetUnavailable(
+                f"column {field.name!r} is declared not nullable but has missing values"
+            )
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)

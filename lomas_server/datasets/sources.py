@@ -53,7 +53,8 @@ class DatasetSource(abc.ABC):
     def where(self) -> str:
         """Where the data lives, for messages and logs: never a credential."""
 
-    def load(self) -> pd.DataFrame:
+    def load(self) -> Any:
+        """The rows: a DataFrame of text for CSV, an Arrow table for Parquet (typed already)."""
         raw = self.read_bytes()
         handle: Any = raw if isinstance(raw, Path) else io.BytesIO(raw)
         try:
@@ -61,7 +62,9 @@ class DatasetSource(abc.ABC):
                 # Everything as text first: conform_to_metadata converts with the admin's types,
                 # so pandas' guesses never decide what a column is.
                 return pd.read_csv(handle, dtype=str, keep_default_na=True)
-            return pd.read_parquet(handle)
+            import pyarrow.parquet as pq
+
+            return pq.read_table(handle)
         except (OSError, ValueError) as err:
             raise DatasetUnavailable(
                 f"{self.where()} is not a readable {self.format} file"

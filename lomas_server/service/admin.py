@@ -19,7 +19,7 @@ from lomas_server.accounting import (
     AccountingRule,
     PrivacyAmount,
 )
-from lomas_server.datasets import conform_to_metadata, source_from_description, source_from_location
+from lomas_server.datasets import conformed_table, source_from_description, source_from_location
 from lomas_server.errors import InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
@@ -84,7 +84,7 @@ class AdminService:
         source = source_from_location(location, file_format, **(source_options or {}))
         if check_data:
             # Read it once now: a dataset whose rows do not fit its metadata never reaches analysts.
-            conform_to_metadata(source.load(), parsed)
+            conformed_table(source.load(), parsed)
         record = DatasetRecord(
             name=name,
             source=source.describe(),

@@ -16,15 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import pandas as pd
-
 from lomas_server.accounting import PrivacyAmount, PrivacyLoss
 from lomas_server.datasets import (
     DatasetCache,
-    conform_to_metadata,
+    conformed_table,
     make_dummy,
     source_from_description,
-    to_arrow,
 )
 from lomas_server.datasets.cache import CachedFrame
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
@@ -329,9 +326,9 @@ class AnalystService:
     def _frame(self, record: DatasetRecord, version: str) -> CachedFrame:
         metadata = _metadata(record)
 
-        def prepare(raw: pd.DataFrame) -> Any:
+        def prepare(raw: Any) -> Any:
             # One columnar copy, kept between queries, read in place by DuckDB and Polars.
-            return to_arrow(conform_to_metadata(raw, metadata), metadata)
+            return conformed_table(raw, metadata)
 
         return self.cache.get(
             record.name, source_from_description(record.source), prepare, version=version

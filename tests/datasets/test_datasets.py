@@ -189,13 +189,63 @@ def test_cache_evicts_least_recently_used_beyond_its_size(tmp_path):
 
 
 def test_parquet_and_csv_sources(tmp_path):
+    from lomas_server.datasets import conformed_table
+
     frame = pd.read_csv(SAMPLE_DATA / "penguin.csv")
     frame.to_parquet(tmp_path / "p.parquet")
-    parquet = conform_to_metadata(LocalFileSource(tmp_path / "p.parquet").load(), PENGUIN)
-    csv = conform_to_metadata(LocalFileSource(SAMPLE_DATA / "penguin.csv").load(), PENGUIN)
-    pd.testing.assert_frame_equal(parquet, csv)
+    parquet = conformed_table(LocalFileSource(tmp_path / "p.parquet").load(), PENGUIN)
+    csv = conformed_table(LocalFileSource(SAMPLE_DATA / "penguin.csv").load(), PENGUIN)
+    assert parquet.equals(csv)
 
 
 def test_missing_file_is_dataset_unavailable(tmp_path):
     with pytest.raises(DatasetUnavailable):
         LocalFileSource(tmp_path / "nope.csv").version()
+
+
+def test_parquet_is_conformed_in_arrow_with_the_same_result_as_csv(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lomas_server.datasets import conformed_table
+
+    frame = pd.read_csv(SAMPLE_DATA / "penguin.csv")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    # narrower and encoded types, as real Parquet files have them
+    table = table.set_column(0, "species", pa.array(frame["species"]).dictionary_encode())
+    table = table.set_column(
+        2, "bill_length_mm", pa.array(frame["bill_length_mm"], type=pa.float32())
+    )
+    pq.write_table(table, tmp_path / "p.parquet")
+    raw = LocalFileSource(tmp_path / "p.parquet").load()
+    assert isinstance(raw, pa.Table)
+    fast = conformed_table(raw, PENGUIN)
+    general = conformed_table(LocalFileSource(SAMPLE_DATA / "penguin.csv").load(), PENGUIN)
+    assert fast.schema == general.schema
+    assert fast.column("species").to_pylist() == general.column("species").to_pylist()
+    for a, b in zip(
+        fast.column("bill_length_mm").to_pylist(),
+        general.column("bill_length_mm").to_pylist(),
+        strict=True,
+    ):
+        assert (a is None and b is None) or a == pytest.approx(b, rel=1e-6)
+
+
+def test_parquet_that_does_not_cast_takes_the_general_rules(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lomas_server.datasets import conformed_table
+
+    meta = DatasetMetadata.from_dict(
+        {"row_privacy": True, "columns": {"n": {"type": "int"}, "flag": {"type": "boolean"}}}
+    )
+    pq.write_table(
+        pa.table({"n": [1.0, 2.0, None], "flag": ["yes", "no", "true"]}), tmp_path / "a.parquet"
+    )
+    table = conformed_table(LocalFileSource(tmp_path / "a.parquet").load(), meta)
+    assert table.column("n").to_pylist() == [1, 2, None]
+    assert table.column("flag").to_pylist() == [True, False, True]
+    pq.write_table(pa.table({"n": [1.5], "flag": [True]}), tmp_path / "b.parquet")
+    with pytest.raises(DatasetUnavailable, match="type int"):
+        conformed_table(LocalFileSource(tmp_path / "b.parquet").load(), meta)
