@@ -4,10 +4,15 @@ SmartNoise-SQL rewrites a query into an inner query of exact aggregates (with cl
 for datasets with several rows per person, per-person reservoir sampling) and adds the noise
 itself. That inner query is where nearly all the time goes; the pandas reader first copies the
 whole dataset into SQLite, per reader. Here the inner query runs on DuckDB over the cached
-Arrow table, registered without a copy. SmartNoise-SQL's PostgreSQL dialect is used, which
-DuckDB speaks, with one change: DuckDB refuses a volatile ``ORDER BY RANDOM()`` inside a window,
-so the random sort key of the reservoir is drawn one level down, as a column (same sampling:
-an independent uniform draw per row, ranked within each person).
+Arrow table, registered without a copy, in SmartNoise-SQL's PostgreSQL dialect, which DuckDB
+speaks, with one part written for DuckDB: the reservoir.
+
+SmartNoise-SQL keeps at most ``max_ids`` rows per person, a uniformly random subset, with
+``ROW_NUMBER() OVER (PARTITION BY person ORDER BY RANDOM())``. DuckDB refuses a volatile
+``ORDER BY`` in a window, and ranking every row is most of the query's time. So: people with at
+most ``max_ids`` rows keep them all (what the ranking would keep anyway), and only the rows of
+people with more are ranked, by a random key drawn as a column. The rows kept are distributed
+exactly as SmartNoise-SQL's (tests compare the two).
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ import threading
 from typing import Any
 
 from snsql._ast.ast import AliasedSubquery, Query
-from snsql._ast.expression import NamedExpression
+from snsql._ast.expressions.logical import BooleanCompare
 from snsql._ast.expressions.numeric import BareFunction
 from snsql._ast.expressions.sql import RankingFunction
-from snsql._ast.tokens import Column, FuncName, Identifier
+from snsql._ast.tokens import Literal, Sql, Token
 from snsql.sql.reader.base import SqlReader
 from snsql.sql.reader.engine import Engine
 
 TABLE = "df"
 RANDOM_COLUMN = "lomas_reservoir_key"
+RESERVOIR = "per_key_random"  # SmartNoise-SQL's name for the sampled relation
 
 
 class DuckDBReader(SqlReader):
@@ -47,36 +53,76 @@ class DuckDBReader(SqlReader):
             return [names, *result.fetchall()]
 
     def _execute_ast(self, query: Any, *ignore: Any, accuracy: bool = False) -> Any:
-        return super()._execute_ast(_random_key_below_window(query), accuracy=accuracy)
+        return super()._execute_ast(reservoir_for_duckdb(query), accuracy=accuracy)
 
     def close(self) -> None:
         self._connection.close()
 
 
-def _random_key_below_window(query: Query) -> Query:
-    """Move ``ORDER BY RANDOM()`` of SmartNoise's reservoir window into a column below it."""
-    windows = [
-        (node, ranking)
-        for node in [query, *query.find_nodes(Query)]
-        for ranking in node.find_nodes(RankingFunction, not_child_of=AliasedSubquery)
-        if _orders_by_random(ranking)
-    ]
-    if not windows:
+class _Text(Sql):
+    """A piece of SQL written here rather than by SmartNoise-SQL's serializer."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def children(self) -> list[Any]:
+        return [Token(self.text)]
+
+
+def reservoir_for_duckdb(query: Query) -> Query:
+    """Replace SmartNoise-SQL's reservoir subquery with the DuckDB form (see the module doc)."""
+    found = _reservoir(query)
+    if found is None:
         return query
     query = copy.deepcopy(query)
-    for node in [query, *query.find_nodes(Query)]:
-        for ranking in node.find_nodes(RankingFunction, not_child_of=AliasedSubquery):
-            if not _orders_by_random(ranking):
-                continue
-            below = node.source.relations[0].primary
-            if not isinstance(below, AliasedSubquery):
-                raise ValueError("unexpected reservoir shape")
-            below.query.select.namedExpressions.seq.append(
-                NamedExpression(Identifier(RANDOM_COLUMN), BareFunction(FuncName("RANDOM")))
-            )
-            for item in ranking.over.order.sortItems:
-                item.expression = Column(RANDOM_COLUMN)
+    parent, relation, limit = _reservoir(query)  # type: ignore[misc]
+    sampled = relation.query
+    ranking = next(r for r in sampled.find_nodes(RankingFunction) if _orders_by_random(r))
+    person = str(ranking.over.partition)
+    below = sampled.source.relations[0].primary  # SmartNoise-SQL's clamped rows
+    relation.query = _Text(
+        f"WITH lomas_rows AS ({below.query}), "
+        f"lomas_heavy AS (SELECT {person} FROM lomas_rows GROUP BY {person} HAVING COUNT(*) > {limit}) "
+        f"SELECT *, 1 AS row_num FROM lomas_rows WHERE {person} NOT IN (SELECT {person} FROM lomas_heavy) "
+        f"UNION ALL "
+        f"SELECT * EXCLUDE ({RANDOM_COLUMN}), ROW_NUMBER() OVER (PARTITION BY {person} ORDER BY {RANDOM_COLUMN}) "
+        f"AS row_num FROM (SELECT *, RANDOM() AS {RANDOM_COLUMN} FROM lomas_rows "
+        f"WHERE {person} IN (SELECT {person} FROM lomas_heavy)) AS lomas_ranked"
+    )
     return query
+
+
+def _reservoir(query: Query) -> tuple[Query, AliasedSubquery, int] | None:
+    """The query reading SmartNoise-SQL's reservoir, the reservoir relation and max_ids."""
+    for node in [query, *query.find_nodes(Query)]:
+        if node.source is None:
+            continue
+        for relation in node.source.relations:
+            primary = relation.primary
+            if not (isinstance(primary, AliasedSubquery) and str(primary.alias) == RESERVOIR):
+                continue
+            if not isinstance(primary.query, Query) or not any(
+                _orders_by_random(r) for r in primary.query.find_nodes(RankingFunction)
+            ):
+                continue
+            limit = _row_limit(node)
+            if limit is not None:
+                return node, primary, limit
+    return None
+
+
+def _row_limit(node: Query) -> int | None:
+    """max_ids, from SmartNoise-SQL's ``WHERE per_key_random.row_num <= k``."""
+    condition = node.where.condition if node.where is not None else None
+    if (
+        isinstance(condition, BooleanCompare)
+        and str(condition.op) == "<="
+        and str(condition.left).endswith("row_num")
+        and isinstance(condition.right, Literal)
+        and isinstance(condition.right.value, int)
+    ):
+        return condition.right.value
+    return None
 
 
 def _orders_by_random(ranking: RankingFunction) -> bool:

@@ -144,17 +144,34 @@ def test_reservoir_keeps_at_most_max_ids_rows_per_person_on_duckdb(people):
     assert pandas_row[0] == expected
 
 
-def test_the_reservoir_sort_key_is_drawn_below_the_window(people):
+def test_the_reservoir_ranks_only_people_with_more_rows_than_max_ids(people):
     frame, metadata = people
     reader = DuckDBReader(to_arrow(frame, metadata))
     document = {"": {"": {"df": metadata.smartnoise_table()}}}
     private = PrivateReader(reader, document, privacy=snsql.Privacy(epsilon=1.0))
     subquery, _ = private._rewrite("SELECT kind, SUM(x) AS s FROM df GROUP BY kind")
-    from lomas_server.engines.duckdb_reader import RANDOM_COLUMN, _random_key_below_window
+    from lomas_server.engines.duckdb_reader import RANDOM_COLUMN, reservoir_for_duckdb
 
-    rewritten = str(_random_key_below_window(subquery))
+    rewritten = str(reservoir_for_duckdb(subquery))
     assert "ORDER BY RANDOM" not in rewritten
-    assert (
-        f"ORDER BY {RANDOM_COLUMN}" in rewritten and f"RANDOM ( ) AS {RANDOM_COLUMN}" in rewritten
-    )
+    assert f"ORDER BY {RANDOM_COLUMN}" in rewritten and "HAVING COUNT(*) > 2" in rewritten
     assert "ORDER BY RANDOM ( )" in str(subquery)  # the original is left untouched
+
+
+def test_the_reservoir_samples_uniformly(people):
+    """Within a person with more rows than max_ids, every row is kept equally often."""
+    frame, metadata = people
+    heavy = frame.groupby("pid").size()
+    person = int(heavy[heavy == 4].index[0])
+    rows = frame[frame["pid"] == person].reset_index(drop=True)
+    rows["x"] = [1.0, 2.0, 4.0, 8.0]  # the sum tells which two rows were kept
+    reader = DuckDBReader(to_arrow(rows, metadata))
+    document = {"": {"": {"df": metadata.smartnoise_table()}}}
+    private = PrivateReader(reader, document, privacy=snsql.Privacy(epsilon=1.0))
+    subquery, _ = private._rewrite("SELECT SUM(x) AS s FROM df")
+    seen: dict[float, int] = {}
+    for _ in range(600):
+        total = reader._execute_ast(subquery)[1][0]
+        seen[total] = seen.get(total, 0) + 1
+    assert set(seen) == {3.0, 5.0, 9.0, 6.0, 10.0, 12.0}  # all 6 pairs of the 4 rows
+    assert min(seen.values()) > 60  # each about 100 times out of 600
