@@ -370,3 +370,71 @@ class FileServer:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class PostgresServer:
+    """A real PostgreSQL server (Debian's) in a temporary folder, on a free loopback port."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        # A folder of its own under /tmp: test folders are private to root, and PostgreSQL
+        # runs as its own user.
+        self.workdir = Path(tempfile.mkdtemp(prefix="lomas-pg-"))
+        self.port = free_port()
+        self.data = self.workdir / "pgdata"
+
+    @staticmethod
+    def _bin(name: str) -> str:
+        for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+            if (folder / name).exists():
+                return str(folder / name)
+        raise RuntimeError("PostgreSQL is not installed (Debian package 'postgresql')")
+
+    def _as_owner(self, *command: str) -> list[str]:
+        # PostgreSQL refuses to run as root; CI runs as root.
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            return ["runuser", "-u", "postgres", "--", *command]
+        return list(command)
+
+    def start(self) -> PostgresServer:
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            import shutil
+
+            shutil.chown(self.workdir, "postgres")
+        subprocess.run(
+            self._as_owner(
+                self._bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust"
+            ),
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            self._as_owner(
+                self._bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.workdir / "pg.log"),
+                "-w",
+                "start",
+                "-o",
+                f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1",
+            ),
+            check=True,
+            capture_output=True,
+        )
+        return self
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        import shutil
+
+        subprocess.run(
+            self._as_owner(self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"),
+            capture_output=True,
+        )
+        shutil.rmtree(self.workdir, ignore_errors=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import io
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -273,6 +274,16 @@ def source_from_location(
     """
     text = str(location)
     parsed = urlparse(text)
+    if parsed.scheme in ("postgresql", "postgres"):
+        # postgresql://user@host:port/db?table=schema.name
+        query = dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part)
+        table = query.pop("table", None)
+        if not table:
+            raise InvalidMetadata(
+                "a PostgreSQL location names its table: postgresql://...?table=NAME"
+            )
+        rest = "&".join(f"{k}={v}" for k, v in query.items())
+        return PostgresSource(parsed._replace(query=rest).geturl(), table)
     if parsed.scheme == "s3":
         if not parsed.netloc or not parsed.path.strip("/"):
             raise InvalidMetadata(f"an S3 location is s3://BUCKET/KEY, not {text!r}")
@@ -299,8 +310,94 @@ def source_from_description(description: dict[str, Any]) -> DatasetSource:
             )
         if kind == "http":
             return HttpSource(options.pop("url"), file_format=file_format, **options)
+        if kind == "postgres":
+            return PostgresSource(options["dsn"], options["table"])
     except (KeyError, TypeError) as err:
         raise InvalidMetadata(
             f"incomplete or unknown fields in a {kind} dataset source: {err}"
         ) from err
-    raise InvalidMetadata(f"unknown dataset source kind {kind!r}; use local, s3 or http")
+    raise InvalidMetadata(f"unknown dataset source kind {kind!r}; use local, s3, http or postgres")
+
+
+class PostgresSource(DatasetSource):
+    """A table in a PostgreSQL database: SQL queries run there, rows are not copied out.
+
+    Only the OpenDP path reads the rows (into the cache). The table's column types must match
+    the metadata's: a query may not cast, since a cast can fail on some rows and not others.
+    """
+
+    kind = "postgres"
+    TYPES = {
+        "int": ("smallint", "integer", "bigint"),
+        "float": ("real", "double precision", "numeric", "smallint", "integer", "bigint"),
+        "string": ("text", "character varying", "character"),
+        "boolean": ("boolean",),
+        "datetime": ("timestamp without time zone", "timestamp with time zone", "date"),
+    }
+
+    def __init__(self, dsn: str, table: str, file_format: str | None = None) -> None:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", table):
+            raise InvalidMetadata(
+                "a PostgreSQL table is NAME or SCHEMA.NAME (letters, digits, underscore)"
+            )
+        self.dsn, self.table = dsn, table
+        self.format = "postgres"
+
+    def where(self) -> str:
+        return f"postgres table {self.table}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dsn": self.dsn, "table": self.table}
+
+    def public_description(self) -> dict[str, Any]:
+        return {"kind": self.kind, "dsn": REDACTED, "table": self.table}
+
+    def connect(self) -> Any:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.dsn, connect_timeout=10, autocommit=True)
+        except psycopg.Error as err:
+            raise DatasetUnavailable(f"the database of {self.where()} cannot be reached") from err
+
+    def column_types(self) -> dict[str, str]:
+        schema, _, name = self.table.rpartition(".")
+        with self.connect() as connection:
+            rows = connection.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = %s AND table_schema = COALESCE(NULLIF(%s, ''), current_schema())",
+                (name, schema),
+            ).fetchall()
+        if not rows:
+            raise DatasetUnavailable(f"{self.where()} does not exist")
+        return {column: kind for column, kind in rows}
+
+    def check_columns(self, columns: dict[str, str]) -> None:
+        """Every metadata column exists with a type that needs no cast (name -> metadata type)."""
+        found = self.column_types()
+        for name, kind in columns.items():
+            if name not in found:
+                raise DatasetUnavailable(
+                    f"{self.where()} has no column {name!r} declared in the metadata"
+                )
+            if found[name] not in self.TYPES[kind]:
+                raise DatasetUnavailable(
+                    f"column {name!r} of {self.where()} is {found[name]}, not a type for {kind}"
+                )
+
+    def version(self) -> str:
+        # A table has no cheap version: reachability is checked, copies are never reused.
+        self.column_types()
+        return f"postgres:{time.monotonic_ns()}"
+
+    def read_bytes(self) -> bytes:
+        raise DatasetUnavailable("a PostgreSQL table is read with SQL, not as a file")
+
+    def load(self) -> Any:
+        import pyarrow as pa
+
+        with self.connect() as connection:
+            cursor = connection.execute(f"SELECT * FROM {self.table}")
+            names = [d.name for d in cursor.description]
+            rows = cursor.fetchall()
+        return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})

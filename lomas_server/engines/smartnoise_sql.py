@@ -31,9 +31,11 @@ from snsql.sql.private_reader import PrivateReader
 
 from lomas_server.accounting import PrivacyLoss
 from lomas_server.datasets.conform import empty_arrow
+from lomas_server.datasets.sources import PostgresSource
 from lomas_server.engines.duckdb_reader import DuckDBReader
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.noise_scales import remember_noise_scales
+from lomas_server.engines.postgres_reader import PostgresTableReader
 from lomas_server.engines.sql_guard import CANONICAL_TABLE, guard_query
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
@@ -111,7 +113,7 @@ class SmartnoiseSqlEngine:
         self._thread = thread or EngineThread()
         self._max_readers = max_readers
         # Only touched on the engine thread.
-        self._readers: OrderedDict[str, tuple[str, DuckDBReader]] = OrderedDict()
+        self._readers: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._schema_readers: dict[str, DuckDBReader] = {}
 
     def close(self) -> None:
@@ -176,10 +178,11 @@ class SmartnoiseSqlEngine:
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any],
+        table: Callable[[], Any] | PostgresSource,
         *,
         postprocess: bool = True,
     ) -> SqlResult:
+        """Run a plan on the rows: an Arrow table (DuckDB), or a PostgreSQL table in place."""
         return self._on_engine_thread(self._execute, plan, metadata, version, table, postprocess)
 
     def _execute(
@@ -187,7 +190,7 @@ class SmartnoiseSqlEngine:
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any],
+        table: Callable[[], Any] | PostgresSource,
         postprocess: bool,
     ) -> SqlResult:
         try:
@@ -226,14 +229,22 @@ class SmartnoiseSqlEngine:
         dataset: str,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any],
-    ) -> DuckDBReader:
-        key = f"{version}:{_fingerprint(metadata)}"
+        table: Callable[[], Any] | PostgresSource,
+    ) -> Any:
+        if isinstance(table, PostgresSource):
+            # The rows stay in the database; one reader (one connection) per table.
+            key = f"postgres:{table.table}:{_fingerprint(metadata)}"
+        else:
+            key = f"{version}:{_fingerprint(metadata)}"
         cached = self._readers.get(dataset)
         if cached is not None and cached[0] == key:
             self._readers.move_to_end(dataset)
             return cached[1]
-        reader = DuckDBReader(table())
+        reader = (
+            PostgresTableReader(table)
+            if isinstance(table, PostgresSource)
+            else DuckDBReader(table())
+        )
         self._readers[dataset] = (key, reader)
         self._readers.move_to_end(dataset)
         while len(self._readers) > self._max_readers:

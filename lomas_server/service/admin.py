@@ -20,6 +20,7 @@ from lomas_server.accounting import (
     PrivacyAmount,
 )
 from lomas_server.datasets import conformed_table, source_from_description, source_from_location
+from lomas_server.datasets.sources import PostgresSource
 from lomas_server.errors import InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
@@ -82,7 +83,10 @@ class AdminService:
             )
         parsed = DatasetMetadata.from_dict(metadata)
         source = source_from_location(location, file_format, **(source_options or {}))
-        if check_data:
+        if isinstance(source, PostgresSource):
+            # The table stays in its database: its columns must have the metadata's types.
+            source.check_columns({name: spec.type for name, spec in parsed.columns.items()})
+        elif check_data:
             # Read it once now: a dataset whose rows do not fit its metadata never reaches analysts.
             conformed_table(source.load(), parsed)
         record = DatasetRecord(

@@ -24,6 +24,7 @@ from lomas_server.datasets import (
     source_from_description,
 )
 from lomas_server.datasets.cache import CachedFrame
+from lomas_server.datasets.sources import PostgresSource
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
 from lomas_server.engines.opendp_engine import Noise, OpenDPEngine, OpenDPPlan
 from lomas_server.engines.opendp_query import parse_opendp_query
@@ -159,9 +160,16 @@ class AnalystService:
             "postprocess": postprocess,
         }
 
-        def run(frame: CachedFrame) -> dict[str, Any]:
+        def run(frame: Callable[[], CachedFrame]) -> dict[str, Any]:
+            source = source_from_description(record.source)
+            if isinstance(source, PostgresSource):
+                rows: Any = source  # the SQL runs in the database, on the table in place
+                version = "postgres"
+            else:
+                cached = frame()
+                rows, version = (lambda: cached.frame), cached.version
             outcome = self.engine.execute(
-                plan, _metadata(record), frame.version, lambda: frame.frame, postprocess=postprocess
+                plan, _metadata(record), version, rows, postprocess=postprocess
             )
             return rows_payload(outcome.columns, outcome.rows)
 
@@ -189,8 +197,9 @@ class AnalystService:
             **_noise_view(plan),
         }
 
-        def run(frame: CachedFrame) -> dict[str, Any]:
-            outcome = self.opendp.execute(plan, _metadata(record), lambda: frame.frame)
+        def run(frame: Callable[[], CachedFrame]) -> dict[str, Any]:
+            cached = frame()
+            outcome = self.opendp.execute(plan, _metadata(record), lambda: cached.frame)
             return rows_payload(outcome.columns, outcome.rows)
 
         reply = self._release(
@@ -220,7 +229,7 @@ class AnalystService:
         cost: PrivacyAmount,
         fingerprint: str,
         fresh: bool,
-        run: Callable[[CachedFrame], dict[str, Any]],
+        run: Callable[[Callable[[], CachedFrame]], dict[str, Any]],
     ) -> dict[str, Any]:
         """Replay, or check the data is reachable, reserve, run, archive: the privacy contract."""
         if not fresh:
@@ -243,7 +252,7 @@ class AnalystService:
         self._reserve(record, draft, fingerprint)
         # From here on the budget is spent, whatever happens.
         try:
-            result = run(self._frame(record, version))
+            result = run(lambda: self._frame(record, version))
         except Exception as err:
             log.exception(
                 "query %s on %s by %s failed after reservation", query_id, record.name, user
@@ -315,7 +324,11 @@ class AnalystService:
         """Check that the rows can be reached before spending: a dataset that is missing,
         forbidden or offline costs the analyst nothing (no row has been read)."""
         try:
-            return source_from_description(record.source).version()
+            source = source_from_description(record.source)
+            if isinstance(source, PostgresSource):
+                columns = {name: spec.type for name, spec in _metadata(record).columns.items()}
+                source.check_columns(columns)  # types that would need a cast mean no query
+            return source.version()
         except DatasetUnavailable as err:
             log.warning("dataset %s is unavailable: %s", record.name, err.message)
             raise DatasetUnavailable(

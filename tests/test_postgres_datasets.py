@@ -1,0 +1,145 @@
+"""Datasets that live in PostgreSQL: SmartNoise-SQL's exact aggregates run in the database
+(a real PostgreSQL server on loopback) and agree with DuckDB's; failures cost nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+
+from lomas_server.datasets import conform_to_metadata, to_arrow
+from lomas_server.datasets.sources import PostgresSource
+from lomas_server.engines.duckdb_reader import DuckDBReader
+from lomas_server.engines.postgres_reader import PostgresTableReader
+from lomas_server.errors import DatasetUnavailable
+from lomas_server.metadata import DatasetMetadata
+from tests.conftest import SAMPLE_DATA, sample_metadata
+from tests.engines.test_engines_agree import exact_aggregates
+from tests.servers import PostgresServer
+
+PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
+PEOPLE = DatasetMetadata.from_dict(
+    {
+        "max_ids": 2,
+        "row_privacy": False,
+        "censor_dims": False,
+        "columns": {
+            "pid": {"type": "int", "private_id": True},
+            "kind": {"type": "string", "categories": ["a", "b"]},
+            "x": {"type": "float", "lower": 0.0, "upper": 10.0},
+        },
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = PostgresServer().start()
+    penguins = conform_to_metadata(pd.read_csv(SAMPLE_DATA / "penguin.csv", dtype=str), PENGUIN)
+    rng = np.random.default_rng(5)
+    owners = np.repeat(np.arange(100), rng.integers(1, 5, 100))
+    people = pd.DataFrame(
+        {
+            "pid": owners,
+            "kind": rng.choice(["a", "b"], len(owners)),
+            "x": rng.uniform(0, 10, len(owners)),
+        }
+    )
+    with psycopg.connect(server.dsn, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE penguins (species text, island text, bill_length_mm double precision, "
+            "bill_depth_mm double precision, flipper_length_mm double precision, "
+            "body_mass_g double precision, sex text)"
+        )
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO penguins VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    tuple(None if pd.isna(v) else v for v in row)
+                    for row in penguins.itertuples(index=False)
+                ],
+            )
+        connection.execute("CREATE TABLE people (pid bigint, kind text, x double precision)")
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO people VALUES (%s, %s, %s)",
+                [tuple(r) for r in people.itertuples(index=False)],
+            )
+        connection.execute("CREATE TABLE wrong (species integer)")
+    yield server, penguins, people
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT COUNT(*) AS n FROM df",
+        "SELECT species, COUNT(*) AS n, SUM(body_mass_g) AS s, AVG(bill_length_mm) AS a FROM df GROUP BY species",
+        "SELECT sex, COUNT(bill_depth_mm) AS n FROM df GROUP BY sex",
+        "SELECT island, COUNT(*) AS n FROM df WHERE species = 'Gentoo' AND bill_length_mm > 45.5 GROUP BY island",
+    ],
+)
+def test_postgres_and_duckdb_give_the_same_exact_aggregates(postgres, sql):
+    server, penguins, _ = postgres
+    in_database = exact_aggregates(
+        PostgresTableReader(PostgresSource(server.dsn, "penguins")), PENGUIN, sql
+    )
+    in_memory = exact_aggregates(DuckDBReader(to_arrow(penguins, PENGUIN)), PENGUIN, sql)
+    assert in_database == in_memory
+
+
+def test_reservoir_runs_in_postgres_too(postgres):
+    server, _, people = postgres
+    (row,) = exact_aggregates(
+        PostgresTableReader(PostgresSource(server.dsn, "people")),
+        PEOPLE,
+        "SELECT COUNT(*) AS n FROM df",
+    )
+    assert row[0] == int(people.groupby("pid").size().clip(upper=2).sum())
+
+
+def test_postgres_dataset_through_the_server(postgres, admin, make_user):
+    server, penguins, _ = postgres
+    name = f"PG{uuid.uuid4().hex[:6]}"
+    admin.add_dataset(name, f"{server.dsn}?table=penguins", sample_metadata("penguin"))
+    assert admin.public_source(admin.store.get_dataset(name))["dsn"] == "***"
+    user = make_user(**{name: (20.0, 0.0)})
+    reply = user.api.sql(name, "SELECT species, COUNT(*) AS n FROM df GROUP BY species", 10.0)
+    assert reply.status_code == 200, reply.text
+    counts = dict(reply.json()["result"]["data"])
+    truth = penguins["species"].value_counts()
+    assert all(abs(counts[k] - truth[k]) <= 3 for k in truth.index)
+    opendp = user.api.post(
+        f"/datasets/{name}/opendp", {"query": {"aggregates": [{"op": "count"}]}, "epsilon": 5.0}
+    )
+    assert opendp.status_code == 200 and abs(opendp.json()["result"]["data"][0][0] - 344) < 10
+
+
+def test_table_types_must_match_the_metadata(postgres, admin):
+    server, _, _ = postgres
+    with pytest.raises(DatasetUnavailable, match="not a type for string"):
+        admin.add_dataset(
+            f"W{uuid.uuid4().hex[:6]}",
+            f"{server.dsn}?table=wrong",
+            {"row_privacy": True, "columns": {"species": {"type": "string"}}},
+        )
+
+
+def test_unreachable_database_is_503_and_spends_nothing(admin, make_user):
+    name = f"PGX{uuid.uuid4().hex[:6]}"
+    gone = PostgresServer().start()
+    with psycopg.connect(gone.dsn, autocommit=True) as connection:
+        connection.execute("CREATE TABLE t (species text)")
+    admin.add_dataset(
+        name,
+        f"{gone.dsn}?table=t",
+        {"row_privacy": True, "censor_dims": False, "columns": {"species": {"type": "string"}}},
+    )
+    gone.stop()
+    user = make_user(**{name: (5.0, 0.0)})
+    reply = user.api.sql(name, "SELECT COUNT(*) AS n FROM df", 1.0)
+    assert reply.status_code == 503 and "nothing was spent" in reply.json()["message"]
+    assert user.api.get(f"/datasets/{name}/budget").json()["spent"]["epsilon"] == 0.0
