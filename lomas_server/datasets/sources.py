@@ -10,6 +10,8 @@ the admin store and shown elsewhere only through ``public_description``.
 from __future__ import annotations
 
 import abc
+import hashlib
+import importlib.util
 import io
 import os
 import re
@@ -30,6 +32,8 @@ REDACTED = "***"
 
 class DatasetSource(abc.ABC):
     kind: str
+    # True when SQL runs where the data lives (PostgreSQL, Spark) instead of on a cached copy.
+    in_place = False
 
     def __init__(self, file_format: str | None, name_for_format: str) -> None:
         self.format = file_format or _format_from_suffix(name_for_format)
@@ -265,7 +269,11 @@ def _format_from_suffix(name: str) -> str:
 
 
 def source_from_location(
-    location: str | Path, file_format: str | None = None, **options: Any
+    location: str | Path,
+    file_format: str | None = None,
+    *,
+    engine: str | None = None,
+    **options: Any,
 ) -> DatasetSource:
     """A source from what an admin types: a file path, ``s3://bucket/key`` or ``http(s)://...``.
 
@@ -274,6 +282,16 @@ def source_from_location(
     """
     text = str(location)
     parsed = urlparse(text)
+    if engine == "spark":
+        if options:
+            raise InvalidMetadata("a Spark dataset takes its credentials from the Spark cluster")
+        if importlib.util.find_spec("pyspark") is None:
+            raise InvalidMetadata(
+                "the Spark engine needs pyspark on the server: pip install 'lomas-jupyter[spark]'"
+            )
+        return SparkSource(text if "://" in text else str(Path(text).resolve()), file_format)
+    if engine not in (None, "duckdb"):
+        raise InvalidMetadata(f"unknown SQL engine {engine!r}; use duckdb (the default) or spark")
     if parsed.scheme in ("postgresql", "postgres"):
         # postgresql://user@host:port/db?table=schema.name
         query = dict(part.split("=", 1) for part in parsed.query.split("&") if "=" in part)
@@ -312,11 +330,15 @@ def source_from_description(description: dict[str, Any]) -> DatasetSource:
             return HttpSource(options.pop("url"), file_format=file_format, **options)
         if kind == "postgres":
             return PostgresSource(options["dsn"], options["table"])
+        if kind == "spark":
+            return SparkSource(options["path"], file_format)
     except (KeyError, TypeError) as err:
         raise InvalidMetadata(
             f"incomplete or unknown fields in a {kind} dataset source: {err}"
         ) from err
-    raise InvalidMetadata(f"unknown dataset source kind {kind!r}; use local, s3, http or postgres")
+    raise InvalidMetadata(
+        f"unknown dataset source kind {kind!r}; use local, s3, http, postgres or spark"
+    )
 
 
 class PostgresSource(DatasetSource):
@@ -327,6 +349,7 @@ class PostgresSource(DatasetSource):
     """
 
     kind = "postgres"
+    in_place = True
     TYPES = {
         "int": ("smallint", "integer", "bigint"),
         "float": ("real", "double precision", "numeric", "smallint", "integer", "bigint"),
@@ -350,7 +373,17 @@ class PostgresSource(DatasetSource):
         return {"kind": self.kind, "dsn": self.dsn, "table": self.table}
 
     def public_description(self) -> dict[str, Any]:
-        return {"kind": self.kind, "dsn": REDACTED, "table": self.table}
+        """The DSN without its password (in the URL or as a password= parameter)."""
+        parsed = urlparse(self.dsn)
+        netloc = parsed.netloc
+        if parsed.password is not None:
+            netloc = netloc.replace(f":{parsed.password}@", f":{REDACTED}@", 1)
+        query = re.sub(r"(^|&)password=[^&]*", rf"\1password={REDACTED}", parsed.query)
+        return {
+            "kind": self.kind,
+            "dsn": parsed._replace(netloc=netloc, query=query).geturl(),
+            "table": self.table,
+        }
 
     def connect(self) -> Any:
         import psycopg
@@ -386,9 +419,16 @@ class PostgresSource(DatasetSource):
                 )
 
     def version(self) -> str:
-        # A table has no cheap version: reachability is checked, copies are never reused.
-        self.column_types()
-        return f"postgres:{time.monotonic_ns()}"
+        """Changes when rows are written: PostgreSQL's own count of inserts, updates, deletes."""
+        with self.connect() as connection:
+            try:
+                row = connection.execute(
+                    "SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables WHERE relid = %s::regclass",
+                    (self.table,),
+                ).fetchone()
+            except Exception as err:  # the table is gone
+                raise DatasetUnavailable(f"{self.where()} does not exist") from err
+        return "postgres:" + ":".join(str(value) for value in (row or ("new",)))
 
     def read_bytes(self) -> bytes:
         raise DatasetUnavailable("a PostgreSQL table is read with SQL, not as a file")
@@ -401,3 +441,155 @@ class PostgresSource(DatasetSource):
             names = [d.name for d in cursor.description]
             rows = cursor.fetchall()
         return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+
+
+class SparkSource(DatasetSource):
+    """A Parquet dataset that Apache Spark reads where it lives (a local path, or any URI the
+    Spark cluster reaches, such as hdfs:// or s3a://): for data past one machine.
+
+    SQL queries run on Spark; only the OpenDP path reads the rows (into the cache). Column
+    types must match the metadata's, as for PostgreSQL.
+    """
+
+    kind = "spark"
+    in_place = True
+    TYPES = {
+        "int": ("ByteType", "ShortType", "IntegerType", "LongType"),
+        "float": ("FloatType", "DoubleType", "ByteType", "ShortType", "IntegerType", "LongType"),
+        "string": ("StringType",),
+        "boolean": ("BooleanType",),
+        "datetime": ("TimestampType", "TimestampNTZType", "DateType"),
+    }
+
+    def __init__(self, path: str, file_format: str | None = None) -> None:
+        self.path = str(path)
+        self.format = file_format or "parquet"
+        if self.format != "parquet":
+            raise InvalidMetadata("Spark datasets are Parquet (a file or a folder of files)")
+
+    @property
+    def local(self) -> bool:
+        return "://" not in self.path or self.path.startswith("file://")
+
+    def where(self) -> str:
+        return f"Spark dataset {self.path}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "format": self.format}
+
+    def column_types(self) -> dict[str, str]:
+        """The file's column types, in Spark's names (read from the Parquet schema only)."""
+        if self.local:
+            import pyarrow.parquet as pq
+
+            path = self.path.removeprefix("file://")
+            if not os.path.exists(path):
+                raise DatasetUnavailable(f"{self.where()} does not exist")
+            try:
+                schema = (
+                    pq.read_schema(path) if os.path.isfile(path) else pq.ParquetDataset(path).schema
+                )
+            except (OSError, ValueError) as err:
+                raise DatasetUnavailable(f"{self.where()} is not readable Parquet") from err
+            return {field.name: _spark_type_name(field.type) for field in schema}
+        from lomas_server.engines.spark_reader import spark_session
+
+        try:
+            frame = spark_session().read.parquet(self.path)
+        except Exception as err:
+            raise DatasetUnavailable(f"{self.where()} cannot be read by Spark") from err
+        return {field.name: type(field.dataType).__name__ for field in frame.schema.fields}
+
+    def check_columns(self, columns: dict[str, str]) -> None:
+        found = self.column_types()
+        for name, kind in columns.items():
+            if name not in found:
+                raise DatasetUnavailable(
+                    f"{self.where()} has no column {name!r} declared in the metadata"
+                )
+            if found[name] not in self.TYPES[kind]:
+                raise DatasetUnavailable(
+                    f"column {name!r} of {self.where()} is {found[name]}, not a type for {kind}"
+                )
+
+    def check_engine(self) -> None:
+        """Start Spark now, so that a server without Java or a cluster that is down refuses
+        the query before its budget is reserved rather than failing after."""
+        from lomas_server.engines.spark_reader import spark_session
+
+        try:
+            spark_session()
+        except Exception as err:
+            raise DatasetUnavailable(f"Spark cannot start for {self.where()}: {err}") from err
+
+    def version(self) -> str:
+        if not self.local:
+            self.column_types()
+            return f"spark:{time.monotonic_ns()}"
+        path = self.path.removeprefix("file://")
+        try:
+            if os.path.isfile(path):
+                stat = os.stat(path)
+                return f"{stat.st_mtime_ns}:{stat.st_size}"
+            # A folder of part files: any file added, removed or rewritten is a new version.
+            parts = sorted(
+                (entry.path, entry.stat().st_mtime_ns, entry.stat().st_size)
+                for entry in _walk_files(path)
+            )
+        except OSError as err:
+            raise DatasetUnavailable(f"{self.where()} does not exist") from err
+        if not parts:
+            raise DatasetUnavailable(f"{self.where()} holds no files")
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+    def read_bytes(self) -> bytes:
+        raise DatasetUnavailable("a Spark dataset is read by Spark, not as a file")
+
+    def load(self) -> Any:
+        if self.local:
+            import pyarrow.parquet as pq
+
+            return pq.read_table(self.path.removeprefix("file://"))
+        import pyarrow as pa
+
+        from lomas_server.engines.spark_reader import spark_session
+
+        return pa.Table.from_pandas(
+            spark_session().read.parquet(self.path).toPandas(), preserve_index=False
+        )
+
+
+def _walk_files(folder: str) -> list[os.DirEntry[str]]:
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(folder)
+    found: list[os.DirEntry[str]] = []
+    for entry in os.scandir(folder):
+        if entry.is_dir():
+            found.extend(_walk_files(entry.path))
+        elif entry.is_file() and not entry.name.startswith((".", "_")):
+            found.append(entry)
+    return found
+
+
+def _spark_type_name(arrow_type: Any) -> str:
+    """How Spark names an Arrow (Parquet) type."""
+    import pyarrow as pa
+
+    checks = [
+        (pa.types.is_int8, "ByteType"),
+        (pa.types.is_int16, "ShortType"),
+        (pa.types.is_int32, "IntegerType"),
+        (pa.types.is_int64, "LongType"),
+        (pa.types.is_float32, "FloatType"),
+        (pa.types.is_float64, "DoubleType"),
+        (pa.types.is_boolean, "BooleanType"),
+        (pa.types.is_date, "DateType"),
+        (pa.types.is_timestamp, "TimestampType"),
+        (
+            lambda t: (
+                pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t)
+            ),
+            "StringType",
+        ),
+    ]
+    return next((name for check, name in checks if check(arrow_type)), str(arrow_type))

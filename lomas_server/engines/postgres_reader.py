@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from snsql._ast.ast import Table
+from snsql._ast.tokens import Identifier
 from snsql.sql.reader.base import SqlReader
 from snsql.sql.reader.engine import Engine
 
@@ -44,7 +45,7 @@ class PostgresTableReader(SqlReader):
         query = copy.deepcopy(query)
         for table in query.find_nodes(Table):
             if str(table.name).lower() == TABLE:
-                table.name = self.source.table
+                table.name = Identifier(self.source.table)
         return super()._execute_ast(query, accuracy=accuracy)
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from snsql.sql.private_reader import PrivateReader
 
 from lomas_server.accounting import PrivacyLoss
 from lomas_server.datasets.conform import empty_arrow
-from lomas_server.datasets.sources import PostgresSource
+from lomas_server.datasets.sources import DatasetSource, PostgresSource, SparkSource
 from lomas_server.engines.duckdb_reader import DuckDBReader
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.noise_scales import remember_noise_scales
@@ -178,11 +178,11 @@ class SmartnoiseSqlEngine:
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any] | PostgresSource,
+        table: Callable[[], Any] | DatasetSource,
         *,
         postprocess: bool = True,
     ) -> SqlResult:
-        """Run a plan on the rows: an Arrow table (DuckDB), or a PostgreSQL table in place."""
+        """Run a plan on the rows: an Arrow table (DuckDB), or in place (PostgreSQL, Spark)."""
         return self._on_engine_thread(self._execute, plan, metadata, version, table, postprocess)
 
     def _execute(
@@ -190,7 +190,7 @@ class SmartnoiseSqlEngine:
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any] | PostgresSource,
+        table: Callable[[], Any] | DatasetSource,
         postprocess: bool,
     ) -> SqlResult:
         try:
@@ -229,27 +229,33 @@ class SmartnoiseSqlEngine:
         dataset: str,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any] | PostgresSource,
+        table: Callable[[], Any] | DatasetSource,
     ) -> Any:
-        if isinstance(table, PostgresSource):
-            # The rows stay in the database; one reader (one connection) per table.
-            key = f"postgres:{table.table}:{_fingerprint(metadata)}"
-        else:
-            key = f"{version}:{_fingerprint(metadata)}"
+        key = f"{version}:{_fingerprint(metadata)}"
         cached = self._readers.get(dataset)
         if cached is not None and cached[0] == key:
             self._readers.move_to_end(dataset)
             return cached[1]
-        reader = (
-            PostgresTableReader(table)
-            if isinstance(table, PostgresSource)
-            else DuckDBReader(table())
-        )
+        if cached is not None:
+            cached[1].close()
+        reader = _open_reader(table)
         self._readers[dataset] = (key, reader)
         self._readers.move_to_end(dataset)
         while len(self._readers) > self._max_readers:
             self._readers.popitem(last=False)[1][1].close()
         return reader
+
+
+def _open_reader(table: Callable[[], Any] | DatasetSource) -> Any:
+    """The reader for where the rows live: in place for databases and Spark, else in memory."""
+    if isinstance(table, PostgresSource):
+        return PostgresTableReader(table)
+    if isinstance(table, SparkSource):
+        # Imported here so that servers without Spark datasets never load pyspark.
+        from lomas_server.engines.spark_reader import SparkTableReader
+
+        return SparkTableReader(table)
+    return DuckDBReader(table())
 
 
 def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]) -> None:

@@ -20,7 +20,7 @@ from lomas_server.accounting import (
     PrivacyAmount,
 )
 from lomas_server.datasets import conformed_table, source_from_description, source_from_location
-from lomas_server.datasets.sources import PostgresSource
+from lomas_server.datasets.sources import PostgresSource, SparkSource
 from lomas_server.errors import InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
@@ -67,6 +67,7 @@ class AdminService:
         check_data: bool = True,
         accounting: str = BASIC,
         conversion_delta: float = DEFAULT_CONVERSION_DELTA,
+        engine: str | None = None,
     ) -> DatasetRecord:
         """Register a dataset at a file path, ``s3://bucket/key`` or ``http(s)://`` URL.
 
@@ -82,8 +83,10 @@ class AdminService:
                 "a dataset name is 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
             )
         parsed = DatasetMetadata.from_dict(metadata)
-        source = source_from_location(location, file_format, **(source_options or {}))
-        if isinstance(source, PostgresSource):
+        source = source_from_location(
+            location, file_format, engine=engine, **(source_options or {})
+        )
+        if isinstance(source, (PostgresSource, SparkSource)):
             # The table stays in its database: its columns must have the metadata's types.
             source.check_columns({name: spec.type for name, spec in parsed.columns.items()})
         elif check_data:

@@ -24,7 +24,7 @@ from lomas_server.datasets import (
     source_from_description,
 )
 from lomas_server.datasets.cache import CachedFrame
-from lomas_server.datasets.sources import PostgresSource
+from lomas_server.datasets.sources import PostgresSource, SparkSource
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
 from lomas_server.engines.opendp_engine import Noise, OpenDPEngine, OpenDPPlan
 from lomas_server.engines.opendp_query import parse_opendp_query
@@ -160,11 +160,10 @@ class AnalystService:
             "postprocess": postprocess,
         }
 
-        def run(frame: Callable[[], CachedFrame]) -> dict[str, Any]:
+        def run(version: str, frame: Callable[[], CachedFrame]) -> dict[str, Any]:
             source = source_from_description(record.source)
-            if isinstance(source, PostgresSource):
-                rows: Any = source  # the SQL runs in the database, on the table in place
-                version = "postgres"
+            if source.in_place:
+                rows: Any = source  # the SQL runs where the data lives (PostgreSQL, Spark)
             else:
                 cached = frame()
                 rows, version = (lambda: cached.frame), cached.version
@@ -197,7 +196,7 @@ class AnalystService:
             **_noise_view(plan),
         }
 
-        def run(frame: Callable[[], CachedFrame]) -> dict[str, Any]:
+        def run(version: str, frame: Callable[[], CachedFrame]) -> dict[str, Any]:
             cached = frame()
             outcome = self.opendp.execute(plan, _metadata(record), lambda: cached.frame)
             return rows_payload(outcome.columns, outcome.rows)
@@ -229,7 +228,7 @@ class AnalystService:
         cost: PrivacyAmount,
         fingerprint: str,
         fresh: bool,
-        run: Callable[[Callable[[], CachedFrame]], dict[str, Any]],
+        run: Callable[[str, Callable[[], CachedFrame]], dict[str, Any]],
     ) -> dict[str, Any]:
         """Replay, or check the data is reachable, reserve, run, archive: the privacy contract."""
         if not fresh:
@@ -252,7 +251,7 @@ class AnalystService:
         self._reserve(record, draft, fingerprint)
         # From here on the budget is spent, whatever happens.
         try:
-            result = run(lambda: self._frame(record, version))
+            result = run(version, lambda: self._frame(record, version))
         except Exception as err:
             log.exception(
                 "query %s on %s by %s failed after reservation", query_id, record.name, user
@@ -325,9 +324,11 @@ class AnalystService:
         forbidden or offline costs the analyst nothing (no row has been read)."""
         try:
             source = source_from_description(record.source)
-            if isinstance(source, PostgresSource):
+            if isinstance(source, (PostgresSource, SparkSource)):
                 columns = {name: spec.type for name, spec in _metadata(record).columns.items()}
                 source.check_columns(columns)  # types that would need a cast mean no query
+            if isinstance(source, SparkSource):
+                source.check_engine()
             return source.version()
         except DatasetUnavailable as err:
             log.warning("dataset %s is unavailable: %s", record.name, err.message)

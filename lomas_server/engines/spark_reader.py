@@ -1,0 +1,76 @@
+"""A SmartNoise-SQL reader that runs the exact-aggregation SQL on Apache Spark.
+
+For datasets past one machine: Spark reads the Parquet where it lives and computes the exact
+aggregates (clamping and reservoir sampling included, in SmartNoise-SQL's Spark dialect); only
+those few rows come back, and the noise is added here as for every other engine. The Spark
+session is made once per process, local by default (``LOMAS_SPARK_MASTER``, e.g.
+``spark://host:7077``, points it at a cluster).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import os
+import threading
+from typing import Any
+
+from snsql._ast.ast import Table
+from snsql._ast.tokens import Identifier
+from snsql.sql.reader.base import SqlReader
+from snsql.sql.reader.engine import Engine
+
+from lomas_server.datasets.sources import SparkSource
+from lomas_server.engines.duckdb_reader import TABLE
+
+_session: Any = None
+_session_lock = threading.Lock()
+_view_numbers = itertools.count(1)
+
+
+def spark_session() -> Any:
+    global _session
+    with _session_lock:
+        if _session is None:
+            from pyspark.sql import SparkSession
+
+            _session = (
+                SparkSession.builder.master(os.environ.get("LOMAS_SPARK_MASTER", "local[*]"))
+                .appName("lomas-jupyter")
+                .config("spark.ui.enabled", "false")
+                .config(
+                    "spark.sql.shuffle.partitions", os.environ.get("LOMAS_SPARK_PARTITIONS", "8")
+                )
+                .config("spark.driver.bindAddress", "127.0.0.1")
+                .getOrCreate()
+            )
+            _session.sparkContext.setLogLevel("ERROR")
+        return _session
+
+
+class SparkTableReader(SqlReader):
+    ENGINE = Engine.SPARK
+
+    def __init__(self, source: SparkSource) -> None:
+        super().__init__(self.ENGINE)
+        self.source = source
+        # One view per reader: closing a reader must not drop a view another reader uses.
+        self.view = (
+            f"lomas_{next(_view_numbers)}_{hashlib.sha256(source.path.encode()).hexdigest()[:8]}"
+        )
+        spark_session().read.parquet(source.path).createOrReplaceTempView(self.view)
+
+    def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
+        frame = spark_session().sql(query)
+        return [tuple(frame.columns), *[tuple(row) for row in frame.collect()]]
+
+    def _execute_ast(self, query: Any, *ignore: Any, accuracy: bool = False) -> Any:
+        query = copy.deepcopy(query)
+        for table in query.find_nodes(Table):
+            if str(table.name).lower() == TABLE:
+                table.name = Identifier(self.view)
+        return super()._execute_ast(query, accuracy=accuracy)
+
+    def close(self) -> None:
+        spark_session().catalog.dropTempView(self.view)

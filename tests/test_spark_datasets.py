@@ -1,0 +1,119 @@
+"""Datasets read by Apache Spark (local mode, with the machine's Java): SmartNoise-SQL's exact
+aggregates computed by Spark agree with DuckDB's, and the server answers from them."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from lomas_server.datasets import conform_to_metadata, to_arrow
+from lomas_server.datasets.sources import SparkSource
+from lomas_server.engines.duckdb_reader import DuckDBReader
+from lomas_server.engines.spark_reader import SparkTableReader
+from lomas_server.errors import DatasetUnavailable
+from lomas_server.metadata import DatasetMetadata
+from tests.conftest import SAMPLE_DATA, sample_metadata
+from tests.engines.test_engines_agree import exact_aggregates
+
+PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
+PEOPLE = DatasetMetadata.from_dict(
+    {
+        "max_ids": 2,
+        "row_privacy": False,
+        "censor_dims": False,
+        "columns": {
+            "pid": {"type": "int", "private_id": True},
+            "kind": {"type": "string", "categories": ["a", "b"]},
+            "x": {"type": "float", "lower": 0.0, "upper": 10.0},
+        },
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("spark")
+    penguins = conform_to_metadata(pd.read_csv(SAMPLE_DATA / "penguin.csv", dtype=str), PENGUIN)
+    pq.write_table(to_arrow(penguins, PENGUIN), folder / "penguins.parquet")
+    rng = np.random.default_rng(7)
+    owners = np.repeat(np.arange(100), rng.integers(1, 5, 100))
+    people = pd.DataFrame(
+        {
+            "pid": owners,
+            "kind": rng.choice(["a", "b"], len(owners)),
+            "x": rng.uniform(0, 10, len(owners)),
+        }
+    )
+    people.to_parquet(folder / "people.parquet")
+    pd.DataFrame({"species": [1, 2]}).to_parquet(folder / "wrong.parquet")
+    return folder, penguins, people
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT species, COUNT(*) AS n, SUM(body_mass_g) AS s, AVG(bill_length_mm) AS a FROM df GROUP BY species",
+        "SELECT sex, COUNT(bill_depth_mm) AS n FROM df GROUP BY sex",
+        "SELECT island, COUNT(*) AS n FROM df WHERE species = 'Gentoo' AND bill_length_mm > 45.5 GROUP BY island",
+    ],
+)
+def test_spark_and_duckdb_give_the_same_exact_aggregates(files, sql):
+    folder, penguins, _ = files
+    on_spark = exact_aggregates(
+        SparkTableReader(SparkSource(str(folder / "penguins.parquet"))), PENGUIN, sql
+    )
+    in_memory = exact_aggregates(DuckDBReader(to_arrow(penguins, PENGUIN)), PENGUIN, sql)
+    assert on_spark == in_memory
+
+
+def test_reservoir_runs_on_spark_too(files):
+    folder, _, people = files
+    reader = SparkTableReader(SparkSource(str(folder / "people.parquet")))
+    (row,) = exact_aggregates(reader, PEOPLE, "SELECT COUNT(*) AS n FROM df")
+    assert row[0] == int(people.groupby("pid").size().clip(upper=2).sum())
+
+
+def test_spark_dataset_through_the_server(files, admin, make_user):
+    folder, penguins, _ = files
+    name = f"SP{uuid.uuid4().hex[:6]}"
+    admin.add_dataset(name, folder / "penguins.parquet", sample_metadata("penguin"), engine="spark")
+    user = make_user(**{name: (20.0, 0.0)})
+    reply = user.api.sql(name, "SELECT species, COUNT(*) AS n FROM df GROUP BY species", 10.0)
+    assert reply.status_code == 200, reply.text
+    counts = dict(reply.json()["result"]["data"])
+    truth = penguins["species"].value_counts()
+    assert all(abs(counts[k] - truth[k]) <= 3 for k in truth.index)
+
+
+def test_parquet_types_must_match_the_metadata(files, admin):
+    folder, _, _ = files
+    with pytest.raises(DatasetUnavailable, match="not a type for string"):
+        admin.add_dataset(
+            f"W{uuid.uuid4().hex[:6]}",
+            folder / "wrong.parquet",
+            {"row_privacy": True, "columns": {"species": {"type": "string"}}},
+            engine="spark",
+        )
+
+
+def test_a_folder_of_parts_is_one_dataset_whose_version_follows_its_files(files):
+    folder, penguins, _ = files
+    parts = folder / "parts"
+    parts.mkdir()
+    half = len(penguins) // 2
+    table = to_arrow(penguins, PENGUIN)
+    pq.write_table(table.slice(0, half), parts / "part-0.parquet")
+    pq.write_table(table.slice(half), parts / "part-1.parquet")
+    source = SparkSource(str(parts))
+    source.check_columns({name: spec.type for name, spec in PENGUIN.columns.items()})
+    before = source.version()
+    (row,) = exact_aggregates(SparkTableReader(source), PENGUIN, "SELECT COUNT(*) AS n FROM df")
+    assert row[0] == len(penguins)
+    pq.write_table(table.slice(0, 10), parts / "part-2.parquet")
+    assert source.version() != before
+    (row,) = exact_aggregates(SparkTableReader(source), PENGUIN, "SELECT COUNT(*) AS n FROM df")
+    assert row[0] == len(penguins) + 10
