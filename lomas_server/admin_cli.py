@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from lomas_server.accounting import DEFAULT_CONVERSION_DELTA
 from lomas_server.errors import LomasError
 from lomas_server.service.admin import AdminService
 from lomas_server.service.backup import export_store, restore_store
@@ -52,14 +53,63 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list-users", help="list users")
 
-    p = sub.add_parser("add-dataset", help="register a CSV or Parquet file with its metadata YAML")
+    p = sub.add_parser(
+        "add-dataset",
+        help="register a dataset (file, S3, HTTP, PostgreSQL or Spark) with its metadata YAML",
+    )
     p.add_argument("name")
-    p.add_argument("--file", required=True, help="path to the CSV or Parquet file")
+    p.add_argument(
+        "--file",
+        required=True,
+        metavar="LOCATION",
+        help="a CSV or Parquet path, s3://BUCKET/KEY, http(s)://URL, "
+        "postgresql://USER@HOST/DB?table=NAME, or a Parquet file or folder with --engine spark",
+    )
     p.add_argument(
         "--metadata", required=True, help="path to the metadata YAML (lomas/SmartNoise-SQL format)"
     )
     p.add_argument(
         "--format", choices=["csv", "parquet"], help="file format (default: from the suffix)"
+    )
+    p.add_argument(
+        "--engine",
+        choices=["duckdb", "spark"],
+        help="where SQL queries run: duckdb (default; in the server) or spark (for data past "
+        "one machine; set LOMAS_SPARK_MASTER on the server for a cluster)",
+    )
+    p.add_argument(
+        "--accounting",
+        choices=["basic", "zcdp"],
+        default="basic",
+        help="how costs add up: basic (sum of epsilons and deltas, as lomas) or zcdp "
+        "(zero-concentrated DP); fixed once the dataset is added (default: %(default)s)",
+    )
+    p.add_argument(
+        "--conversion-delta",
+        type=float,
+        default=DEFAULT_CONVERSION_DELTA,
+        help="with --accounting zcdp: the delta at which budgets are shown in (epsilon, delta) "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--s3-endpoint", help="S3 endpoint URL, for S3-compatible stores")
+    p.add_argument("--s3-region", help="S3 region")
+    p.add_argument(
+        "--s3-credentials-from-env",
+        action="store_true",
+        help="store the S3 key pair in LOMAS_S3_ACCESS_KEY_ID/LOMAS_S3_SECRET_ACCESS_KEY with "
+        "the dataset (default: the server's own AWS environment at query time)",
+    )
+    p.add_argument(
+        "--http-header-from-env",
+        action="append",
+        default=[],
+        metavar="HEADER=ENVVAR",
+        help="send this HTTP header, its value read from the environment variable (repeatable)",
+    )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="register without reading the data now (it is still checked before each query)",
     )
     _limit_options(p)
 
@@ -181,12 +231,46 @@ def _add_dataset(admin: AdminService, args: argparse.Namespace) -> Any:
         file_format=args.format,
         max_query=_pair(args.max_query_epsilon, args.max_query_delta, "max-query"),
         cap=_pair(args.cap_epsilon, args.cap_delta, "cap"),
+        source_options=_source_options(args),
+        check_data=not args.no_check,
+        accounting=args.accounting,
+        conversion_delta=args.conversion_delta,
+        engine=args.engine,
     )
     return {
         "dataset": record.name,
-        "source": record.source,
+        "source": admin.public_source(record),
         "columns": list(record.metadata["columns"]),
     }
+
+
+def _source_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Where-to-read options; secrets are read from the environment, never from the command
+    line (where the shell history and the process list would show them)."""
+    options: dict[str, Any] = {}
+    if args.s3_endpoint:
+        options["endpoint_url"] = args.s3_endpoint
+    if args.s3_region:
+        options["region"] = args.s3_region
+    if args.s3_credentials_from_env:
+        options["access_key_id"] = _env("LOMAS_S3_ACCESS_KEY_ID")
+        options["secret_access_key"] = _env("LOMAS_S3_SECRET_ACCESS_KEY")
+    headers = {}
+    for item in args.http_header_from_env:
+        header, sep, variable = item.partition("=")
+        if not sep or not header.strip() or not variable.strip():
+            raise LomasError(f"--http-header-from-env takes HEADER=ENVVAR, not {item!r}")
+        headers[header.strip()] = _env(variable.strip())
+    if headers:
+        options["headers"] = headers
+    return options
+
+
+def _env(variable: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise LomasError(f"environment variable {variable} is not set")
+    return value
 
 
 def _set_limits(admin: AdminService, args: argparse.Namespace) -> Any:
