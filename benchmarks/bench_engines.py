@@ -7,9 +7,12 @@ For generated datasets (10k, 1M, 10M rows by default), prints per query:
 - the server over HTTP: median end-to-end latency with row privacy, and with 5 rows per person
   bounded by sampling (max_ids), and the first query (which loads the data),
 - peak resident memory of the server process, after the row-privacy queries and after the
-  sampling ones, next to the size of the data in Arrow.
+  sampling ones, next to the size of the data in Arrow;
+- with --spark, the same two queries on the same Parquet file with the Spark engine (local
+  Spark in the server process): first query (Spark start included) and median.
 
     .venv/bin/python benchmarks/bench_engines.py [--rows 10000 1000000 10000000] [--repeat 10]
+                                                 [--spark]
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(rows: int, repeat: int) -> str:
+def measure(rows: int, repeat: int, spark: bool) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         frame = generate(rows, folder / "data.parquet")
@@ -110,7 +113,7 @@ def measure(rows: int, repeat: int) -> str:
                 lambda: snsql.from_df(subset, privacy=privacy, metadata=document).execute(QUERY),
                 max(2, repeat // 5),
             )
-        token = _seed(folder)
+        token = _seed(folder, spark)
         server = ServerProcess(folder / "admin.sqlite", folder).start(timeout=120)
         try:
             api = Api(server.api, token)
@@ -127,23 +130,36 @@ def measure(rows: int, repeat: int) -> str:
             run("PEOPLE")
             per_person = median_time(lambda: run("PEOPLE"), repeat)
             peak_sampling = peak_rss_mb(server.process.pid)
+            spark_line = ""
+            if spark:
+                start = time.perf_counter()
+                run("SPARK_ROWS")
+                spark_first = time.perf_counter() - start
+                spark_rows = median_time(lambda: run("SPARK_ROWS"), repeat)
+                spark_people = median_time(lambda: run("SPARK_PEOPLE"), repeat)
+                spark_line = (
+                    f"\n{'':>10} spark: first {spark_first:.2f}s, row privacy "
+                    f"{spark_rows * 1e3:.0f}ms, max5 {spark_people * 1e3:.0f}ms"
+                )
         finally:
             server.stop()
     return (
         f"{rows:>10} {plain_pandas * 1e3:>6.1f}ms {plain_polars * 1e3:>6.1f}ms {snsql_per_query * 1e3:>7.0f}ms "
         f"{first:>8.2f}s {row_privacy * 1e3:>7.1f}ms {row_privacy / plain:>7.1f}x "
         f"{per_person * 1e3:>8.1f}ms {per_person / plain:>7.1f}x {peak:>8.0f} {peak_sampling:>8.0f}  "
-        f"(data {data_mb:.0f} MB in Arrow)"
+        f"(data {data_mb:.0f} MB in Arrow)" + spark_line
     )
 
 
-def _seed(folder: Path) -> str:
+def _seed(folder: Path, spark: bool) -> str:
     store = SqliteStore(folder / "admin.sqlite")
     admin = AdminService(store)
     token = admin.add_user("bench")
-    admin.add_dataset("ROWS", folder / "data.parquet", ROW_PRIVACY, check_data=False)
-    admin.add_dataset("PEOPLE", folder / "data.parquet", PER_PERSON, check_data=False)
-    for name in ("ROWS", "PEOPLE"):
+    datasets = {"ROWS": (ROW_PRIVACY, None), "PEOPLE": (PER_PERSON, None)}
+    if spark:
+        datasets |= {"SPARK_ROWS": (ROW_PRIVACY, "spark"), "SPARK_PEOPLE": (PER_PERSON, "spark")}
+    for name, (metadata, engine) in datasets.items():
+        admin.add_dataset(name, folder / "data.parquet", metadata, check_data=False, engine=engine)
         admin.grant("bench", name, 1e6, 0.0)
     store.close()
     return token
@@ -153,6 +169,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--spark", action="store_true", help="also time the Spark engine")
     args = parser.parse_args()
     print(f"query: {QUERY}  (epsilon {EPSILON} per noisy value)")
     print("x plain = HTTP latency / the faster of the plain pandas and Polars group-bys")
@@ -161,7 +178,7 @@ def main() -> None:
         f"{'HTTP row':>9} {'x plain':>8} {'HTTP max5':>10} {'x plain':>8} {'peak MB':>8} {'+max5':>8}"
     )
     for rows in args.rows:
-        print(measure(rows, args.repeat), flush=True)
+        print(measure(rows, args.repeat, args.spark), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import yaml
 import lomas_server
 from lomas_server.service.admin import AdminService
 from lomas_server.store.sqlite import SqliteStore
-from tests.servers import Api, FerretDB, FileServer, MotoS3, ServerProcess
+from tests.servers import Api, FerretDB, FileServer, MotoS3, PostgresServer, ServerProcess
 
 SAMPLE_DATA = Path(lomas_server.__file__).parent / "sample_data"
 
@@ -101,5 +101,13 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
 @pytest.fixture(scope="session")
 def file_server() -> Iterator[FileServer]:
     server = FileServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL, started for this test session on a free loopback port."""
+    server = PostgresServer().start()
     yield server
     server.stop()

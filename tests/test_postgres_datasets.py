@@ -36,8 +36,8 @@ PEOPLE = DatasetMetadata.from_dict(
 
 
 @pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer().start()
+def postgres(postgres_server):
+    server = postgres_server
     penguins = conform_to_metadata(pd.read_csv(SAMPLE_DATA / "penguin.csv", dtype=str), PENGUIN)
     rng = np.random.default_rng(5)
     owners = np.repeat(np.arange(100), rng.integers(1, 5, 100))
@@ -70,7 +70,6 @@ def postgres():
             )
         connection.execute("CREATE TABLE wrong (species integer)")
     yield server, penguins, people
-    server.stop()
 
 
 @pytest.mark.parametrize(
@@ -85,7 +84,9 @@ def postgres():
 def test_postgres_and_duckdb_give_the_same_exact_aggregates(postgres, sql):
     server, penguins, _ = postgres
     in_database = exact_aggregates(
-        PostgresTableReader(PostgresSource(server.dsn, "penguins")), PENGUIN, sql
+        PostgresTableReader(PostgresSource(server.dsn, "penguins"), list(PENGUIN.columns)),
+        PENGUIN,
+        sql,
     )
     in_memory = exact_aggregates(DuckDBReader(to_arrow(penguins, PENGUIN)), PENGUIN, sql)
     assert in_database == in_memory
@@ -94,7 +95,7 @@ def test_postgres_and_duckdb_give_the_same_exact_aggregates(postgres, sql):
 def test_reservoir_runs_in_postgres_too(postgres):
     server, _, people = postgres
     (row,) = exact_aggregates(
-        PostgresTableReader(PostgresSource(server.dsn, "people")),
+        PostgresTableReader(PostgresSource(server.dsn, "people"), list(PEOPLE.columns)),
         PEOPLE,
         "SELECT COUNT(*) AS n FROM df",
     )

@@ -3,6 +3,10 @@
 The exact-aggregation SQL that SmartNoise-SQL writes (its PostgreSQL dialect, reservoir
 sampling included) runs in the database itself, on the admin's table instead of ``df``: no row
 leaves the database, only the aggregates do.
+
+SmartNoise-SQL writes column names unquoted, and PostgreSQL folds unquoted names to lower case:
+a table created with a column ``"Sex"`` would not answer ``Sex``. So each connection reads the
+table through a temporary view that names every metadata column in lower case.
 """
 
 from __future__ import annotations
@@ -23,16 +27,34 @@ from lomas_server.engines.duckdb_reader import TABLE
 class PostgresTableReader(SqlReader):
     ENGINE = Engine.POSTGRES
 
-    def __init__(self, source: PostgresSource) -> None:
+    VIEW = "lomas_rows"
+
+    def __init__(self, source: PostgresSource, columns: list[str]) -> None:
         super().__init__(self.ENGINE)
         self.source = source
+        self.columns = list(columns)
         self._connection: Any = None
         self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        from psycopg import sql
+
+        connection = self.source.connect()
+        listed = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(sql.Identifier(name), sql.Identifier(name.lower()))
+            for name in self.columns
+        )
+        connection.execute(
+            sql.SQL("CREATE TEMP VIEW {} AS SELECT {} FROM {}").format(
+                sql.Identifier(self.VIEW), listed, sql.SQL(self.source.table)
+            )
+        )
+        return connection
 
     def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
         with self._lock:
             if self._connection is None or self._connection.closed:
-                self._connection = self.source.connect()
+                self._connection = self._connect()
             try:
                 cursor = self._connection.execute(query)
             except Exception:
@@ -45,7 +67,7 @@ class PostgresTableReader(SqlReader):
         query = copy.deepcopy(query)
         for table in query.find_nodes(Table):
             if str(table.name).lower() == TABLE:
-                table.name = Identifier(self.source.table)
+                table.name = Identifier(self.VIEW)
         return super()._execute_ast(query, accuracy=accuracy)
 
     def close(self) -> None:

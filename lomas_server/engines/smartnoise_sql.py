@@ -238,7 +238,7 @@ class SmartnoiseSqlEngine:
             return cached[1]
         if cached is not None:
             cached[1].close()
-        reader = _open_reader(table)
+        reader = _open_reader(table, metadata)
         self._readers[dataset] = (key, reader)
         self._readers.move_to_end(dataset)
         while len(self._readers) > self._max_readers:
@@ -246,10 +246,10 @@ class SmartnoiseSqlEngine:
         return reader
 
 
-def _open_reader(table: Callable[[], Any] | DatasetSource) -> Any:
+def _open_reader(table: Callable[[], Any] | DatasetSource, metadata: DatasetMetadata) -> Any:
     """The reader for where the rows live: in place for databases and Spark, else in memory."""
     if isinstance(table, PostgresSource):
-        return PostgresTableReader(table)
+        return PostgresTableReader(table, list(metadata.columns))
     if isinstance(table, SparkSource):
         # Imported here so that servers without Spark datasets never load pyspark.
         from lomas_server.engines.spark_reader import SparkTableReader

@@ -20,7 +20,7 @@ PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
 TITANIC = DatasetMetadata.from_dict(sample_metadata("titanic"))
 
 
-def _load(name: str, metadata: DatasetMetadata) -> pd.DataFrame:
+def load_sample(name: str, metadata: DatasetMetadata) -> pd.DataFrame:
     return conform_to_metadata(pd.read_csv(SAMPLE_DATA / f"{name}.csv", dtype=str), metadata)
 
 
@@ -45,56 +45,58 @@ def _plain(value):
     return value
 
 
-@pytest.mark.parametrize(
-    ("name", "metadata", "sql"),
-    [
-        ("penguin", PENGUIN, "SELECT COUNT(*) AS n FROM df"),
-        (
-            "penguin",
-            PENGUIN,
-            "SELECT species, COUNT(*) AS n, SUM(body_mass_g) AS s, AVG(bill_length_mm) AS a FROM df GROUP BY species",
-        ),
-        # sex holds NULLs: a NULL group, and COUNT(col) that skips them
-        (
-            "penguin",
-            PENGUIN,
-            "SELECT sex, COUNT(bill_depth_mm) AS n, VAR(flipper_length_mm) AS v FROM df GROUP BY sex",
-        ),
-        # a filter that empties some groups entirely
-        (
-            "penguin",
-            PENGUIN,
-            "SELECT island, COUNT(*) AS n FROM df WHERE species = 'Gentoo' GROUP BY island",
-        ),
-        (
-            "penguin",
-            PENGUIN,
-            "SELECT COUNT(*) AS n FROM df WHERE species IN ('Nobody') AND bill_length_mm > 40.5",
-        ),
-        (
-            "penguin",
-            PENGUIN,
-            "SELECT species, island, STDDEV(bill_depth_mm) AS s FROM df WHERE sex IS NOT NULL GROUP BY species, island",
-        ),
-        (
-            "titanic",
-            TITANIC,
-            "SELECT Sex, Pclass, COUNT(*) AS n, AVG(Age) AS a, SUM(Fare) AS f FROM df GROUP BY Sex, Pclass",
-        ),
-        (
-            "titanic",
-            TITANIC,
-            "SELECT Survived, COUNT(*) AS n FROM df WHERE NOT Survived OR Age BETWEEN 10 AND 30 GROUP BY Survived",
-        ),
-        (
-            "titanic",
-            TITANIC,
-            "SELECT COUNT(*) AS n, SUM(SibSp) AS s FROM df WHERE Name <> 'x' AND Parch >= 1",
-        ),
-    ],
-)
+# Queries whose exact aggregates every engine must compute alike: NULL groups, COUNT(col)
+# that skips NULLs, filters that empty groups or everything, booleans, several keys.
+AGREEMENT_CASES = [
+    ("penguin", PENGUIN, "SELECT COUNT(*) AS n FROM df"),
+    (
+        "penguin",
+        PENGUIN,
+        "SELECT species, COUNT(*) AS n, SUM(body_mass_g) AS s, AVG(bill_length_mm) AS a FROM df GROUP BY species",
+    ),
+    # sex holds NULLs: a NULL group, and COUNT(col) that skips them
+    (
+        "penguin",
+        PENGUIN,
+        "SELECT sex, COUNT(bill_depth_mm) AS n, VAR(flipper_length_mm) AS v FROM df GROUP BY sex",
+    ),
+    # a filter that empties some groups entirely
+    (
+        "penguin",
+        PENGUIN,
+        "SELECT island, COUNT(*) AS n FROM df WHERE species = 'Gentoo' GROUP BY island",
+    ),
+    (
+        "penguin",
+        PENGUIN,
+        "SELECT COUNT(*) AS n FROM df WHERE species IN ('Nobody') AND bill_length_mm > 40.5",
+    ),
+    (
+        "penguin",
+        PENGUIN,
+        "SELECT species, island, STDDEV(bill_depth_mm) AS s FROM df WHERE sex IS NOT NULL GROUP BY species, island",
+    ),
+    (
+        "titanic",
+        TITANIC,
+        "SELECT Sex, Pclass, COUNT(*) AS n, AVG(Age) AS a, SUM(Fare) AS f FROM df GROUP BY Sex, Pclass",
+    ),
+    (
+        "titanic",
+        TITANIC,
+        "SELECT Survived, COUNT(*) AS n FROM df WHERE NOT Survived OR Age BETWEEN 10 AND 30 GROUP BY Survived",
+    ),
+    (
+        "titanic",
+        TITANIC,
+        "SELECT COUNT(*) AS n, SUM(SibSp) AS s FROM df WHERE Name <> 'x' AND Parch >= 1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "metadata", "sql"), AGREEMENT_CASES)
 def test_duckdb_and_pandas_readers_agree(name, metadata, sql):
-    frame = _load(name, metadata)
+    frame = load_sample(name, metadata)
     document = {"": {"": {"df": metadata.smartnoise_table()}}}
     pandas_rows = exact_aggregates(PandasReader(frame, document), metadata, sql)
     duckdb_rows = exact_aggregates(DuckDBReader(to_arrow(frame, metadata)), metadata, sql)
