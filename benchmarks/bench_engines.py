@@ -9,10 +9,12 @@ For generated datasets (10k, 1M, 10M rows by default), prints per query:
 - peak resident memory of the server process, after the row-privacy queries and after the
   sampling ones, next to the size of the data in Arrow;
 - with --spark, the same two queries on the same Parquet file with the Spark engine (local
-  Spark in the server process): first query (Spark start included) and median.
+  Spark in the server process): first query (Spark start included) and median;
+- with --scan, the server streams the Parquet file at each query instead of keeping it
+  loaded (what it does for datasets larger than its cache allows): compare the peak memory.
 
     .venv/bin/python benchmarks/bench_engines.py [--rows 10000 1000000 10000000] [--repeat 10]
-                                                 [--spark]
+                                                 [--spark] [--scan]
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(rows: int, repeat: int, spark: bool) -> str:
+def measure(rows: int, repeat: int, spark: bool, scan: bool) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         frame = generate(rows, folder / "data.parquet")
@@ -114,7 +116,8 @@ def measure(rows: int, repeat: int, spark: bool) -> str:
                 max(2, repeat // 5),
             )
         token = _seed(folder, spark)
-        server = ServerProcess(folder / "admin.sqlite", folder).start(timeout=120)
+        extra = ("--LomasServerApp.scan_parquet_above_bytes=0",) if scan else ()
+        server = ServerProcess(folder / "admin.sqlite", folder, extra_args=extra).start(timeout=120)
         try:
             api = Api(server.api, token)
 
@@ -170,15 +173,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--spark", action="store_true", help="also time the Spark engine")
+    parser.add_argument(
+        "--scan", action="store_true", help="the server scans the file instead of loading it"
+    )
     args = parser.parse_args()
     print(f"query: {QUERY}  (epsilon {EPSILON} per noisy value)")
+    if args.scan:
+        print("the server scans the Parquet file at each query (nothing kept loaded)")
     print("x plain = HTTP latency / the faster of the plain pandas and Polars group-bys")
     print(
         f"{'rows':>10} {'pandas':>8} {'polars':>8} {'snsql/q':>9} {'HTTP 1st':>9} "
         f"{'HTTP row':>9} {'x plain':>8} {'HTTP max5':>10} {'x plain':>8} {'peak MB':>8} {'+max5':>8}"
     )
     for rows in args.rows:
-        print(measure(rows, args.repeat, args.spark), flush=True)
+        print(measure(rows, args.repeat, args.spark, args.scan), flush=True)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,13 @@ class LomasServerApp(ExtensionApp):
     dataset_cache_bytes = Int(
         2 * 1024**3, help="Memory for datasets kept loaded between queries, in bytes."
     ).tag(config=True)
+    scan_parquet_above_bytes = Int(
+        None,
+        allow_none=True,
+        help="Parquet datasets (local or S3) whose decoded rows exceed this many bytes are "
+        "scanned from the file at each query instead of kept in memory. Default: half of "
+        "dataset_cache_bytes; 0 scans every Parquet dataset.",
+    ).tag(config=True)
     worker_threads = Int(8, help="Threads serving requests off the event loop.").tag(config=True)
     identity_provider_class = Type(
         default_value=LomasTokenIdentityProvider,
@@ -98,7 +105,7 @@ class LomasServerApp(ExtensionApp):
         self.service = AnalystService(
             self.store,
             self.engine,
-            DatasetCache(self.dataset_cache_bytes),
+            DatasetCache(self.dataset_cache_bytes, self.scan_parquet_above_bytes),
             Limits(self.max_query_epsilon, self.max_query_delta, self.max_dummy_rows),
             opendp=OpenDPEngine(thread=self.engine_thread),
         )

@@ -3,6 +3,10 @@
 Entries are keyed by dataset name and tagged with the source's version token, so a changed
 file is reloaded on the next query. One loader per dataset at a time: concurrent first
 queries wait for one load instead of reading the file many times over.
+
+Datasets whose rows would take more than ``scan_above_bytes`` are not meant to be loaded at
+all when they can be scanned in place (Parquet, see ``parquet_scan``); the cache only states
+that limit, the service decides per dataset.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ class CachedFrame:
 
 
 class DatasetCache:
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, scan_above_bytes: int | None = None) -> None:
         self.max_bytes = max_bytes
+        # Half the cache by default: one big dataset must not push every other one out.
+        self.scan_above_bytes = max_bytes // 2 if scan_above_bytes is None else scan_above_bytes
         self._entries: OrderedDict[str, CachedFrame] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
@@ -58,6 +64,10 @@ class DatasetCache:
             entry = CachedFrame(version, frame, _size(frame))
             self._store(name, entry)
             return entry
+
+    def should_scan(self, nbytes: int) -> bool:
+        """Whether rows of this decoded size are better read in place than kept loaded."""
+        return nbytes > self.scan_above_bytes
 
     def invalidate(self, name: str) -> None:
         with self._lock:

@@ -18,6 +18,8 @@ exactly as SmartNoise-SQL's (tests compare the two).
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 import threading
 from typing import Any
 
@@ -29,6 +31,8 @@ from snsql._ast.tokens import Literal, Sql, Token
 from snsql.sql.reader.base import SqlReader
 from snsql.sql.reader.engine import Engine
 
+from lomas_server.datasets.parquet_scan import ParquetScan
+
 TABLE = "df"
 RANDOM_COLUMN = "lomas_reservoir_key"
 RESERVOIR = "per_key_random"  # SmartNoise-SQL's name for the sampled relation
@@ -38,12 +42,22 @@ class DuckDBReader(SqlReader):
     ENGINE = Engine.POSTGRES  # SmartNoise-SQL's dialect for the SQL it writes
 
     def __init__(self, table: Any) -> None:
-        """``table``: a pyarrow Table (scanned in place) or anything DuckDB can register."""
+        """``table``: a pyarrow Table (read in place), a ParquetScan (read from the file as
+        each query runs), or anything else DuckDB can register."""
         import duckdb
 
         super().__init__(self.ENGINE)
         self._connection = duckdb.connect(":memory:")
-        self._connection.register(TABLE, table)
+        # Spill to the system's temporary folder, not to the server's working directory.
+        spill = os.path.join(tempfile.gettempdir(), f"lomas-duckdb-{os.getpid()}")
+        self._connection.execute(f"SET temp_directory = '{spill}'")
+        if isinstance(table, ParquetScan):
+            # Streaming from the file: row order is irrelevant to aggregates, and not keeping
+            # it lets DuckDB hold less in memory.
+            self._connection.execute("SET preserve_insertion_order = false")
+            table.register_in(self._connection, TABLE)
+        else:
+            self._connection.register(TABLE, table)
         self._lock = threading.Lock()
 
     def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:

@@ -33,6 +33,7 @@ import pandas as pd
 
 from lomas_server.accounting import MechanismLoss, PrivacyLoss
 from lomas_server.datasets.conform import empty_arrow
+from lomas_server.datasets.parquet_scan import ParquetScan
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
 from lomas_server.errors import InvalidQuery
@@ -158,7 +159,7 @@ class OpenDPEngine:
     def execute(
         self, plan: OpenDPPlan, metadata: DatasetMetadata, table: Callable[[], Any]
     ) -> OpenDPResult:
-        """Run a plan on the dataset's rows (an Arrow table, read in place by Polars)."""
+        """Run a plan on the dataset's rows (an Arrow table read in place, or a ParquetScan)."""
         return self._thread.run(self._execute, plan, metadata, table)
 
     def _execute(
@@ -310,10 +311,15 @@ class _Compiler:
 
     # -- data ------------------------------------------------------------------------------------
     def frame(self, table: Any | None) -> Any:
-        """A LazyFrame of the metadata's schema: empty for planning, or the rows (Arrow)."""
+        """A LazyFrame of the metadata's schema: empty for planning, or the rows (an Arrow
+        table read in place, or a Parquet file scanned in streaming)."""
         import polars as pl
 
-        lazy = pl.from_arrow(table if table is not None else empty_arrow(self.metadata)).lazy()  # type: ignore[union-attr]
+        if isinstance(table, ParquetScan):
+            lazy = table.lazy_frame()  # built here from the admin's source, never by a client
+        else:
+            source = table if table is not None else empty_arrow(self.metadata)
+            lazy = pl.from_arrow(source).lazy()  # type: ignore[union-attr]
         squares = {a.column for a in self.query.aggregates if a.op == "variance"}
         if squares:
             lazy = lazy.with_columns(

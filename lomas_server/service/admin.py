@@ -20,6 +20,7 @@ from lomas_server.accounting import (
     PrivacyAmount,
 )
 from lomas_server.datasets import conformed_table, source_from_description, source_from_location
+from lomas_server.datasets.parquet_scan import plan_scan, scannable
 from lomas_server.datasets.sources import PostgresSource, SparkSource
 from lomas_server.errors import InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
@@ -89,8 +90,10 @@ class AdminService:
         if isinstance(source, (PostgresSource, SparkSource)):
             # The table stays in its database: its columns must have the metadata's types.
             source.check_columns({name: spec.type for name, spec in parsed.columns.items()})
-        elif check_data:
-            # Read it once now: a dataset whose rows do not fit its metadata never reaches analysts.
+        elif check_data and not (scannable(source) and plan_scan(source, parsed)):
+            # Read it once now: a dataset whose rows do not fit its metadata never reaches
+            # analysts. (A Parquet file whose types already fit was checked from its footer
+            # without loading it: it may be larger than memory.)
             conformed_table(source.load(), parsed)
         record = DatasetRecord(
             name=name,

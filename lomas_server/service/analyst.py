@@ -24,6 +24,7 @@ from lomas_server.datasets import (
     source_from_description,
 )
 from lomas_server.datasets.cache import CachedFrame
+from lomas_server.datasets.parquet_scan import ScanPlans, scannable
 from lomas_server.datasets.sources import PostgresSource, SparkSource
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
 from lomas_server.engines.opendp_engine import Noise, OpenDPEngine, OpenDPPlan
@@ -81,6 +82,7 @@ class AnalystService:
         self.engine = engine
         self.opendp = opendp or OpenDPEngine()
         self.cache = cache
+        self.scans = ScanPlans()
         self.limits = limits or Limits()
 
     # -- identity ----------------------------------------------------------------------------
@@ -329,7 +331,12 @@ class AnalystService:
                 source.check_columns(columns)  # types that would need a cast mean no query
             if isinstance(source, SparkSource):
                 source.check_engine()
-            return source.version()
+            version = source.version()
+            if scannable(source):
+                # The file's footer says whether it can be scanned and whether it fits the
+                # metadata: a file that cannot serve the query costs nothing.
+                self.scans.get(record.name, _scan_key(record, version), source, _metadata(record))
+            return version
         except DatasetUnavailable as err:
             log.warning("dataset %s is unavailable: %s", record.name, err.message)
             raise DatasetUnavailable(
@@ -338,6 +345,10 @@ class AnalystService:
             ) from err
 
     def _frame(self, record: DatasetRecord, version: str) -> CachedFrame:
+        scan = self.scans.known(record.name, _scan_key(record, version))
+        if scan is not None and self.cache.should_scan(scan.nbytes):
+            # Too big to keep loaded: each query streams the file, nothing stays in memory.
+            return CachedFrame(version, scan, 0)
         metadata = _metadata(record)
 
         def prepare(raw: Any) -> Any:
@@ -418,6 +429,12 @@ def _opendp_accuracy(plan: OpenDPPlan) -> dict[str, Any]:
 def _noise_view(plan: OpenDPPlan) -> dict[str, Any]:
     budget = "epsilon" if plan.noise.mechanism == "laplace" else "rho"
     return {"mechanism": plan.noise.mechanism, budget: plan.budget, "delta": plan.delta or 0.0}
+
+
+def _scan_key(record: DatasetRecord, version: str) -> str:
+    """What a scan plan depends on: the file version, where it is and the metadata."""
+    described = json.dumps([record.source, record.metadata], sort_keys=True, default=str)
+    return f"{version}:{hashlib.sha256(described.encode()).hexdigest()}"
 
 
 def _metadata(record: DatasetRecord) -> DatasetMetadata:

@@ -1,0 +1,228 @@
+"""Parquet datasets read in place, in streaming, when they are too big to keep in memory.
+
+A Parquet file (local or on S3) whose rows would take more memory than the cache allows one
+dataset is not loaded: each query scans it. DuckDB reads the file with its own Parquet reader
+(local) or streams record batches from a pyarrow dataset (S3), and the OpenDP path reads it
+through a Polars scan of the same pyarrow dataset, so memory holds the query's columns in
+flight rather than the whole table.
+
+A scan reads the columns as the file stores them, so the file's types must become the
+metadata's without a cast that could fail on some rows: only widenings that never fail are
+allowed (int32 to int64, integers to double, dates to timestamps, ...). Columns declared not
+nullable are checked for missing values once per file version, from the Parquet statistics
+where the writer kept them. A file that does not qualify is loaded and conformed as usual.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from lomas_server.datasets.sources import DatasetSource, LocalFileSource, S3Source
+from lomas_server.errors import DatasetUnavailable
+from lomas_server.metadata import DatasetMetadata
+
+log = logging.getLogger(__name__)
+
+SOURCE_VIEW = "lomas_scan_source"
+DUCKDB_TYPES = {
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "string": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "datetime": "TIMESTAMP",
+}
+
+
+def _widens_without_failure(kind: str, arrow_type: Any) -> bool:
+    """Whether every value of ``arrow_type`` converts to the metadata type ``kind``."""
+    import pyarrow as pa
+
+    t = arrow_type.value_type if pa.types.is_dictionary(arrow_type) else arrow_type
+    signed_or_small = pa.types.is_signed_integer(t) or t in (pa.uint8(), pa.uint16(), pa.uint32())
+    return {
+        "int": signed_or_small,
+        "float": pa.types.is_floating(t) or pa.types.is_integer(t),
+        "string": pa.types.is_string(t) or pa.types.is_large_string(t),
+        "boolean": pa.types.is_boolean(t),
+        # Zoned timestamps would be shifted differently by each engine: those are conformed.
+        "datetime": (pa.types.is_timestamp(t) and t.tz is None) or pa.types.is_date(t),
+    }[kind]
+
+
+@dataclass(frozen=True)
+class ParquetScan:
+    """How to read one version of a Parquet dataset in place, shaped to its metadata."""
+
+    source: DatasetSource
+    metadata: DatasetMetadata
+    columns: dict[str, str]  # metadata name -> the file's name for it
+    nbytes: int  # the rows' size once decoded, from the Parquet footer
+
+    # -- DuckDB --------------------------------------------------------------------------------
+    def register_in(self, connection: Any, name: str) -> None:
+        """Make ``name`` a view of the rows with the metadata's names and types."""
+        if isinstance(self.source, LocalFileSource):
+            path = str(self.source.path).replace("'", "''")
+            origin = f"read_parquet('{path}')"
+        else:
+            connection.register(SOURCE_VIEW, self.arrow_dataset())
+            origin = SOURCE_VIEW
+        selected = ", ".join(
+            f'CAST("{stored}" AS {DUCKDB_TYPES[self.metadata.columns[column].type]}) AS "{column}"'
+            for column, stored in self.columns.items()
+        )
+        connection.execute(f'CREATE VIEW "{name}" AS SELECT {selected} FROM {origin}')
+
+    # -- Polars (the OpenDP path) -------------------------------------------------------------
+    def lazy_frame(self) -> Any:
+        import polars as pl
+
+        from lomas_server.datasets.conform import empty_arrow
+
+        schema = pl.from_arrow(empty_arrow(self.metadata)).schema  # type: ignore[union-attr]
+        return pl.scan_pyarrow_dataset(self.arrow_dataset()).select(
+            pl.col(stored).cast(schema[column], strict=True).alias(column)
+            for column, stored in self.columns.items()
+        )
+
+    # -- pyarrow -------------------------------------------------------------------------------
+    def arrow_dataset(self) -> Any:
+        import pyarrow.dataset as pads
+
+        path, filesystem = _location(self.source)
+        return pads.dataset(path, filesystem=filesystem, format="parquet")
+
+
+def scannable(source: DatasetSource) -> bool:
+    return isinstance(source, (LocalFileSource, S3Source)) and source.format == "parquet"
+
+
+def plan_scan(source: DatasetSource, metadata: DatasetMetadata) -> ParquetScan | None:
+    """The scan of a Parquet file shaped to ``metadata``, or None if it needs conforming.
+
+    Reads the footer only (and, for a not-nullable column without statistics, that column).
+    Raises DatasetUnavailable for a file that cannot serve the metadata at all.
+    """
+    import pyarrow.parquet as pq
+
+    path, filesystem = _location(source)
+    try:
+        handle = filesystem.open_input_file(path) if filesystem else path
+        footer = pq.ParquetFile(handle)
+    except (OSError, ValueError) as err:
+        raise DatasetUnavailable(f"{source.where()} is not a readable parquet file") from err
+    schema = footer.schema_arrow
+    by_lower = {name.lower(): name for name in schema.names}
+    missing = [name for name in metadata.columns if name.lower() not in by_lower]
+    if missing:
+        raise DatasetUnavailable(
+            f"the data has no column(s) {', '.join(missing)} declared in the metadata"
+        )
+    columns = {name: by_lower[name.lower()] for name in metadata.columns}
+    for name, stored in columns.items():
+        kind = metadata.columns[name].type
+        if not _widens_without_failure(kind, schema.field(stored).type):
+            log.info(
+                "%s: column %r is %s in the file, not a %s without conversion; it is loaded "
+                "and conformed instead of scanned",
+                source.where(),
+                stored,
+                schema.field(stored).type,
+                kind,
+            )
+            return None
+    meta = footer.metadata
+    nbytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    scan = ParquetScan(source, metadata, columns, nbytes)
+    for name, stored in columns.items():
+        if not metadata.columns[name].nullable and _null_count(scan, footer, stored):
+            raise DatasetUnavailable(
+                f"column {name!r} is declared not nullable but has missing values"
+            )
+    return scan
+
+
+def _null_count(scan: ParquetScan, footer: Any, stored: str) -> int:
+    meta = footer.metadata
+    index = footer.schema_arrow.get_field_index(stored)
+    counts = []
+    for group in range(meta.num_row_groups):
+        statistics = meta.row_group(group).column(index).statistics
+        if statistics is None or not statistics.has_null_count:
+            break
+        counts.append(statistics.null_count)
+    else:
+        return sum(counts)
+    import pyarrow.dataset as pads
+
+    # No statistics from the writer: count by reading that one column.
+    return scan.arrow_dataset().count_rows(filter=pads.field(stored).is_null())
+
+
+def _location(source: DatasetSource) -> tuple[str, Any]:
+    """A path and a pyarrow filesystem (None for the local one)."""
+    if isinstance(source, LocalFileSource):
+        return str(source.path), None
+    assert isinstance(source, S3Source)
+    return f"{source.bucket}/{source.key}", _s3_filesystem(source)
+
+
+_filesystems: dict[tuple[Any, ...], Any] = {}
+_filesystems_lock = threading.Lock()
+
+
+def _s3_filesystem(source: S3Source) -> Any:
+    """Credentials as for the download path: the dataset's own, else the server's environment."""
+    from pyarrow import fs
+
+    key = (source.endpoint_url, source.region, source.access_key_id, source.secret_access_key)
+    with _filesystems_lock:
+        filesystem = _filesystems.get(key)
+        if filesystem is None:
+            options: dict[str, Any] = {
+                "region": source.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                "connect_timeout": 10,
+                "request_timeout": 300,
+            }
+            if source.endpoint_url:
+                options["endpoint_override"] = source.endpoint_url
+            if source.access_key_id:
+                options["access_key"] = source.access_key_id
+                options["secret_key"] = source.secret_access_key
+            filesystem = fs.S3FileSystem(**options)
+            _filesystems[key] = filesystem
+        return filesystem
+
+
+class ScanPlans:
+    """The scan of each dataset's current file version, planned once per version.
+
+    A plan reads the file's footer (a request on S3), so it is remembered per dataset under
+    a key naming the file version and the metadata it was checked against.
+    """
+
+    def __init__(self) -> None:
+        self._plans: dict[str, tuple[str, ParquetScan | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self, name: str, key: str, source: DatasetSource, metadata: DatasetMetadata
+    ) -> ParquetScan | None:
+        with self._lock:
+            known = self._plans.get(name)
+        if known is not None and known[0] == key:
+            return known[1]
+        scan = plan_scan(source, metadata)
+        with self._lock:
+            self._plans[name] = (key, scan)
+        return scan
+
+    def known(self, name: str, key: str) -> ParquetScan | None:
+        """The plan made for ``key``, if any (without reading anything)."""
+        with self._lock:
+            known = self._plans.get(name)
+        return known[1] if known is not None and known[0] == key else None

@@ -1,0 +1,267 @@
+"""Parquet datasets read in place (streamed from the file at each query) instead of loaded:
+the same rows and the same exact aggregates as the loaded copy, locally and on S3, on both
+the SmartNoise-SQL and the OpenDP path, with the file checked before anything is spent."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from lomas_server.datasets import DatasetCache, LocalFileSource, S3Source, conformed_table, to_arrow
+from lomas_server.datasets.parquet_scan import ParquetScan, plan_scan
+from lomas_server.engines.duckdb_reader import DuckDBReader
+from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.opendp_engine import Noise, OpenDPEngine
+from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
+from lomas_server.errors import DatasetUnavailable
+from lomas_server.metadata import DatasetMetadata
+from lomas_server.service.admin import AdminService
+from lomas_server.service.analyst import AnalystService
+from lomas_server.store import open_store
+from tests.conftest import sample_metadata
+from tests.engines.test_engines_agree import (
+    AGREEMENT_CASES,
+    PENGUIN,
+    TITANIC,
+    exact_aggregates,
+    load_sample,
+)
+from tests.servers import Api, ServerProcess
+
+METADATA = {"penguin": PENGUIN, "titanic": TITANIC}
+PEOPLE_METADATA = {
+    "max_ids": 2,
+    "row_privacy": False,
+    "censor_dims": False,
+    "rows": 3,
+    "columns": {
+        "pid": {"type": "int", "private_id": True, "nullable": False},
+        "kind": {"type": "string", "categories": ["a", "b"]},
+        "x": {"type": "float", "lower": 0.0, "upper": 10.0},
+    },
+}
+PEOPLE = DatasetMetadata.from_dict(PEOPLE_METADATA)
+
+
+def _narrowed(table: pa.Table) -> pa.Table:
+    """The same rows stored as writers often store them: 32-bit numbers, dictionary strings,
+    column names in another case. Every one widens to the metadata's type without failing."""
+    columns, names = [], []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_integer(field.type):
+            column = pc.cast(column, pa.int32())
+        elif pa.types.is_floating(field.type):
+            column = pc.cast(column, pa.float32())
+        elif pa.types.is_string(field.type):
+            column = pc.dictionary_encode(column)
+        columns.append(column)
+        names.append(field.name.upper())
+    return pa.table(columns, names=names)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("scan")
+    for name, metadata in METADATA.items():
+        table = _narrowed(to_arrow(load_sample(name, metadata), metadata))
+        pq.write_table(table, folder / f"{name}.parquet", row_group_size=100)
+    rng = np.random.default_rng(3)
+    owners = np.repeat(np.arange(200), rng.integers(1, 6, 200))
+    people = pd.DataFrame(
+        {
+            "pid": owners,
+            "kind": rng.choice(["a", "b"], len(owners)),
+            "x": rng.uniform(0, 10, len(owners)),
+        }
+    )
+    people.to_parquet(folder / "people.parquet")
+    return folder
+
+
+def _loaded(path: Path, metadata: DatasetMetadata) -> pa.Table:
+    """What the cache would hold for the same file."""
+    return conformed_table(pq.read_table(path), metadata)
+
+
+@pytest.mark.parametrize(("name", "metadata", "sql"), AGREEMENT_CASES)
+def test_a_scanned_file_gives_the_exact_aggregates_of_the_loaded_one(files, name, metadata, sql):
+    path = files / f"{name}.parquet"
+    scan = plan_scan(LocalFileSource(path), metadata)
+    assert isinstance(scan, ParquetScan)
+    scanned = exact_aggregates(DuckDBReader(scan), metadata, sql)
+    assert scanned == exact_aggregates(DuckDBReader(_loaded(path, metadata)), metadata, sql)
+
+
+def test_the_reservoir_bounds_contributions_on_a_scan(files):
+    scan = plan_scan(LocalFileSource(files / "people.parquet"), PEOPLE)
+    (row,) = exact_aggregates(DuckDBReader(scan), PEOPLE, "SELECT COUNT(*) AS n FROM df")
+    people = pd.read_parquet(files / "people.parquet")
+    assert row[0] == int(people.groupby("pid").size().clip(upper=2).sum())
+
+
+def test_the_polars_scan_reads_the_rows_the_cache_would_hold(files):
+    path = files / "titanic.parquet"
+    scan = plan_scan(LocalFileSource(path), TITANIC)
+    scanned = scan.lazy_frame().collect()
+    loaded = pl.from_arrow(_loaded(path, TITANIC))
+    assert scanned.schema == loaded.schema
+    assert scanned.equals(loaded)
+
+
+def test_a_file_on_s3_is_scanned_without_downloading_it(files, s3):
+    bucket = f"scan-{uuid.uuid4().hex[:8]}"
+    s3.client().create_bucket(Bucket=bucket)
+    s3.client().put_object(
+        Bucket=bucket, Key="p/penguin.parquet", Body=(files / "penguin.parquet").read_bytes()
+    )
+    scan = plan_scan(S3Source(bucket, "p/penguin.parquet", **s3.options()), PENGUIN)
+    assert isinstance(scan, ParquetScan)
+    for name, metadata, sql in AGREEMENT_CASES:
+        if name == "penguin":
+            expected = exact_aggregates(
+                DuckDBReader(_loaded(files / "penguin.parquet", metadata)), metadata, sql
+            )
+            assert exact_aggregates(DuckDBReader(scan), metadata, sql) == expected
+    loaded = pl.from_arrow(_loaded(files / "penguin.parquet", PENGUIN))
+    assert scan.lazy_frame().collect().equals(loaded)
+
+
+@pytest.mark.parametrize(
+    ("column", "stored"),
+    [
+        ("int", pa.array(["1", "2"])),  # text holding numbers: the loader's rules decide
+        ("int", pa.array([1.0, 2.0])),  # floats that might have fractions
+        ("int", pa.array([1, 2], pa.uint64())),  # may not fit a signed 64-bit integer
+        ("datetime", pa.array([0, 1], pa.timestamp("us", tz="Europe/Zurich"))),
+        ("boolean", pa.array([1, 0])),
+    ],
+)
+def test_a_file_whose_types_need_converting_is_loaded_not_scanned(tmp_path, column, stored):
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"v": stored}), path)
+    metadata = DatasetMetadata.from_dict({"row_privacy": True, "columns": {"v": {"type": column}}})
+    assert plan_scan(LocalFileSource(path), metadata) is None
+
+
+@pytest.mark.parametrize("statistics", [True, False])
+def test_missing_values_in_a_not_nullable_column_are_found_before_a_scan(tmp_path, statistics):
+    path = tmp_path / "x.parquet"
+    pq.write_table(
+        pa.table({"pid": pa.array([1, 2, None, 4]), "kind": ["a", "b", "a", "b"], "x": [1.0] * 4}),
+        path,
+        write_statistics=statistics,
+        row_group_size=2,
+    )
+    with pytest.raises(DatasetUnavailable, match="'pid' is declared not nullable"):
+        plan_scan(LocalFileSource(path), PEOPLE)
+
+
+def test_a_missing_column_is_named(tmp_path):
+    path = tmp_path / "x.parquet"
+    pq.write_table(pa.table({"pid": [1], "kind": ["a"]}), path)
+    with pytest.raises(DatasetUnavailable, match="no column.* x declared"):
+        plan_scan(LocalFileSource(path), PEOPLE)
+
+
+# -- the service: scanned datasets never enter the cache ------------------------------------
+
+
+@pytest.fixture
+def service(tmp_path):
+    """The real analyst service on its own SQLite store, scanning every Parquet dataset."""
+    store = open_store(f"sqlite:///{tmp_path / 'admin.sqlite'}")
+    thread = EngineThread()
+    cache = DatasetCache(max_bytes=10**9, scan_above_bytes=0)
+    analyst = AnalystService(
+        store, SmartnoiseSqlEngine(thread=thread), cache, opendp=OpenDPEngine(thread=thread)
+    )
+    yield AdminService(store), analyst
+    thread.close()
+
+
+def test_the_service_answers_from_the_scan_and_caches_nothing(files, service):
+    admin, analyst = service
+    admin.add_dataset(
+        "PENGUIN", files / "penguin.parquet", sample_metadata("penguin"), max_query=(50.0, 1e-3)
+    )
+    admin.add_user("ana")
+    admin.grant("ana", "PENGUIN", 100.0, 1e-3)
+    reply = analyst.smartnoise_sql_query(
+        "ana", "PENGUIN", "SELECT species, COUNT(*) AS n FROM df GROUP BY species", 50.0, 0.0, True
+    )
+    counts = dict(reply["result"]["data"])
+    truth = load_sample("penguin", PENGUIN)["species"].value_counts()
+    assert all(abs(counts[k] - truth[k]) <= 1 for k in truth.index)
+    opendp = analyst.opendp_query(
+        "ana",
+        "PENGUIN",
+        {"aggregates": [{"op": "count"}, {"op": "mean", "column": "bill_length_mm"}]},
+        Noise("laplace", budget=40.0),
+    )
+    ((count, mean),) = opendp["result"]["data"]
+    assert abs(count - len(load_sample("penguin", PENGUIN))) <= 2
+    assert abs(mean - load_sample("penguin", PENGUIN)["bill_length_mm"].mean()) < 1.0
+    assert analyst.cache.loads == 0 and analyst.cache.nbytes == 0
+
+
+def test_a_file_that_needs_converting_is_loaded_into_the_cache(tmp_path, service):
+    admin, analyst = service
+    path = tmp_path / "text.parquet"
+    pq.write_table(pa.table({"v": ["1", "2", "3"]}), path)
+    admin.add_dataset(
+        "TEXT",
+        path,
+        {
+            "row_privacy": True,
+            "censor_dims": False,
+            "rows": 3,
+            "columns": {"v": {"type": "int", "lower": 0, "upper": 5}},
+        },
+    )
+    admin.add_user("ana")
+    admin.grant("ana", "TEXT", 10.0, 0.0)
+    analyst.smartnoise_sql_query("ana", "TEXT", "SELECT COUNT(*) AS n FROM df", 1.0, 0.0, True)
+    assert analyst.cache.loads == 1
+
+
+# -- over HTTP: a server that scans, and files that change under it -------------------------
+
+
+@pytest.fixture(scope="module")
+def scanning_server(store_path, shared_dir):
+    server = ServerProcess(
+        store_path,
+        shared_dir,
+        extra_args=("--LomasServerApp.scan_parquet_above_bytes=0",),
+    ).start()
+    yield server
+    server.stop()
+
+
+def test_missing_values_appearing_later_are_refused_before_spending(
+    tmp_path, admin, make_user, scanning_server
+):
+    path = tmp_path / "people.parquet"
+    clean = {"pid": [1, 2, 3], "kind": ["a", "b", "a"], "x": [1.0, 2.0, 3.0]}
+    pq.write_table(pa.table(clean), path)
+    name = f"SCAN{uuid.uuid4().hex[:6]}"
+    admin.add_dataset(name, path, PEOPLE_METADATA)
+    user = make_user(**{name: (10.0, 1e-4)})
+    api = Api(scanning_server.api, user.token)
+    first = api.sql(name, "SELECT kind, COUNT(*) AS n FROM df GROUP BY kind", 1.0, 1e-5)
+    assert first.status_code == 200, first.text
+    spent = api.get(f"/datasets/{name}/budget").json()["spent"]
+    pq.write_table(pa.table({**clean, "pid": [1, None, 3]}), path)
+    reply = api.sql(name, "SELECT COUNT(*) AS n FROM df", 1.0, 1e-5)
+    assert reply.status_code == 503, reply.text
+    assert "nothing was spent" in reply.json()["message"]
+    assert api.get(f"/datasets/{name}/budget").json()["spent"] == spent
+    assert "'pid' is declared not nullable" in scanning_server.log()
