@@ -115,9 +115,43 @@ def conformed_table(raw: Any, metadata: DatasetMetadata) -> Any:
     if isinstance(raw, pa.Table):
         fast = _conform_arrow(raw, metadata)
         if fast is not None:
-            return fast
+            return compact_strings(fast)
         raw = raw.to_pandas()
-    return to_arrow(conform_to_metadata(raw, metadata), metadata)
+    return compact_strings(to_arrow(conform_to_metadata(raw, metadata), metadata))
+
+
+def compact_strings(table: Any) -> Any:
+    """Text columns with few distinct values stored as dictionaries.
+
+    DuckDB groups and filters dictionary columns about three times faster than plain text
+    (it reads them as VARCHAR all the same, so no query means anything else), and they take
+    less memory. Columns with mostly distinct values stay plain, where a dictionary would
+    cost more than it saves.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for index, field in enumerate(table.schema):
+        if not pa.types.is_string(field.type) or table.num_rows == 0:
+            continue
+        encoded = pc.dictionary_encode(table.column(index))
+        distinct = sum(len(chunk.dictionary) for chunk in encoded.chunks)
+        if distinct * 2 <= table.num_rows:
+            table = table.set_column(index, field.name, encoded)
+    return table
+
+
+def plain_strings(table: Any) -> Any:
+    """The same table with dictionary columns decoded (Polars would make them Categorical,
+    which is not the type the OpenDP path plans with)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for index, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            decoded = pc.cast(table.column(index), field.type.value_type)
+            table = table.set_column(index, field.name, decoded)
+    return table
 
 
 def _conform_arrow(table: Any, metadata: DatasetMetadata) -> Any | None:

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from lomas_server.accounting import MechanismLoss, PrivacyLoss
-from lomas_server.datasets.conform import empty_arrow
+from lomas_server.datasets.conform import empty_arrow, plain_strings
 from lomas_server.datasets.parquet_scan import ParquetScan
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
@@ -318,7 +318,7 @@ class _Compiler:
         if isinstance(table, ParquetScan):
             lazy = table.lazy_frame()  # built here from the admin's source, never by a client
         else:
-            source = table if table is not None else empty_arrow(self.metadata)
+            source = plain_strings(table) if table is not None else empty_arrow(self.metadata)
             lazy = pl.from_arrow(source).lazy()  # type: ignore[union-attr]
         squares = {a.column for a in self.query.aggregates if a.op == "variance"}
         if squares:

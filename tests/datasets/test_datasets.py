@@ -249,3 +249,22 @@ def test_parquet_that_does_not_cast_takes_the_general_rules(tmp_path):
     pq.write_table(pa.table({"n": [1.5], "flag": [True]}), tmp_path / "b.parquet")
     with pytest.raises(DatasetUnavailable, match="type int"):
         conformed_table(LocalFileSource(tmp_path / "b.parquet").load(), meta)
+
+
+def test_text_with_few_distinct_values_is_kept_as_a_dictionary():
+    import pyarrow as pa
+
+    from lomas_server.datasets.conform import compact_strings, plain_strings
+
+    table = pa.table(
+        {
+            "kind": ["a", "b", None, "a", "b", "a"],  # 2 distinct in 6 rows
+            "name": ["p", "q", "r", "s", "t", "a"],  # all distinct
+            "n": [1, 2, 3, 4, 5, 6],
+        }
+    )
+    compact = compact_strings(table)
+    assert pa.types.is_dictionary(compact.schema.field("kind").type)
+    assert compact.schema.field("name").type == pa.string()
+    assert compact.column("kind").to_pylist() == table.column("kind").to_pylist()  # NULL kept
+    assert plain_strings(compact).equals(table)

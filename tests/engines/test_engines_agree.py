@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import snsql
 from snsql.sql.private_reader import PrivateReader
 from snsql.sql.reader.pandas import PandasReader
 
-from lomas_server.datasets import conform_to_metadata, to_arrow
+from lomas_server.datasets import conform_to_metadata, conformed_table, to_arrow
 from lomas_server.engines.duckdb_reader import DuckDBReader
 from lomas_server.engines.sql_guard import guard_query
 from lomas_server.metadata import DatasetMetadata
@@ -99,8 +100,13 @@ def test_duckdb_and_pandas_readers_agree(name, metadata, sql):
     frame = load_sample(name, metadata)
     document = {"": {"": {"df": metadata.smartnoise_table()}}}
     pandas_rows = exact_aggregates(PandasReader(frame, document), metadata, sql)
-    duckdb_rows = exact_aggregates(DuckDBReader(to_arrow(frame, metadata)), metadata, sql)
+    # What the cache holds: text with few distinct values as dictionaries.
+    cached = conformed_table(frame, metadata)
+    assert any(pa.types.is_dictionary(t) for t in cached.schema.types)
+    duckdb_rows = exact_aggregates(DuckDBReader(cached), metadata, sql)
     assert duckdb_rows == pandas_rows
+    plain = exact_aggregates(DuckDBReader(to_arrow(frame, metadata)), metadata, sql)
+    assert plain == pandas_rows
 
 
 @pytest.fixture(scope="module")
