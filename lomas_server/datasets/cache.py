@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +44,12 @@ class DatasetCache:
         prepare: Callable[[Any], Any],
         *,
         version: str | None = None,
+        columns: Collection[str] | None = None,
     ) -> CachedFrame:
         """The prepared rows of ``source``, read again only when its version has changed.
 
-        ``version`` is the source's version if the caller already asked for it.
+        ``version`` is the source's version if the caller already asked for it; ``columns``
+        the only ones ``prepare`` needs (others are not read).
         """
         version = version if version is not None else source.version()
         hit = self._lookup(name, version)
@@ -59,7 +61,7 @@ class DatasetCache:
             hit = self._lookup(name, version)
             if hit is not None:
                 return hit
-            frame = prepare(source.load())
+            frame = prepare(source.load(columns))
             self.loads += 1
             entry = CachedFrame(version, frame, _size(frame))
             self._store(name, entry)

@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -58,18 +59,33 @@ class DatasetSource(abc.ABC):
     def where(self) -> str:
         """Where the data lives, for messages and logs: never a credential."""
 
-    def load(self) -> Any:
-        """The rows: a DataFrame of text for CSV, an Arrow table for Parquet (typed already)."""
+    def load(self, columns: Collection[str] | None = None) -> Any:
+        """The rows: a DataFrame of text for CSV, an Arrow table for Parquet (typed already).
+
+        ``columns``: only these (matched without regard to case), when the caller needs no
+        others; a wide file then costs the memory of the declared columns only.
+        """
         raw = self.read_bytes()
         handle: Any = raw if isinstance(raw, Path) else io.BytesIO(raw)
+        wanted = None if columns is None else {name.lower() for name in columns}
         try:
             if self.format == "csv":
                 # Everything as text first: conform_to_metadata converts with the admin's types,
                 # so pandas' guesses never decide what a column is.
-                return pd.read_csv(handle, dtype=str, keep_default_na=True)
+                return pd.read_csv(
+                    handle,
+                    dtype=str,
+                    keep_default_na=True,
+                    usecols=None if wanted is None else lambda name: str(name).lower() in wanted,
+                )
             import pyarrow.parquet as pq
 
-            return pq.read_table(handle)
+            if wanted is None:
+                return pq.read_table(handle)
+            names = pq.ParquetFile(handle).schema_arrow.names
+            if not isinstance(handle, Path):
+                handle.seek(0)
+            return pq.read_table(handle, columns=[n for n in names if n.lower() in wanted])
         except (OSError, ValueError) as err:
             raise DatasetUnavailable(
                 f"{self.where()} is not a readable {self.format} file"
@@ -433,7 +449,7 @@ class PostgresSource(DatasetSource):
     def read_bytes(self) -> bytes:
         raise DatasetUnavailable("a PostgreSQL table is read with SQL, not as a file")
 
-    def load(self) -> Any:
+    def load(self, columns: Collection[str] | None = None) -> Any:
         import pyarrow as pa
 
         with self.connect() as connection:
@@ -545,7 +561,7 @@ class SparkSource(DatasetSource):
     def read_bytes(self) -> bytes:
         raise DatasetUnavailable("a Spark dataset is read by Spark, not as a file")
 
-    def load(self) -> Any:
+    def load(self, columns: Collection[str] | None = None) -> Any:
         if self.local:
             import pyarrow.parquet as pq
 

@@ -94,7 +94,7 @@ class AdminService:
             # Read it once now: a dataset whose rows do not fit its metadata never reaches
             # analysts. (A Parquet file whose types already fit was checked from its footer
             # without loading it: it may be larger than memory.)
-            conformed_table(source.load(), parsed)
+            conformed_table(source.load(list(parsed.columns)), parsed)
         record = DatasetRecord(
             name=name,
             source=source.describe(),

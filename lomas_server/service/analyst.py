@@ -355,8 +355,9 @@ class AnalystService:
             # One columnar copy, kept between queries, read in place by DuckDB and Polars.
             return conformed_table(raw, metadata)
 
+        source = source_from_description(record.source)
         return self.cache.get(
-            record.name, source_from_description(record.source), prepare, version=version
+            record.name, source, prepare, version=version, columns=list(metadata.columns)
         )
 
     def _finish(self, query_id: str, status: str, **details: Any) -> None:

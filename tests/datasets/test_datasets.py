@@ -268,3 +268,15 @@ def test_text_with_few_distinct_values_is_kept_as_a_dictionary():
     assert compact.schema.field("name").type == pa.string()
     assert compact.column("kind").to_pylist() == table.column("kind").to_pylist()  # NULL kept
     assert plain_strings(compact).equals(table)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_only_the_declared_columns_are_read(tmp_path, suffix):
+    frame = pd.DataFrame({"Species": ["a", "b"], "secret_extra": ["x", "y"], "n": ["1", "2"]})
+    path = tmp_path / f"wide.{suffix}"
+    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+    loaded = LocalFileSource(path).load(["species", "N"])
+    names = list(loaded.columns) if suffix == "csv" else loaded.column_names
+    assert names == ["Species", "n"]  # the file's own spelling, nothing else
+    everything = LocalFileSource(path).load()
+    assert len(everything.columns if suffix == "csv" else everything.column_names) == 3
