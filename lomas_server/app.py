@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Int, Type, Unicode, default
+from traitlets import Float, Int, TraitError, Type, Unicode, default, validate
 
 from lomas_server import __version__
 from lomas_server.datasets import DatasetCache
@@ -71,12 +72,33 @@ class LomasServerApp(ExtensionApp):
         "scanned from the file at each query instead of kept in memory. Default: half of "
         "dataset_cache_bytes; 0 scans every Parquet dataset.",
     ).tag(config=True)
+    duckdb_memory_bytes = Int(
+        None,
+        allow_none=True,
+        help="Memory each DuckDB query may use before it spills to the temporary folder, in "
+        "bytes (default: DuckDB's own, most of the machine). A query that cannot fit even by "
+        "spilling fails after its budget is reserved, so leave room for the largest dataset.",
+    ).tag(config=True)
     worker_threads = Int(8, help="Threads serving requests off the event loop.").tag(config=True)
     identity_provider_class = Type(
         default_value=LomasTokenIdentityProvider,
         klass=IdentityProvider,
         help="Identifies API callers; the default reads per-user tokens from the admin store.",
     ).tag(config=True)
+
+    @validate("duckdb_memory_bytes")
+    def _check_duckdb_memory(self, proposal: dict[str, Any]) -> int | None:
+        value = proposal["value"]
+        if value is not None and value < 64 * 1024**2:
+            raise TraitError("duckdb_memory_bytes must be at least 64 MiB (67108864)")
+        return value
+
+    @validate("scan_parquet_above_bytes")
+    def _check_scan_threshold(self, proposal: dict[str, Any]) -> int | None:
+        value = proposal["value"]
+        if value is not None and value < 0:
+            raise TraitError("scan_parquet_above_bytes must be 0 (scan every Parquet file) or more")
+        return value
 
     @default("open_browser")
     def _default_open_browser(self) -> bool:
@@ -101,7 +123,9 @@ class LomasServerApp(ExtensionApp):
             )
         # One thread for both DP libraries: OpenDP's feature switches are process-wide.
         self.engine_thread = EngineThread()
-        self.engine = SmartnoiseSqlEngine(thread=self.engine_thread)
+        self.engine = SmartnoiseSqlEngine(
+            thread=self.engine_thread, duckdb_memory_bytes=self.duckdb_memory_bytes
+        )
         self.service = AnalystService(
             self.store,
             self.engine,

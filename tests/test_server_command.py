@@ -43,6 +43,20 @@ def test_broken_store_stops_the_server_with_one_line(tmp_path, store, mentions):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "mentions"),
+    [
+        ("--LomasServerApp.duckdb_memory_bytes=5", "at least 64 MiB"),
+        ("--LomasServerApp.scan_parquet_above_bytes=-1", "must be 0"),
+    ],
+)
+def test_out_of_range_options_stop_the_server_with_a_reason(tmp_path, option, mentions):
+    done = _run(option, f"--store=sqlite:///{tmp_path}/a.sqlite", tmp_path=tmp_path)
+    assert done.returncode != 0
+    assert mentions in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_help_documents_the_options():
     done = subprocess.run(
         [sys.executable, "-m", "lomas_server", "--help-all"],
@@ -55,6 +69,8 @@ def test_help_documents_the_options():
         "--store",
         "LomasServerApp.max_query_epsilon",
         "LomasServerApp.dataset_cache_bytes",
+        "LomasServerApp.scan_parquet_above_bytes",
+        "LomasServerApp.duckdb_memory_bytes",
         "LomasServerApp.identity_provider_class",
     ):
         assert option in done.stdout

@@ -41,9 +41,10 @@ RESERVOIR = "per_key_random"  # SmartNoise-SQL's name for the sampled relation
 class DuckDBReader(SqlReader):
     ENGINE = Engine.POSTGRES  # SmartNoise-SQL's dialect for the SQL it writes
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, *, memory_limit_bytes: int | None = None) -> None:
         """``table``: a pyarrow Table (read in place), a ParquetScan (read from the file as
-        each query runs), or anything else DuckDB can register."""
+        each query runs), or anything else DuckDB can register. ``memory_limit_bytes``: what
+        DuckDB may hold before spilling to disk (its own default: most of the machine)."""
         import duckdb
 
         super().__init__(self.ENGINE)
@@ -51,6 +52,8 @@ class DuckDBReader(SqlReader):
         # Spill to the system's temporary folder, not to the server's working directory.
         spill = os.path.join(tempfile.gettempdir(), f"lomas-duckdb-{os.getpid()}")
         self._connection.execute(f"SET temp_directory = '{spill}'")
+        if memory_limit_bytes is not None:
+            self._connection.execute(f"SET memory_limit = '{int(memory_limit_bytes)}B'")
         if isinstance(table, ParquetScan):
             # Streaming from the file: row order is irrelevant to aggregates, and not keeping
             # it lets DuckDB hold less in memory.

@@ -108,8 +108,15 @@ class SqlResult:
 class SmartnoiseSqlEngine:
     name = ENGINE_NAME
 
-    def __init__(self, *, max_readers: int = 4, thread: EngineThread | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_readers: int = 4,
+        thread: EngineThread | None = None,
+        duckdb_memory_bytes: int | None = None,
+    ) -> None:
         self._own_thread = thread is None
+        self._duckdb_memory_bytes = duckdb_memory_bytes
         self._thread = thread or EngineThread()
         self._max_readers = max_readers
         # Only touched on the engine thread.
@@ -238,7 +245,7 @@ class SmartnoiseSqlEngine:
             return cached[1]
         if cached is not None:
             cached[1].close()
-        reader = _open_reader(table, metadata)
+        reader = _open_reader(table, metadata, self._duckdb_memory_bytes)
         self._readers[dataset] = (key, reader)
         self._readers.move_to_end(dataset)
         while len(self._readers) > self._max_readers:
@@ -246,7 +253,11 @@ class SmartnoiseSqlEngine:
         return reader
 
 
-def _open_reader(table: Callable[[], Any] | DatasetSource, metadata: DatasetMetadata) -> Any:
+def _open_reader(
+    table: Callable[[], Any] | DatasetSource,
+    metadata: DatasetMetadata,
+    duckdb_memory_bytes: int | None = None,
+) -> Any:
     """The reader for where the rows live: in place for databases and Spark, else in memory."""
     if isinstance(table, PostgresSource):
         return PostgresTableReader(table, list(metadata.columns))
@@ -255,7 +266,7 @@ def _open_reader(table: Callable[[], Any] | DatasetSource, metadata: DatasetMeta
         from lomas_server.engines.spark_reader import SparkTableReader
 
         return SparkTableReader(table)
-    return DuckDBReader(table())
+    return DuckDBReader(table(), memory_limit_bytes=duckdb_memory_bytes)
 
 
 def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]) -> None:

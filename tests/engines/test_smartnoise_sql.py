@@ -159,3 +159,14 @@ def test_sorting_a_column_with_nulls_is_a_real_data_dependent_failure(penguins):
     # the guarded engine refuses it for every dataset, before any spend
     with pytest.raises(InvalidQuery, match="NULLs"):
         SmartnoiseSqlEngine().plan("PENGUIN", PENGUIN, query, 1.0, 0.0)
+
+
+def test_the_configured_duckdb_memory_limit_reaches_the_readers(penguin_table):
+    from lomas_server.engines.smartnoise_sql import _open_reader
+
+    reader = _open_reader(lambda: penguin_table, PENGUIN, 256 * 1024**2)
+    (_, (limit,)) = reader.execute("SELECT current_setting('memory_limit')")
+    assert limit == "256.0 MiB"
+    default = _open_reader(lambda: penguin_table, PENGUIN)
+    (_, (unlimited,)) = default.execute("SELECT current_setting('memory_limit')")
+    assert unlimited != "256.0 MiB"
