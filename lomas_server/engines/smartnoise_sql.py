@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ remember_noise_scales()
 T = TypeVar("T")
 ENGINE_NAME = "smartnoise_sql"
 CONFIDENCE = 0.95
+MAX_REMEMBERED_PLANS = 256
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class SmartnoiseSqlEngine:
         # Only touched on the engine thread.
         self._readers: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._schema_readers: dict[str, DuckDBReader] = {}
+        self._plans: OrderedDict[tuple[Any, ...], SqlPlan] = OrderedDict()
+        self._plans_lock = threading.Lock()
 
     def close(self) -> None:
         if self._own_thread:
@@ -134,10 +138,27 @@ class SmartnoiseSqlEngine:
     def plan(
         self, dataset: str, metadata: DatasetMetadata, query: str, epsilon: float, delta: float
     ) -> SqlPlan:
+        """Check and price a query from metadata alone.
+
+        A plan is a pure function of its arguments, so the last few are remembered: pricing a
+        query and then running it (or running it again with ``fresh``) plans it once. A
+        refusal is never remembered.
+        """
+        key = (dataset, _fingerprint(metadata), query, float(epsilon), float(delta))
+        with self._plans_lock:
+            known = self._plans.get(key)
+            if known is not None:
+                self._plans.move_to_end(key)
+                return known
         guarded = guard_query(query, metadata, dataset)
-        return self._on_engine_thread(
+        plan = self._on_engine_thread(
             self._plan, dataset, metadata, guarded.sql, guarded.output_names, epsilon, delta
         )
+        with self._plans_lock:
+            self._plans[key] = plan
+            while len(self._plans) > MAX_REMEMBERED_PLANS:
+                self._plans.popitem(last=False)
+        return plan
 
     def _plan(
         self,

@@ -170,3 +170,16 @@ def test_the_configured_duckdb_memory_limit_reaches_the_readers(penguin_table):
     default = _open_reader(lambda: penguin_table, PENGUIN)
     (_, (unlimited,)) = default.execute("SELECT current_setting('memory_limit')")
     assert unlimited != "256.0 MiB"
+
+
+def test_a_plan_is_made_once_per_query_and_metadata_and_refusals_are_not_kept(engine):
+    sql = "SELECT COUNT(*) AS n FROM df"
+    first = engine.plan("PENGUIN", PENGUIN, sql, 1.0, 0.0)
+    assert engine.plan("PENGUIN", PENGUIN, sql, 1.0, 0.0) is first
+    assert engine.plan("PENGUIN", PENGUIN, sql, 2.0, 0.0) is not first
+    other = DatasetMetadata.from_dict({**sample_metadata("penguin"), "max_ids": 2})
+    # another contribution limit, another noise scale: the metadata is part of the key
+    assert engine.plan("PENGUIN", other, sql, 1.0, 0.0).columns != first.columns
+    for _ in range(2):
+        with pytest.raises(InvalidQuery):
+            engine.plan("PENGUIN", PENGUIN, "SELECT sex FROM df", 1.0, 0.0)
