@@ -147,3 +147,25 @@ def test_unreachable_database_is_503_and_spends_nothing(admin, make_user):
     reply = user.api.sql(name, "SELECT COUNT(*) AS n FROM df", 1.0)
     assert reply.status_code == 503 and "nothing was spent" in reply.json()["message"]
     assert user.api.get(f"/datasets/{name}/budget").json()["spent"]["epsilon"] == 0.0
+
+
+def test_names_match_the_table_whatever_their_case(postgres, admin, make_user):
+    """Unquoted names in PostgreSQL are lower case; an admin writes ``Species`` and
+    ``PENGUINS`` as the NSO's documentation spells them, and the same table answers."""
+    server, penguins, _ = postgres
+    document = sample_metadata("penguin")
+    document["columns"] = {name.title(): spec for name, spec in document["columns"].items()}
+    metadata = DatasetMetadata.from_dict(document)
+    sql = "SELECT Species, COUNT(*) AS n, AVG(Bill_Length_Mm) AS a FROM df GROUP BY Species"
+    source = PostgresSource(server.dsn, "PUBLIC.PENGUINS")
+    source.check_columns({name: spec.type for name, spec in metadata.columns.items()})
+    in_database = exact_aggregates(
+        PostgresTableReader(source, list(metadata.columns)), metadata, sql
+    )
+    renamed = penguins.rename(columns=str.title)
+    assert in_database == exact_aggregates(DuckDBReader(to_arrow(renamed, metadata)), metadata, sql)
+    name = f"PGC{uuid.uuid4().hex[:6]}"
+    admin.add_dataset(name, f"{server.dsn}?table=PENGUINS", document)
+    user = make_user(**{name: (20.0, 0.0)})
+    reply = user.api.sql(name, "SELECT Species, COUNT(*) AS n FROM df GROUP BY Species", 10.0)
+    assert reply.status_code == 200, reply.text

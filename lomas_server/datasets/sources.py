@@ -410,7 +410,8 @@ class PostgresSource(DatasetSource):
             raise DatasetUnavailable(f"the database of {self.where()} cannot be reached") from err
 
     def column_types(self) -> dict[str, str]:
-        schema, _, name = self.table.rpartition(".")
+        # The table name is used unquoted in SQL, so PostgreSQL folds it to lower case.
+        schema, _, name = self.table.lower().rpartition(".")
         with self.connect() as connection:
             rows = connection.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
@@ -421,17 +422,32 @@ class PostgresSource(DatasetSource):
             raise DatasetUnavailable(f"{self.where()} does not exist")
         return {column: kind for column, kind in rows}
 
+    def resolve_columns(self, names: Collection[str]) -> dict[str, str]:
+        """The table's column for each metadata name: the same spelling, else the one column
+        spelled alike but for case (the metadata says ``Sex``, the table has ``sex``)."""
+        found = self.column_types()
+        return {name: self._column_for(name, found) for name in names}
+
+    def _column_for(self, name: str, found: dict[str, str]) -> str:
+        if name in found:
+            return name
+        alike = [column for column in found if column.lower() == name.lower()]
+        if len(alike) == 1:
+            return alike[0]
+        if alike:
+            raise DatasetUnavailable(
+                f"{self.where()} has several columns spelled {name!r} but for case"
+            )
+        raise DatasetUnavailable(f"{self.where()} has no column {name!r} declared in the metadata")
+
     def check_columns(self, columns: dict[str, str]) -> None:
         """Every metadata column exists with a type that needs no cast (name -> metadata type)."""
         found = self.column_types()
         for name, kind in columns.items():
-            if name not in found:
+            column = self._column_for(name, found)
+            if found[column] not in self.TYPES[kind]:
                 raise DatasetUnavailable(
-                    f"{self.where()} has no column {name!r} declared in the metadata"
-                )
-            if found[name] not in self.TYPES[kind]:
-                raise DatasetUnavailable(
-                    f"column {name!r} of {self.where()} is {found[name]}, not a type for {kind}"
+                    f"column {name!r} of {self.where()} is {found[column]}, not a type for {kind}"
                 )
 
     def version(self) -> str:

@@ -6,7 +6,8 @@ leaves the database, only the aggregates do.
 
 SmartNoise-SQL writes column names unquoted, and PostgreSQL folds unquoted names to lower case:
 a table created with a column ``"Sex"`` would not answer ``Sex``. So each connection reads the
-table through a temporary view that names every metadata column in lower case.
+table through a temporary view that names every metadata column in lower case, whatever the
+case of the table's own column for it (``Sex`` in the metadata may be ``sex`` in the table).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ class PostgresTableReader(SqlReader):
     def _connect(self) -> Any:
         from psycopg import sql
 
+        stored = self.source.resolve_columns(self.columns)
         connection = self.source.connect()
         listed = sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(sql.Identifier(name), sql.Identifier(name.lower()))
+            sql.SQL("{} AS {}").format(sql.Identifier(stored[name]), sql.Identifier(name.lower()))
             for name in self.columns
         )
         connection.execute(
