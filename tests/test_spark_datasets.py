@@ -4,6 +4,7 @@ aggregates computed by Spark agree with DuckDB's, and the server answers from th
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ import pytest
 from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.datasets.sources import SparkSource
 from lomas_server.engines.duckdb_reader import DuckDBReader
-from lomas_server.engines.spark_reader import SparkTableReader
+from lomas_server.engines.spark_reader import SparkTableReader, file_listing
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
 from tests.conftest import SAMPLE_DATA, sample_metadata
@@ -117,3 +118,28 @@ def test_a_folder_of_parts_is_one_dataset_whose_version_follows_its_files(files)
     assert source.version() != before
     (row,) = exact_aggregates(SparkTableReader(source), PENGUIN, "SELECT COUNT(*) AS n FROM df")
     assert row[0] == len(penguins) + 10
+
+
+def test_a_remote_dataset_is_versioned_by_the_files_spark_lists(files):
+    """A dataset on a cluster's storage (hdfs://, s3a://) is listed through Spark's own file
+    system. Here the same code lists a local folder by its file:// URI; the subclass only
+    makes the source take the remote branch, the listing is Hadoop's, for real."""
+
+    class OnClusterStorage(SparkSource):
+        local = False
+
+    folder, penguins, _ = files
+    parts = folder / "remote-parts"
+    parts.mkdir()
+    table = to_arrow(penguins, PENGUIN)
+    pq.write_table(table.slice(0, 100), parts / "part-0.parquet")
+    (parts / "_SUCCESS").write_bytes(b"")
+    source = OnClusterStorage(parts.as_uri())
+    listed = file_listing(parts.as_uri())
+    assert [Path(p).name for p, _, _ in listed] == ["part-0.parquet"]  # markers skipped
+    first = source.version()
+    assert source.version() == first  # stable while nothing changes: readers are reused
+    pq.write_table(table.slice(100), parts / "part-1.parquet")
+    assert source.version() != first
+    with pytest.raises(DatasetUnavailable, match="cannot be listed"):
+        OnClusterStorage((folder / "nothing-here").as_uri()).version()

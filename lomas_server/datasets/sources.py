@@ -556,8 +556,17 @@ class SparkSource(DatasetSource):
 
     def version(self) -> str:
         if not self.local:
-            self.column_types()
-            return f"spark:{time.monotonic_ns()}"
+            # Listed through Spark's own file system, so the version follows the files on
+            # any storage the cluster reads (and readers and the cache are kept between queries).
+            from lomas_server.engines.spark_reader import file_listing
+
+            try:
+                parts = file_listing(self.path)
+            except Exception as err:
+                raise DatasetUnavailable(f"{self.where()} cannot be listed by Spark") from err
+            if not parts:
+                raise DatasetUnavailable(f"{self.where()} holds no files")
+            return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
         path = self.path.removeprefix("file://")
         try:
             if os.path.isfile(path):

@@ -74,3 +74,20 @@ class SparkTableReader(SqlReader):
 
     def close(self) -> None:
         spark_session().catalog.dropTempView(self.view)
+
+
+def file_listing(path: str) -> list[tuple[str, int, int]]:
+    """Every data file under ``path`` as Spark's own file system sees it (HDFS, S3A, ...):
+    (path, length, modification time), sorted. Names starting with ``_`` or ``.`` (markers,
+    checksums) are skipped, as Spark skips them when reading."""
+    session = spark_session()
+    hadoop_path = session._jvm.org.apache.hadoop.fs.Path(path)
+    filesystem = hadoop_path.getFileSystem(session._jsc.hadoopConfiguration())
+    files = filesystem.listFiles(hadoop_path, True)
+    found = []
+    while files.hasNext():
+        status = files.next()
+        if status.getPath().getName().startswith(("_", ".")):
+            continue
+        found.append((status.getPath().toString(), status.getLen(), status.getModificationTime()))
+    return sorted(found)
