@@ -143,3 +143,16 @@ def test_a_remote_dataset_is_versioned_by_the_files_spark_lists(files):
     assert source.version() != first
     with pytest.raises(DatasetUnavailable, match="cannot be listed"):
         OnClusterStorage((folder / "nothing-here").as_uri()).version()
+
+
+def test_metadata_names_match_the_files_columns_whatever_their_case(files):
+    folder, penguins, _ = files
+    document = sample_metadata("penguin")
+    document["columns"] = {name.title(): spec for name, spec in document["columns"].items()}
+    metadata = DatasetMetadata.from_dict(document)
+    source = SparkSource(str(folder / "penguins.parquet"))
+    source.check_columns({name: spec.type for name, spec in metadata.columns.items()})
+    sql = "SELECT Species, COUNT(*) AS n FROM df GROUP BY Species"
+    on_spark = exact_aggregates(SparkTableReader(source), metadata, sql)
+    renamed = to_arrow(penguins.rename(columns=str.title), metadata)
+    assert on_spark == exact_aggregates(DuckDBReader(renamed), metadata, sql)

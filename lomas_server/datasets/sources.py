@@ -533,15 +533,16 @@ class SparkSource(DatasetSource):
         return {field.name: type(field.dataType).__name__ for field in frame.schema.fields}
 
     def check_columns(self, columns: dict[str, str]) -> None:
-        found = self.column_types()
+        # Spark SQL resolves names without regard to case, and so does this check.
+        found = {name.lower(): kind for name, kind in self.column_types().items()}
         for name, kind in columns.items():
-            if name not in found:
+            if name.lower() not in found:
                 raise DatasetUnavailable(
                     f"{self.where()} has no column {name!r} declared in the metadata"
                 )
-            if found[name] not in self.TYPES[kind]:
+            if found[name.lower()] not in self.TYPES[kind]:
                 raise DatasetUnavailable(
-                    f"column {name!r} of {self.where()} is {found[name]}, not a type for {kind}"
+                    f"column {name!r} of {self.where()} is {found[name.lower()]}, not a type for {kind}"
                 )
 
     def check_engine(self) -> None:
