@@ -266,3 +266,27 @@ def test_missing_values_appearing_later_are_refused_before_spending(
     assert "nothing was spent" in reply.json()["message"]
     assert api.get(f"/datasets/{name}/budget").json()["spent"] == spent
     assert "'pid' is declared not nullable" in scanning_server.log()
+
+
+def test_nested_and_undeclared_columns_neither_hide_nulls_nor_count_as_size(tmp_path):
+    path = tmp_path / "x.parquet"
+    rows = 1000
+    pq.write_table(
+        pa.table(
+            {
+                "extra": pa.array([{"a": i, "b": "long text " * 5} for i in range(rows)]),
+                "pid": pa.array([1] * (rows - 1) + [None]),
+                "kind": ["a"] * rows,
+                "x": [1.0] * rows,
+            }
+        ),
+        path,
+    )
+    with pytest.raises(DatasetUnavailable, match="'pid' is declared not nullable"):
+        plan_scan(LocalFileSource(path), PEOPLE)
+    pq.write_table(
+        pq.read_table(path).drop_columns(["pid"]).append_column("pid", pa.array(range(rows))), path
+    )
+    scan = plan_scan(LocalFileSource(path), PEOPLE)
+    whole = pq.ParquetFile(path).metadata.row_group(0).total_byte_size
+    assert 0 < scan.nbytes < whole / 2  # the wide undeclared column is not counted

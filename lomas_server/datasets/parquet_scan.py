@@ -136,22 +136,27 @@ def plan_scan(source: DatasetSource, metadata: DatasetMetadata) -> ParquetScan |
             )
             return None
     meta = footer.metadata
-    nbytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    # Parquet numbers leaf columns, which differ from the Arrow field positions as soon as
+    # the file has a nested column: look the declared ones up by path.
+    leaves = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
+    nbytes = sum(
+        meta.row_group(group).column(leaves[stored]).total_uncompressed_size
+        for group in range(meta.num_row_groups)
+        for stored in columns.values()
+    )
     scan = ParquetScan(source, metadata, columns, nbytes)
     for name, stored in columns.items():
-        if not metadata.columns[name].nullable and _null_count(scan, footer, stored):
+        if not metadata.columns[name].nullable and _null_count(scan, meta, leaves[stored]):
             raise DatasetUnavailable(
                 f"column {name!r} is declared not nullable but has missing values"
             )
     return scan
 
 
-def _null_count(scan: ParquetScan, footer: Any, stored: str) -> int:
-    meta = footer.metadata
-    index = footer.schema_arrow.get_field_index(stored)
+def _null_count(scan: ParquetScan, meta: Any, leaf: int) -> int:
     counts = []
     for group in range(meta.num_row_groups):
-        statistics = meta.row_group(group).column(index).statistics
+        statistics = meta.row_group(group).column(leaf).statistics
         if statistics is None or not statistics.has_null_count:
             break
         counts.append(statistics.null_count)
@@ -160,6 +165,7 @@ def _null_count(scan: ParquetScan, footer: Any, stored: str) -> int:
     import pyarrow.dataset as pads
 
     # No statistics from the writer: count by reading that one column.
+    stored = meta.schema.column(leaf).path
     return scan.arrow_dataset().count_rows(filter=pads.field(stored).is_null())
 
 
