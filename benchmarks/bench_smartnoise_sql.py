@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lomas_server.datasets import conform_to_metadata
 from lomas_server.engines.noise_scales import forget_noise_scales, remember_noise_scales
+from lomas_server.engines.xpath_memo import forget_xpaths, remember_xpaths
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.admin import AdminService
 from lomas_server.store.sqlite import SqliteStore
@@ -80,11 +81,14 @@ def in_process(path: Path, repeat: int) -> tuple[float, float, float]:
             max(3, repeat // 5),
         )
     )
-    # The same reader with the server's memo of noise scales, to show the cost of HTTP alone.
+    # The same reader with the server's memos (noise scales, XPath selectors), to show the
+    # cost of HTTP alone.
     remember_noise_scales()
+    remember_xpaths()
     reader.execute(QUERY)
     remembered = statistics.median(timed(lambda: reader.execute(QUERY), repeat))
     forget_noise_scales()
+    forget_xpaths()
     return prebuilt, per_query, remembered
 
 

@@ -38,11 +38,13 @@ from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.postgres_reader import PostgresTableReader
 from lomas_server.engines.sql_guard import CANONICAL_TABLE, guard_query
+from lomas_server.engines.xpath_memo import remember_xpaths
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
 
 log = logging.getLogger(__name__)
 remember_noise_scales()
+remember_xpaths()
 T = TypeVar("T")
 ENGINE_NAME = "smartnoise_sql"
 CONFIDENCE = 0.95
