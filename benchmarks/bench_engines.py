@@ -94,8 +94,10 @@ def measure(rows: int, repeat: int, spark: bool, scan: bool) -> str:
         frame = generate(rows, folder / "data.parquet")
         data_mb = pa.Table.from_pandas(frame[list(COLUMNS)], preserve_index=False).nbytes / 1e6
         in_memory = pl.from_pandas(frame)  # the server, too, answers from memory
+        # The baselines are cheap and their timings jumpy (thread start-up): more runs.
+        baseline_repeat = max(25, repeat)
         plain_pandas = median_time(
-            lambda: frame.groupby("sex")["income"].agg(["size", "sum", "mean"]), repeat
+            lambda: frame.groupby("sex")["income"].agg(["size", "sum", "mean"]), baseline_repeat
         )
         plain_polars = median_time(
             lambda: in_memory.group_by("sex").agg(
@@ -103,7 +105,7 @@ def measure(rows: int, repeat: int, spark: bool, scan: bool) -> str:
                 pl.col("income").sum().alias("total"),
                 pl.col("income").mean().alias("mean"),
             ),
-            repeat,
+            baseline_repeat,
         )
         per_person_floor = median_time(
             lambda: (
