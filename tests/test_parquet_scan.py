@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -31,22 +30,23 @@ from tests.conftest import sample_metadata
 from tests.engines.test_engines_agree import (
     AGREEMENT_CASES,
     PENGUIN,
+    PEOPLE_DOCUMENT,
     TITANIC,
+    bounded_count,
     exact_aggregates,
     load_sample,
+    people_rows,
 )
 from tests.servers import Api, ServerProcess
 
 METADATA = {"penguin": PENGUIN, "titanic": TITANIC}
+# The shared people, with a person id that may not be missing and a declared row count.
 PEOPLE_METADATA = {
-    "max_ids": 2,
-    "row_privacy": False,
-    "censor_dims": False,
+    **PEOPLE_DOCUMENT,
     "rows": 3,
     "columns": {
+        **PEOPLE_DOCUMENT["columns"],
         "pid": {"type": "int", "private_id": True, "nullable": False},
-        "kind": {"type": "string", "categories": ["a", "b"]},
-        "x": {"type": "float", "lower": 0.0, "upper": 10.0},
     },
 }
 PEOPLE = DatasetMetadata.from_dict(PEOPLE_METADATA)
@@ -74,15 +74,7 @@ def files(tmp_path_factory) -> Path:
     for name, metadata in METADATA.items():
         table = _narrowed(to_arrow(load_sample(name, metadata), metadata))
         pq.write_table(table, folder / f"{name}.parquet", row_group_size=100)
-    rng = np.random.default_rng(3)
-    owners = np.repeat(np.arange(200), rng.integers(1, 6, 200))
-    people = pd.DataFrame(
-        {
-            "pid": owners,
-            "kind": rng.choice(["a", "b"], len(owners)),
-            "x": rng.uniform(0, 10, len(owners)),
-        }
-    )
+    people = people_rows(3, most=5)
     people.to_parquet(folder / "people.parquet")
     return folder
 
@@ -104,8 +96,7 @@ def test_a_scanned_file_gives_the_exact_aggregates_of_the_loaded_one(files, name
 def test_the_reservoir_bounds_contributions_on_a_scan(files):
     scan = plan_scan(LocalFileSource(files / "people.parquet"), PEOPLE)
     (row,) = exact_aggregates(DuckDBReader(scan), PEOPLE, "SELECT COUNT(*) AS n FROM df")
-    people = pd.read_parquet(files / "people.parquet")
-    assert row[0] == int(people.groupby("pid").size().clip(upper=2).sum())
+    assert row[0] == bounded_count(pd.read_parquet(files / "people.parquet"))
 
 
 def test_the_polars_scan_reads_the_rows_the_cache_would_hold(files):

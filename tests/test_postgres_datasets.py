@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
 import pandas as pd
 import psycopg
 import pytest
@@ -17,37 +16,17 @@ from lomas_server.engines.postgres_reader import PostgresTableReader
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
 from tests.conftest import SAMPLE_DATA, sample_metadata
-from tests.engines.test_engines_agree import exact_aggregates
+from tests.engines.test_engines_agree import PEOPLE, bounded_count, exact_aggregates, people_rows
 from tests.servers import PostgresServer
 
 PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
-PEOPLE = DatasetMetadata.from_dict(
-    {
-        "max_ids": 2,
-        "row_privacy": False,
-        "censor_dims": False,
-        "columns": {
-            "pid": {"type": "int", "private_id": True},
-            "kind": {"type": "string", "categories": ["a", "b"]},
-            "x": {"type": "float", "lower": 0.0, "upper": 10.0},
-        },
-    }
-)
 
 
 @pytest.fixture(scope="module")
 def postgres(postgres_server):
     server = postgres_server
     penguins = conform_to_metadata(pd.read_csv(SAMPLE_DATA / "penguin.csv", dtype=str), PENGUIN)
-    rng = np.random.default_rng(5)
-    owners = np.repeat(np.arange(100), rng.integers(1, 5, 100))
-    people = pd.DataFrame(
-        {
-            "pid": owners,
-            "kind": rng.choice(["a", "b"], len(owners)),
-            "x": rng.uniform(0, 10, len(owners)),
-        }
-    )
+    people = people_rows(5, people=100)
     with psycopg.connect(server.dsn, autocommit=True) as connection:
         connection.execute(
             "CREATE TABLE penguins (species text, island text, bill_length_mm double precision, "
@@ -99,7 +78,7 @@ def test_reservoir_runs_in_postgres_too(postgres):
         PEOPLE,
         "SELECT COUNT(*) AS n FROM df",
     )
-    assert row[0] == int(people.groupby("pid").size().clip(upper=2).sum())
+    assert row[0] == bounded_count(people)
 
 
 def test_postgres_dataset_through_the_server(postgres, admin, make_user):

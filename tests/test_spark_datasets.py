@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -18,21 +17,9 @@ from lomas_server.engines.spark_reader import SparkTableReader, file_listing
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
 from tests.conftest import SAMPLE_DATA, sample_metadata
-from tests.engines.test_engines_agree import exact_aggregates
+from tests.engines.test_engines_agree import PEOPLE, bounded_count, exact_aggregates, people_rows
 
 PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
-PEOPLE = DatasetMetadata.from_dict(
-    {
-        "max_ids": 2,
-        "row_privacy": False,
-        "censor_dims": False,
-        "columns": {
-            "pid": {"type": "int", "private_id": True},
-            "kind": {"type": "string", "categories": ["a", "b"]},
-            "x": {"type": "float", "lower": 0.0, "upper": 10.0},
-        },
-    }
-)
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +27,7 @@ def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("spark")
     penguins = conform_to_metadata(pd.read_csv(SAMPLE_DATA / "penguin.csv", dtype=str), PENGUIN)
     pq.write_table(to_arrow(penguins, PENGUIN), folder / "penguins.parquet")
-    rng = np.random.default_rng(7)
-    owners = np.repeat(np.arange(100), rng.integers(1, 5, 100))
-    people = pd.DataFrame(
-        {
-            "pid": owners,
-            "kind": rng.choice(["a", "b"], len(owners)),
-            "x": rng.uniform(0, 10, len(owners)),
-        }
-    )
+    people = people_rows(7, people=100)
     people.to_parquet(folder / "people.parquet")
     pd.DataFrame({"species": [1, 2]}).to_parquet(folder / "wrong.parquet")
     return folder, penguins, people
@@ -75,7 +54,7 @@ def test_reservoir_runs_on_spark_too(files):
     folder, _, people = files
     reader = SparkTableReader(SparkSource(str(folder / "people.parquet")))
     (row,) = exact_aggregates(reader, PEOPLE, "SELECT COUNT(*) AS n FROM df")
-    assert row[0] == int(people.groupby("pid").size().clip(upper=2).sum())
+    assert row[0] == bounded_count(people)
 
 
 def test_spark_dataset_through_the_server(files, admin, make_user):

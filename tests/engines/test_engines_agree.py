@@ -109,36 +109,46 @@ def test_duckdb_and_pandas_readers_agree(name, metadata, sql):
     assert plain == pandas_rows
 
 
-@pytest.fixture(scope="module")
-def people():
-    """A dataset where each person owns 1 to 4 rows (private_id), for max_ids > 1."""
-    rng = np.random.default_rng(3)
-    owners = np.repeat(np.arange(200), rng.integers(1, 5, 200))
-    frame = pd.DataFrame(
+# Several rows per person (a private_id column), for contribution bounds with max_ids > 1.
+PEOPLE_DOCUMENT = {
+    "max_ids": 2,
+    "row_privacy": False,
+    "censor_dims": False,
+    "columns": {
+        "pid": {"type": "int", "private_id": True},
+        "kind": {"type": "string", "categories": ["a", "b"]},
+        "x": {"type": "float", "lower": 0.0, "upper": 10.0},
+    },
+}
+PEOPLE = DatasetMetadata.from_dict(PEOPLE_DOCUMENT)
+
+
+def people_rows(seed: int, people: int = 200, most: int = 4) -> pd.DataFrame:
+    """Each of ``people`` persons owns 1 to ``most`` rows."""
+    rng = np.random.default_rng(seed)
+    owners = np.repeat(np.arange(people), rng.integers(1, most + 1, people))
+    return pd.DataFrame(
         {
             "pid": owners,
             "kind": rng.choice(["a", "b"], len(owners)),
             "x": rng.uniform(0, 10, len(owners)).round(3),
         }
     )
-    metadata = DatasetMetadata.from_dict(
-        {
-            "max_ids": 2,
-            "row_privacy": False,
-            "censor_dims": False,
-            "columns": {
-                "pid": {"type": "int", "private_id": True},
-                "kind": {"type": "string", "categories": ["a", "b"]},
-                "x": {"type": "float", "lower": 0.0, "upper": 10.0},
-            },
-        }
-    )
-    return conform_to_metadata(frame.astype(str), metadata), metadata
+
+
+def bounded_count(rows: pd.DataFrame, max_ids: int = 2) -> int:
+    """How many rows remain when each person keeps at most ``max_ids``."""
+    return int(rows.groupby("pid").size().clip(upper=max_ids).sum())
+
+
+@pytest.fixture(scope="module")
+def people():
+    return conform_to_metadata(people_rows(3).astype(str), PEOPLE), PEOPLE
 
 
 def test_reservoir_keeps_at_most_max_ids_rows_per_person_on_duckdb(people):
     frame, metadata = people
-    expected = int(frame.groupby("pid").size().clip(upper=2).sum())
+    expected = bounded_count(frame)
     for _ in range(3):  # a fresh random draw each time, the same number of rows
         (row,) = exact_aggregates(
             DuckDBReader(to_arrow(frame, metadata)), metadata, "SELECT COUNT(*) AS n FROM df"
