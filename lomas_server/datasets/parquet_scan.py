@@ -16,7 +16,6 @@ where the writer kept them. A file that does not qualify is loaded and conformed
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -185,12 +184,11 @@ def _s3_filesystem(source: S3Source) -> Any:
     """Credentials as for the download path: the dataset's own, else the server's environment."""
     from pyarrow import fs
 
-    key = (source.endpoint_url, source.region, source.access_key_id, source.secret_access_key)
     with _filesystems_lock:
-        filesystem = _filesystems.get(key)
+        filesystem = _filesystems.get(source.identity)
         if filesystem is None:
             options: dict[str, Any] = {
-                "region": source.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                "region": source.region_name,
                 "connect_timeout": 10,
                 "request_timeout": 300,
             }
@@ -200,7 +198,7 @@ def _s3_filesystem(source: S3Source) -> Any:
                 options["access_key"] = source.access_key_id
                 options["secret_key"] = source.secret_access_key
             filesystem = fs.S3FileSystem(**options)
-            _filesystems[key] = filesystem
+            _filesystems[source.identity] = filesystem
         return filesystem
 
 

@@ -150,6 +150,15 @@ class S3Source(DatasetSource):
             f" at {self.endpoint_url}" if self.endpoint_url else ""
         )
 
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """Who talks to which server: connections are shared per identity, never across."""
+        return (self.endpoint_url, self.region, self.access_key_id, self.secret_access_key)
+
+    @property
+    def region_name(self) -> str:
+        return self.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "kind": self.kind,
@@ -205,14 +214,14 @@ def _s3_client(source: S3Source) -> Any:
     import boto3
     from botocore.config import Config
 
-    key = (source.endpoint_url, source.region, source.access_key_id, source.secret_access_key)
+    key = source.identity
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
             client = boto3.session.Session().client(
                 "s3",
                 endpoint_url=source.endpoint_url,
-                region_name=source.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                region_name=source.region_name,
                 aws_access_key_id=source.access_key_id,
                 aws_secret_access_key=source.secret_access_key,
                 config=Config(connect_timeout=10, read_timeout=300, retries={"max_attempts": 2}),
