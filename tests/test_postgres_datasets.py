@@ -51,24 +51,7 @@ def postgres(postgres_server):
     yield server, penguins, people
 
 
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT COUNT(*) AS n FROM df",
-        "SELECT species, COUNT(*) AS n, SUM(body_mass_g) AS s, AVG(bill_length_mm) AS a FROM df GROUP BY species",
-        "SELECT sex, COUNT(bill_depth_mm) AS n FROM df GROUP BY sex",
-        "SELECT island, COUNT(*) AS n FROM df WHERE species = 'Gentoo' AND bill_length_mm > 45.5 GROUP BY island",
-    ],
-)
-def test_postgres_and_duckdb_give_the_same_exact_aggregates(postgres, sql):
-    server, penguins, _ = postgres
-    in_database = exact_aggregates(
-        PostgresTableReader(PostgresSource(server.dsn, "penguins"), list(PENGUIN.columns)),
-        PENGUIN,
-        sql,
-    )
-    in_memory = exact_aggregates(DuckDBReader(to_arrow(penguins, PENGUIN)), PENGUIN, sql)
-    assert in_database == in_memory
+# Exact aggregates on the sample queries: tests/engines/test_every_engine.py.
 
 
 def test_reservoir_runs_in_postgres_too(postgres):

@@ -33,21 +33,7 @@ def files(tmp_path_factory):
     return folder, penguins, people
 
 
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT species, COUNT(*) AS n, SUM(body_mass_g) AS s, AVG(bill_length_mm) AS a FROM df GROUP BY species",
-        "SELECT sex, COUNT(bill_depth_mm) AS n FROM df GROUP BY sex",
-        "SELECT island, COUNT(*) AS n FROM df WHERE species = 'Gentoo' AND bill_length_mm > 45.5 GROUP BY island",
-    ],
-)
-def test_spark_and_duckdb_give_the_same_exact_aggregates(files, sql):
-    folder, penguins, _ = files
-    on_spark = exact_aggregates(
-        SparkTableReader(SparkSource(str(folder / "penguins.parquet"))), PENGUIN, sql
-    )
-    in_memory = exact_aggregates(DuckDBReader(to_arrow(penguins, PENGUIN)), PENGUIN, sql)
-    assert on_spark == in_memory
+# Exact aggregates on the sample queries: tests/engines/test_every_engine.py.
 
 
 def test_reservoir_runs_on_spark_too(files):
