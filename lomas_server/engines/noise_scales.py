@@ -10,16 +10,15 @@ of reach) are not remembered: they raise every time, as before.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from snsql.sql._mechanisms.gaussian import Gaussian
 from snsql.sql._mechanisms.laplace import Laplace
 
+from lomas_server.engines.memo import BoundedMemo
+
 MAX_ENTRIES = 4096
-_scales: OrderedDict[tuple[Any, ...], float] = OrderedDict()
-_lock = threading.Lock()
+_scales: BoundedMemo[tuple[Any, ...], float] = BoundedMemo(MAX_ENTRIES)
 _installed = False
 
 
@@ -41,18 +40,12 @@ def _remembering(search: Any) -> Any:
         if self.scale is not None:
             return
         key = _key(self)
-        with _lock:
-            known = _scales.get(key)
-            if known is not None:
-                _scales.move_to_end(key)
+        known = _scales.get(key)
         if known is not None:
             self.scale = known
             return
         search(self)
-        with _lock:
-            _scales[key] = self.scale
-            while len(_scales) > MAX_ENTRIES:
-                _scales.popitem(last=False)
+        _scales.put(key, self.scale)
 
     compute.__wrapped__ = search  # type: ignore[attr-defined]
     return compute
@@ -75,6 +68,5 @@ def forget_noise_scales() -> None:
         return
     for mechanism in (Laplace, Gaussian):
         mechanism._compute_noise_scale = mechanism._compute_noise_scale.__wrapped__
-    with _lock:
-        _scales.clear()
+    _scales.clear()
     _installed = False

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import product
@@ -35,6 +34,7 @@ from lomas_server.accounting import MechanismLoss, PrivacyLoss
 from lomas_server.datasets.conform import empty_arrow, plain_strings
 from lomas_server.datasets.parquet_scan import ParquetScan
 from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
@@ -95,7 +95,7 @@ class OpenDPEngine:
         self._own_thread = thread is None
         self._thread = thread or EngineThread()
         # Plans depend on metadata, query and noise only: the same question is planned once.
-        self._plans: OrderedDict[tuple[Any, ...], OpenDPPlan] = OrderedDict()
+        self._plans: BoundedMemo[tuple[Any, ...], OpenDPPlan] = BoundedMemo(PLAN_MEMORY)
 
     def close(self) -> None:
         if self._own_thread:
@@ -118,12 +118,9 @@ class OpenDPEngine:
         )
         known = self._plans.get(key)
         if known is not None:
-            self._plans.move_to_end(key)
             return known
         plan = self._new_plan(dataset, metadata, query, noise)
-        self._plans[key] = plan
-        while len(self._plans) > PLAN_MEMORY:
-            self._plans.popitem(last=False)
+        self._plans.put(key, plan)
         return plan
 
     def _new_plan(

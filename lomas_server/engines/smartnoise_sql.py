@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import math
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from lomas_server.datasets.conform import empty_arrow
 from lomas_server.datasets.sources import DatasetSource, PostgresSource, SparkSource
 from lomas_server.engines.duckdb_reader import DuckDBReader
 from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.postgres_reader import PostgresTableReader
 from lomas_server.engines.sql_guard import CANONICAL_TABLE, guard_query
@@ -126,8 +126,7 @@ class SmartnoiseSqlEngine:
         # Only touched on the engine thread.
         self._readers: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._schema_readers: dict[str, DuckDBReader] = {}
-        self._plans: OrderedDict[tuple[Any, ...], SqlPlan] = OrderedDict()
-        self._plans_lock = threading.Lock()
+        self._plans: BoundedMemo[tuple[Any, ...], SqlPlan] = BoundedMemo(MAX_REMEMBERED_PLANS)
 
     def close(self) -> None:
         if self._own_thread:
@@ -147,19 +146,14 @@ class SmartnoiseSqlEngine:
         refusal is never remembered.
         """
         key = (dataset, _fingerprint(metadata), query, float(epsilon), float(delta))
-        with self._plans_lock:
-            known = self._plans.get(key)
-            if known is not None:
-                self._plans.move_to_end(key)
-                return known
+        known = self._plans.get(key)
+        if known is not None:
+            return known
         guarded = guard_query(query, metadata, dataset)
         plan = self._on_engine_thread(
             self._plan, dataset, metadata, guarded.sql, guarded.output_names, epsilon, delta
         )
-        with self._plans_lock:
-            self._plans[key] = plan
-            while len(self._plans) > MAX_REMEMBERED_PLANS:
-                self._plans.popitem(last=False)
+        self._plans.put(key, plan)
         return plan
 
     def _plan(

@@ -9,30 +9,24 @@ each text is kept and reused. A selector that fails to parse is not remembered.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from snsql.xpath.parse import XPath
 
+from lomas_server.engines.memo import BoundedMemo
+
 MAX_ENTRIES = 4096
-_parsed: OrderedDict[str, Any] = OrderedDict()
-_lock = threading.Lock()
+_parsed: BoundedMemo[str, Any] = BoundedMemo(MAX_ENTRIES)
 _installed = False
 
 
 def _remembering(parse: Any) -> Any:
     def remembered(self: Any, statement: str) -> Any:
-        with _lock:
-            known = _parsed.get(statement)
-            if known is not None:
-                _parsed.move_to_end(statement)
-                return known
+        known = _parsed.get(statement)
+        if known is not None:
+            return known
         result = parse(self, statement)
-        with _lock:
-            _parsed[statement] = result
-            while len(_parsed) > MAX_ENTRIES:
-                _parsed.popitem(last=False)
+        _parsed.put(statement, result)
         return result
 
     remembered.__wrapped__ = parse  # type: ignore[attr-defined]
@@ -54,6 +48,5 @@ def forget_xpaths() -> None:
     if not _installed:
         return
     XPath.parse = XPath.parse.__wrapped__  # type: ignore[attr-defined]
-    with _lock:
-        _parsed.clear()
+    _parsed.clear()
     _installed = False
