@@ -13,18 +13,20 @@ OpenDP measurement itself from this description and the admin's metadata
 
 Aggregates: count (rows, or non-null values of a column), sum, mean, variance,
 quantile (q in (0, 1)), median, histogram (counts per value of one column).
-Filters: ==, !=, <, <=, >, >= against a value of the column's type, "in" a list of values,
-"is_null", "is_not_null"; all filters must hold.
+Filters: ==, !=, <, <=, >, >= against a value of the column's type (in the one format
+literals.py accepts for it; dates as 'YYYY-MM-DD'), "in" a list of values, "is_null",
+"is_not_null"; all filters must hold.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from lomas_server.errors import InvalidQuery
+from lomas_server.literals import datetime_text, typed_value
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
 
 AGGREGATES = ("count", "sum", "mean", "variance", "quantile", "median", "histogram")
@@ -79,7 +81,11 @@ class OpenDPQuery:
                 {
                     "column": f.column,
                     "op": f.op,
-                    **({"value": f.value} if f.op not in ("is_null", "is_not_null") else {}),
+                    **(
+                        {"value": _json_value(f.value)}
+                        if f.op not in ("is_null", "is_not_null")
+                        else {}
+                    ),
                 }
                 for f in self.filters
             ],
@@ -183,26 +189,8 @@ def _filter(item: Any, metadata: DatasetMetadata) -> Filter:
 
 
 def _typed_value(value: Any, spec: ColumnSpec) -> Any:
-    """A literal of the column's own type: a comparison that could fail per row is refused."""
-    if spec.type in ("int", "float"):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise InvalidQuery(
-                f"column {spec.name!r} is {spec.type}: compare it with a finite number"
-            )
-        if abs(value) > 1e15:
-            raise InvalidQuery("numbers in filters are at most 1e15 in size")
-        return float(value) if spec.type == "float" else value
-    if spec.type == "boolean":
-        if not isinstance(value, bool):
-            raise InvalidQuery(f"column {spec.name!r} is boolean: compare it with true or false")
-        return value
-    if not isinstance(value, str) or len(value) > 1000:
-        raise InvalidQuery(f"column {spec.name!r} is {spec.type}: compare it with a string")
-    return value
+    """A value of the column's own type, in the one format accepted for it (literals.py)."""
+    return typed_value(value, spec)
 
 
 def _aggregate(item: Any, metadata: DatasetMetadata) -> Aggregate:
@@ -255,4 +243,13 @@ def _default_name(op: str, column: str | None, q: float | None) -> str:
 def _describe_filter(f: Filter) -> str:
     if f.op in ("is_null", "is_not_null"):
         return f"{f.column} {f.op.replace('_', ' ')}"
-    return f"{f.column} {f.op} {f.value!r}"
+    return f"{f.column} {f.op} {_json_value(f.value)!r}"
+
+
+def _json_value(value: Any) -> Any:
+    """A typed filter value as JSON holds it: timestamps in their canonical text."""
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, datetime):
+        return datetime_text(value)
+    return value

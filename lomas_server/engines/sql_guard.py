@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from snsql._ast.ast import Query, Relation, Table, Top
@@ -33,6 +32,7 @@ from snsql._ast.tokens import Column, Literal
 from snsql.sql.parse import QueryParser
 
 from lomas_server.errors import InvalidQuery
+from lomas_server.literals import sql_text, typed_value
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
 
 CANONICAL_TABLE = "df"
@@ -54,10 +54,16 @@ NUMERIC, STRING, BOOLEAN, DATETIME, NULL = "numeric", "string", "boolean", "date
 
 @dataclass(frozen=True)
 class GuardedQuery:
-    """A query that passed the allow-list, rewritten onto the canonical table name."""
+    """A query that passed the allow-list, rewritten onto the canonical table name, with every
+    value typed by the server (literals.py)."""
 
     sql: str
     output_names: list[str]
+    # GROUP BY columns in the metadata's spelling, and the groups the release shows: the full
+    # declared grid when every one of them has public values, else None (groups are then
+    # released only above a noisy threshold, which needs delta).
+    group_columns: tuple[str, ...] = ()
+    key_grid: tuple[tuple[Any, ...], ...] | None = None
 
 
 def guard_query(text: str, metadata: DatasetMetadata, dataset_name: str) -> GuardedQuery:
@@ -88,7 +94,7 @@ class _Guard:
         self.table_names = {CANONICAL_TABLE, dataset_name.lower()}
         self.table_alias: str | None = None
         self.not_null: set[str] = set()
-        self.group_columns: set[str] = set()
+        self.group_columns: list[str] = []
         # Output names (alias, or a bare column's name) -> expression; HAVING and ORDER BY
         # run on the released rows, so they may only refer to what the SELECT list releases.
         self.outputs: dict[str, Any] = {}
@@ -111,7 +117,10 @@ class _Guard:
             for grouping in query.agg.groupingExpressions:
                 if not isinstance(grouping.expression, Column):
                     raise InvalidQuery("GROUP BY takes column names only")
-                self.group_columns.add(self._column(grouping.expression).name)
+                name = self._column(grouping.expression).name
+                if name in self.group_columns:
+                    raise InvalidQuery(f"column {name!r} appears twice in GROUP BY")
+                self.group_columns.append(name)
         names = []
         for item in query.select.namedExpressions:
             self._select_item(item)
@@ -124,7 +133,13 @@ class _Guard:
             for sort_item in query.order.sortItems:
                 self._order_item(sort_item)
         table.name = CANONICAL_TABLE
-        return GuardedQuery(sql=str(query), output_names=names)
+        grid = self.metadata.key_grid(self.group_columns)
+        return GuardedQuery(
+            sql=str(query),
+            output_names=names,
+            group_columns=tuple(self.group_columns),
+            key_grid=None if grid is None else tuple(grid),
+        )
 
     def _check_from(self, query: Query) -> Table:
         relations = list(query.source.relations) if query.source is not None else []
@@ -318,28 +333,30 @@ class _Guard:
         left_type, right_type = self._operand_type(left), self._operand_type(right)
         if NULL in (left_type, right_type):
             raise InvalidQuery("comparisons with NULL are never true; use IS NULL or IS NOT NULL")
-        self._compatible(left, left_type, right, right_type)
+        if isinstance(left, Column) and isinstance(right, Literal):
+            self._type_literal(right, self._column(left))
+        elif isinstance(right, Column) and isinstance(left, Literal):
+            self._type_literal(left, self._column(right))
+        elif left_type != right_type:
+            raise InvalidQuery(
+                f"cannot compare {_describe(left)} ({left_type}) with {_describe(right)} "
+                f"({right_type})"
+            )
 
-    def _compatible(self, left: Any, left_type: str, right: Any, right_type: str) -> None:
-        if left_type == right_type:
-            return
-        # A datetime column compares with a literal that is itself a valid ISO date.
-        for column_type, literal in ((left_type, right), (right_type, left)):
-            if (
-                column_type == DATETIME
-                and isinstance(literal, Literal)
-                and _is_iso_date(literal.value)
-            ):
-                return
-        raise InvalidQuery(
-            f"cannot compare {_describe(left)} ({left_type}) with {_describe(right)} ({right_type})"
-        )
+    def _type_literal(self, literal: Literal, spec: ColumnSpec) -> None:
+        """Make ``literal`` a constant of the column's type, written the one way every engine
+        reads as that type (literals.py); any other value is refused here."""
+        if literal.value is None:
+            raise InvalidQuery("NULL never matches in a comparison; use IS NULL or IS NOT NULL")
+        value = typed_value(literal.value, spec)
+        literal.value = value
+        literal.text = sql_text(value, spec)
 
     def _predicate(self, node: PredicatedExpression) -> None:
         subject = node.expression
         if not isinstance(subject, Column):
             raise InvalidQuery(f"{_describe(subject)} is not allowed in WHERE")
-        subject_type = self._operand_type(subject)
+        spec = self._column(subject)
         predicate = node.predicate
         if isinstance(predicate, IsCondition):
             if not (isinstance(predicate.value, Literal) and predicate.value.value is None):
@@ -354,10 +371,9 @@ class _Guard:
         for value in values:
             if not isinstance(value, Literal):
                 raise InvalidQuery("IN and BETWEEN take literal values only")
-            value_type = _literal_type(value)
-            if value_type == NULL:
+            if value.value is None:
                 raise InvalidQuery("NULL in IN or BETWEEN never matches; use IS NULL")
-            self._compatible(subject, subject_type, value, value_type)
+            self._type_literal(value, spec)
 
     def _not_null_columns(self, condition: Any) -> set[str]:
         """Columns that the WHERE clause guarantees non-NULL (a top-level 'col IS NOT NULL')."""
@@ -464,16 +480,6 @@ def _literal_type(node: Literal) -> str:
     if isinstance(value, str):
         return STRING
     raise InvalidQuery(f"literal {node.text} is not supported")
-
-
-def _is_iso_date(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _describe(node: Any) -> str:

@@ -104,10 +104,24 @@ def test_normalization_ignores_whitespace_and_keyword_case():
         ("SELECT sex, COUNT(*) AS n FROM df GROUP BY sex HAVING sex > 'A'", "HAVING"),
         ("SELECT age + 1 AS a, COUNT(*) AS n FROM df GROUP BY age", "on its own"),
         # types that would compare differently per row or per engine
-        ("SELECT COUNT(*) FROM df WHERE region = 5", "cannot compare"),
-        ("SELECT COUNT(*) FROM df WHERE age = 'ten'", "cannot compare"),
-        ("SELECT COUNT(*) FROM df WHERE born > 'yesterday'", "cannot compare"),
-        ("SELECT COUNT(*) FROM df WHERE age IN (1, 'x')", "cannot compare"),
+        ("SELECT COUNT(*) FROM df WHERE region = 5", "'region' is string"),
+        ("SELECT COUNT(*) FROM df WHERE age = 'ten'", "'age' is int"),
+        ("SELECT COUNT(*) FROM df WHERE born > 'yesterday'", "'YYYY-MM-DD'"),
+        ("SELECT COUNT(*) FROM df WHERE age IN (1, 'x')", "'age' is int"),
+        ("SELECT COUNT(*) FROM df WHERE age = employed", "cannot compare"),
+        # literals typed by the column: one accepted format per type, nothing cast per row
+        ("SELECT COUNT(*) FROM df WHERE age > 40.5", "whole number"),
+        ("SELECT COUNT(*) FROM df WHERE age IN (1, 2.5)", "whole number"),
+        ("SELECT COUNT(*) FROM df WHERE born > '2000/01/01'", "'YYYY-MM-DD'"),
+        ("SELECT COUNT(*) FROM df WHERE born > '2000-01-01T10:00:00'", "'YYYY-MM-DD'"),
+        ("SELECT COUNT(*) FROM df WHERE born > '2000-01-01 10:00:00+01:00'", "'YYYY-MM-DD'"),
+        ("SELECT COUNT(*) FROM df WHERE born > '20000101'", "'YYYY-MM-DD'"),
+        ("SELECT COUNT(*) FROM df WHERE born > '2001-02-29'", "not a valid date"),
+        ("SELECT COUNT(*) FROM df WHERE born BETWEEN '2000-01-01' AND 5", "'born' is datetime"),
+        ("SELECT COUNT(*) FROM df WHERE employed = 1", "true or false"),
+        ("SELECT COUNT(*) FROM df WHERE sex = 'a\\b'", "backslash"),
+        ("SELECT COUNT(*) FROM df WHERE income > 0.00001", "0.0001"),
+        ("SELECT COUNT(*) FROM df WHERE region IN ('" + "x" * 1001 + "')", "1000 characters"),
         ("SELECT COUNT(*) FROM df WHERE region", "not boolean"),
         ("SELECT COUNT(*) FROM df WHERE age = NULL", "IS NULL"),
         # unbounded or overflowing sums
@@ -133,6 +147,50 @@ def test_normalization_ignores_whitespace_and_keyword_case():
 )
 def test_refused(sql, mentions):
     assert mentions in refused(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "written"),
+    [
+        # every value reaches the engines as a constant of its column's type
+        ("SELECT COUNT(*) FROM df WHERE income > 1500", "income > 1500.0"),
+        ("SELECT COUNT(*) FROM df WHERE age > 3.0", "age > 3"),
+        ("SELECT COUNT(*) FROM df WHERE age IN (1, 2.0)", "age IN ( 1, 2 )"),
+        (
+            "SELECT COUNT(*) FROM df WHERE born >= '2000-01-01'",
+            "born >= CAST('2000-01-01 00:00:00.000000' AS TIMESTAMP)",
+        ),
+        (
+            "SELECT COUNT(*) FROM df WHERE born BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.5'",
+            "BETWEEN CAST('0001-01-01 00:00:00.000000' AS TIMESTAMP) "
+            "AND CAST('9999-12-31 23:59:59.500000' AS TIMESTAMP)",
+        ),
+        ("SELECT COUNT(*) FROM df WHERE employed = true", "employed = TRUE"),
+        ("SELECT COUNT(*) FROM df WHERE 'F' = sex", "'F' = sex"),
+    ],
+)
+def test_values_are_written_as_constants_of_their_column_type(sql, written):
+    assert written in ok(sql)
+
+
+def test_group_keys_are_the_declared_grid_or_thresholded():
+    public = DatasetMetadata.from_dict(
+        {
+            "row_privacy": True,
+            "columns": {
+                "sex": {"type": "string", "categories": ["F", "M"], "public_keys": True},
+                "employed": {"type": "boolean", "public_keys": True},
+                "region": {"type": "string", "categories": ["N", "S"]},
+            },
+        }
+    )
+    grid = guard_query("SELECT sex, employed, COUNT(*) FROM df GROUP BY sex, employed", public, "S")
+    assert grid.group_columns == ("sex", "employed")
+    assert grid.key_grid == (("F", True), ("F", False), ("M", True), ("M", False))
+    # categories alone are not public keys: those groups are thresholded
+    mixed = guard_query("SELECT sex, region, COUNT(*) FROM df GROUP BY sex, region", public, "S")
+    assert mixed.key_grid is None and mixed.group_columns == ("sex", "region")
+    assert guard_query("SELECT COUNT(*) FROM df", public, "S").group_columns == ()
 
 
 def test_refusals_do_not_depend_on_anything_but_query_and_metadata():
