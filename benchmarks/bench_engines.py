@@ -45,15 +45,14 @@ QUERY = (
 )
 EPSILON = 1.0
 COLUMNS = {
-    "sex": {"type": "string", "categories": ["F", "M"], "nullable": False},
+    "sex": {"type": "string", "categories": ["F", "M"], "nullable": False, "public_keys": True},
     "age": {"type": "int", "lower": 0, "upper": 100, "nullable": False},
     "income": {"type": "float", "lower": 0.0, "upper": 500000.0, "nullable": False},
 }
-ROW_PRIVACY = {"max_ids": 1, "row_privacy": True, "censor_dims": False, "columns": COLUMNS}
+ROW_PRIVACY = {"max_ids": 1, "row_privacy": True, "columns": COLUMNS}
 PER_PERSON = {
     "max_ids": 5,
     "row_privacy": False,
-    "censor_dims": False,
     "columns": {**COLUMNS, "pid": {"type": "int", "private_id": True, "nullable": False}},
 }
 

@@ -37,9 +37,8 @@ EPSILON = 1.0
 METADATA = {
     "max_ids": 1,
     "row_privacy": True,
-    "censor_dims": False,
     "columns": {
-        "sex": {"type": "string", "categories": ["F", "M"], "nullable": False},
+        "sex": {"type": "string", "categories": ["F", "M"], "nullable": False, "public_keys": True},
         "age": {"type": "int", "lower": 0, "upper": 100, "nullable": False},
         "income": {"type": "float", "lower": 0.0, "upper": 500000.0, "nullable": False},
     },

@@ -9,16 +9,20 @@ rests on it.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from lomas_server.errors import InvalidMetadata
+from lomas_server.errors import InvalidMetadata, InvalidQuery
 
 COLUMN_TYPES = ("int", "float", "string", "boolean", "datetime")
+KEY_TYPES = ("string", "int", "boolean")  # what may be declared public keys
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_BOUND = 1e15  # bounds larger than this would let sums of many rows overflow
+MAX_GRID = 100_000  # declared groups one release may show
 
 # Table-level options understood by SmartNoise-SQL; they cannot double as column names.
 TABLE_OPTIONS = (
@@ -86,6 +90,15 @@ class ColumnSpec:
     def is_bounded(self) -> bool:
         return self.lower is not None and self.upper is not None
 
+    @property
+    def public_values(self) -> tuple[Any, ...] | None:
+        """The values the admin declared public for grouping, in their declared order."""
+        if not self.public_keys:
+            return None
+        if self.categories is not None:
+            return self.categories
+        return (True, False) if self.type == "boolean" else None
+
 
 @dataclass(frozen=True)
 class DatasetMetadata:
@@ -97,6 +110,85 @@ class DatasetMetadata:
     censor_dims: bool
     rows: int | None
     document: dict[str, Any] = field(repr=False)
+
+    @property
+    def id_column(self) -> str | None:
+        """The column naming each row's person; None when each row is a person (row privacy)."""
+        if self.row_privacy:
+            return None
+        return next((c.name for c in self.columns.values() if c.private_id), None)
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Columns a row cannot lack: the person's id, and those declared not nullable.
+
+        A row without one does not fit the metadata; every engine leaves it out (a filter on
+        each row, which changes no one else's contribution) rather than fail on it.
+        """
+        person = self.id_column
+        return [c.name for c in self.columns.values() if c.name == person or not c.nullable]
+
+    def key_grid(self, columns: list[str]) -> list[tuple[Any, ...]] | None:
+        """Every combination of the declared public values of ``columns``, in declared order;
+        None when one of them has no public values (its groups are then thresholded)."""
+        values = [self.columns[name].public_values for name in columns]
+        if not columns or any(v is None for v in values):
+            return None
+        size = math.prod(len(v) for v in values)  # type: ignore[arg-type]
+        if size > MAX_GRID:
+            raise InvalidQuery(
+                f"grouping by {', '.join(columns)} would show {size} declared groups; "
+                f"at most {MAX_GRID} can be released at once"
+            )
+        return list(itertools.product(*values))  # type: ignore[arg-type]
+
+    def weakening_options(self) -> list[str]:
+        """Options that would weaken the guarantee, each with what to do instead.
+
+        The engines never use them (``smartnoise_table`` writes the safe value), so metadata
+        stored before they were refused still works; adding or importing a dataset refuses
+        them so that the admin's document says what really happens.
+        """
+        doc = self.document
+        found = []
+        if doc.get("censor_dims") is False:
+            found.append(
+                "'censor_dims: false' would release group keys read from the data; remove it "
+                "and declare the public values of a column with 'categories' and "
+                "'public_keys: true' (other groups are shown only above a DP threshold)"
+            )
+        if doc.get("clamp_columns") is False:
+            found.append(
+                "'clamp_columns: false' would let values outside a column's bounds into sums; "
+                "remove it (values are always clamped to their bounds)"
+            )
+        if doc.get("sample_max_ids") is False:
+            found.append(
+                "'sample_max_ids: false' would let one person contribute more than 'max_ids' "
+                "rows; remove it"
+            )
+        if doc.get("use_dpsu") is True:
+            found.append("'use_dpsu' is not supported; remove it")
+        ids = [c.name for c in self.columns.values() if c.private_id]
+        if len(ids) > 1:
+            found.append(f"only one column can be 'private_id' (found {', '.join(ids)})")
+        if ids and self.row_privacy:
+            found.append(
+                f"'row_privacy: true' counts each row as a person, but column {ids[0]!r} is "
+                "marked 'private_id': keep one of the two"
+            )
+        for name, source in doc["columns"].items():
+            if "sensitivity" in source:
+                found.append(
+                    f"column {name!r}: 'sensitivity' would replace what its bounds imply; remove "
+                    "it (the bounds decide)"
+                )
+            if "missing_value" in source and _missing_value(self.columns[name], source) is None:
+                found.append(
+                    f"column {name!r}: 'missing_value' must be a number within the column's "
+                    "bounds, on a numeric column"
+                )
+        return found
 
     @classmethod
     def from_dict(cls, document: Any) -> DatasetMetadata:
@@ -150,26 +242,39 @@ class DatasetMetadata:
         """What analysts may see: the admin's document, which holds no data values."""
         return copy.deepcopy(self.document)
 
-    def smartnoise_table(self) -> dict[str, Any]:
-        """The table description in SmartNoise-SQL's own layout (options and columns side by side)."""
+    def smartnoise_table(self, *, censor_dims: bool = False) -> dict[str, Any]:
+        """The table description in SmartNoise-SQL's own layout (options and columns side by side).
+
+        Written from the validated model with every protection on, whatever the document says:
+        values clamped to their bounds, at most ``max_ids`` rows per person, no column
+        sensitivity but the bounds'. Whether rare groups are censored is decided per query
+        (``censor_dims``): groups whose keys are public are released in full instead.
+        """
+        person = self.id_column
         table: dict[str, Any] = {
-            key: self.document[key] for key in TABLE_OPTIONS if key in self.document
+            "max_ids": self.max_ids,
+            "row_privacy": person is None,
+            "censor_dims": censor_dims,
+            "sample_max_ids": True,
+            "clamp_columns": True,
+            "clamp_counts": bool(self.document.get("clamp_counts", False)),
+            "use_dpsu": False,
         }
-        table["max_ids"] = self.max_ids
-        table["row_privacy"] = self.row_privacy
-        table["censor_dims"] = self.censor_dims
         for name, spec in self.columns.items():
-            column: dict[str, Any] = {"type": spec.type, "nullable": spec.nullable}
+            is_id = name == person
+            column: dict[str, Any] = {"type": spec.type, "nullable": spec.nullable and not is_id}
             if spec.is_numeric and spec.lower is not None:
                 column["lower"] = spec.lower
             if spec.is_numeric and spec.upper is not None:
                 column["upper"] = spec.upper
-            if spec.private_id:
+            if is_id:
                 column["private_id"] = True
             source = self.document["columns"][name]
-            for key in ("cardinality", "missing_value", "sensitivity"):
-                if key in source:
-                    column[key] = source[key]
+            if "cardinality" in source:
+                column["cardinality"] = source["cardinality"]
+            missing = _missing_value(spec, source)
+            if missing is not None:
+                column["missing_value"] = missing
             table[name] = column
         return table
 
@@ -202,15 +307,17 @@ def _parse_column(name: Any, spec: Any) -> ColumnSpec:
         raise InvalidMetadata(f"column {name!r} of type {ctype} cannot have bounds")
     categories = spec.get("categories")
     if categories is not None:
-        if not isinstance(categories, list) or not categories:
-            raise InvalidMetadata(f"column {name!r}: 'categories' must be a non-empty list")
-        categories = tuple(categories)
+        categories = _categories(name, ctype, categories)
     nullable = spec.get("nullable", True)
     private_id = spec.get("private_id", False)
     public_keys = spec.get("public_keys", False)
     if not all(isinstance(flag, bool) for flag in (nullable, private_id, public_keys)):
         raise InvalidMetadata(
             f"column {name!r}: 'nullable', 'private_id' and 'public_keys' must be true or false"
+        )
+    if public_keys and ctype not in KEY_TYPES:
+        raise InvalidMetadata(
+            f"column {name!r}: only string, int and boolean columns can have 'public_keys'"
         )
     if public_keys and categories is None and ctype != "boolean":
         raise InvalidMetadata(
@@ -231,6 +338,11 @@ def _numeric_bounds(name: str, ctype: str, lower: Any, upper: Any) -> tuple[Any,
             or not math.isfinite(bound)
         ):
             raise InvalidMetadata(f"column {name!r}: bounds must be finite numbers")
+        if abs(bound) > MAX_BOUND:
+            raise InvalidMetadata(
+                f"column {name!r}: bounds are at most {MAX_BOUND:g} in magnitude (a sum of many "
+                "larger values could overflow)"
+            )
     if ctype == "int" and (lower != int(lower) or upper != int(upper)):
         raise InvalidMetadata(f"column {name!r}: an int column needs whole-number bounds")
     if lower > upper:
@@ -238,6 +350,47 @@ def _numeric_bounds(name: str, ctype: str, lower: Any, upper: Any) -> tuple[Any,
     if ctype == "int":
         return int(lower), int(upper)
     return float(lower), float(upper)
+
+
+def _categories(name: str, ctype: str, categories: Any) -> tuple[Any, ...]:
+    """The declared values, each of the column's type: a category that the data could never
+    hold as written (``'1'`` in an int column) would never match a row."""
+    if not isinstance(categories, list) or not categories:
+        raise InvalidMetadata(f"column {name!r}: 'categories' must be a non-empty list")
+    accepted = {
+        "string": lambda v: isinstance(v, str),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "datetime": lambda v: isinstance(v, (str, date, datetime)),
+    }[ctype]
+    wrong = [v for v in categories if not accepted(v)]
+    if wrong:
+        raise InvalidMetadata(
+            f"column {name!r}: categories must be {ctype} values like the column "
+            f"(found {wrong[0]!r})"
+        )
+    if len(set(map(repr, categories))) != len(categories):
+        raise InvalidMetadata(f"column {name!r}: a category is listed twice")
+    return tuple(categories)
+
+
+def _missing_value(spec: ColumnSpec, source: dict[str, Any]) -> int | float | None:
+    """The column's ``missing_value`` if it is safe to hand to SmartNoise-SQL, else None.
+
+    SmartNoise-SQL writes it into the SQL as is (``COALESCE(col, value)``): text would be read
+    as a column name, and a value of another type would be converted only on rows with a NULL.
+    """
+    value = source.get("missing_value")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not spec.is_numeric or not spec.is_bounded or not math.isfinite(value):
+        return None
+    if spec.type == "int" and value != int(value):
+        return None
+    if not spec.lower <= value <= spec.upper:  # type: ignore[operator]
+        return None
+    return int(value) if spec.type == "int" else float(value)
 
 
 def _date_bounds(name: str, lower: Any, upper: Any) -> tuple[Any, Any]:

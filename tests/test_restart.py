@@ -17,9 +17,13 @@ from tests.servers import Api, ServerProcess
 BIG_META = {
     "max_ids": 1,
     "row_privacy": True,
-    "censor_dims": False,
     "columns": {
-        "g": {"type": "string", "categories": ["a", "b", "c"], "nullable": False},
+        "g": {
+            "type": "string",
+            "categories": ["a", "b", "c"],
+            "nullable": False,
+            "public_keys": True,
+        },
         "x": {"type": "float", "lower": 0.0, "upper": 100.0},
     },
 }
@@ -33,10 +37,12 @@ def own_store(tmp_path):
     admin = AdminService(store)
     seed_datasets(admin, tmp_path / "data")
     rng = np.random.default_rng(0)
-    rows = 600_000  # big enough that loading it takes a while: time to kill the server
+    # Big enough that reading it takes a while: the server scans it at each query (see
+    # SCANNING), so the query runs long after its budget is reserved: time to kill the server.
+    rows = 6_000_000
     big = pd.DataFrame({"g": rng.choice(["a", "b", "c"], rows), "x": rng.uniform(0, 100, rows)})
-    big.to_csv(tmp_path / "data" / "big.csv", index=False)
-    admin.add_dataset("BIG", tmp_path / "data" / "big.csv", BIG_META)
+    big.to_parquet(tmp_path / "data" / "big.parquet", index=False)
+    admin.add_dataset("BIG", tmp_path / "data" / "big.parquet", BIG_META)
     token = admin.add_user("restarter")
     admin.grant("restarter", "PENGUIN", 5.0, 0.0)
     admin.grant("restarter", "BIG", 5.0, 0.0)
@@ -72,9 +78,12 @@ def _wait_for_running_entry(path, timeout=60.0) -> str:
     raise AssertionError("the query never started running")
 
 
+SCANNING = ("--LomasServerApp.scan_parquet_above_bytes=0",)
+
+
 def test_sigkill_during_a_query_keeps_the_spend_and_marks_it_interrupted(own_store, tmp_path):
     path, token = own_store
-    server = ServerProcess(path, tmp_path).start()
+    server = ServerProcess(path, tmp_path, extra_args=SCANNING).start()
     api = Api(server.api, token)
     import threading
 

@@ -1,11 +1,20 @@
 """OpenDP: queries compiled by the server into OpenDP measurements, from metadata only.
 
 The client sends an ``OpenDPQuery`` (engines/opendp_query.py) and a noise choice; the server
-builds the whole measurement: the privacy unit from ``max_ids``, the bounds of every sum,
+builds the whole measurement: the privacy unit from ``max_ids`` (with a ``private_id`` column,
+each person's rows are truncated to ``max_ids`` by OpenDP itself), the bounds of every sum,
 mean, variance and quantile from the column's metadata, which grouping keys are public from
 ``public_keys``, the candidates of quantiles from the bounds. Nothing the client sends is
 deserialized into OpenDP or Polars. OpenDP's Polars integration then finds the noise scales
 and releases.
+
+Group keys: with public keys, a release is exactly the declared grid (OpenDP joins the
+statistics to the public key set; groups without rows get noise on zero). Each noisy
+statistic is then released by a measurement of its own, with an equal share of the budget:
+OpenDP fills a missing group's statistics with noise expressions that Polars' common
+subexpression elimination evaluates once for all statistics of the same scale, which would
+make an empty group recognisable (its counts all equal). Without public keys, only groups
+whose noisy count passes a threshold are released, which needs delta.
 
 Planning happens on an empty frame with the dataset's schema (no row is read); execution builds
 the same measurement on the rows and checks that its privacy loss is the one reserved.
@@ -25,7 +34,6 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import product
 from typing import Any
 
 import pandas as pd
@@ -35,8 +43,10 @@ from lomas_server.datasets.conform import empty_arrow, plain_strings
 from lomas_server.datasets.parquet_scan import ParquetScan
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.memo import BoundedMemo
+from lomas_server.engines.opendp_calibration import Calibration, calibrate, measurement, resolve
 from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
 from lomas_server.errors import InvalidQuery
+from lomas_server.literals import epoch_microseconds
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
 
 log = logging.getLogger(__name__)
@@ -77,7 +87,8 @@ class OpenDPPlan:
     budget: float  # the epsilon or rho in force (found by the server for a target accuracy)
     delta: float | None  # only when grouping keys are not public (thresholding)
     loss: PrivacyLoss
-    calibration: Calibration | None = None
+    # One per measurement: several only for public keys with several noisy statistics.
+    calibration: tuple[Calibration, ...] = ()
     noisy_values: list[dict[str, Any]] = field(default_factory=list)
     columns: list[dict[str, Any]] = field(default_factory=list)
 
@@ -134,13 +145,15 @@ class OpenDPEngine:
         else:
             assert noise.budget is not None
             budget = noise.budget
-        context, built = compiler.build(empty, budget)
+        context, parts = compiler.build(empty, budget)
         try:
+            import polars as pl
             from opendp.accuracy import summarize_polars_measurement
 
-            calibration = calibrate(built)
-            summary = summarize_polars_measurement(
-                measurement(built, calibration), alpha=1 - noise.confidence
+            calibration = tuple(calibrate(part) for part in parts)
+            summary = pl.concat(
+                summarize_polars_measurement(measurement(part, c), alpha=1 - noise.confidence)
+                for part, c in zip(parts, calibration, strict=True)
             )
         except InvalidQuery:
             raise
@@ -164,105 +177,17 @@ class OpenDPEngine:
     ) -> OpenDPResult:
         _only_contrib()
         compiler = _Compiler(metadata, plan.query, plan.noise)
-        context, built = compiler.build(compiler.frame(table()), plan.budget)
-        if compiler.loss(context) != plan.loss:
+        context, parts = compiler.build(compiler.frame(table()), plan.budget)
+        if compiler.loss(context) != plan.loss or len(parts) != len(plan.calibration):
             raise RuntimeError("the measurement on the data differs from the one that was paid for")
-        query = object.__getattribute__(built, "_query")
-        assert plan.calibration is not None
-        # The noise found while planning (from the schema alone) is the noise used now.
-        released = query._context(measurement(built, plan.calibration)).collect().to_pandas()
+        released = None
+        for part, calibration in zip(parts, plan.calibration, strict=True):
+            query = object.__getattribute__(part, "_query")
+            # The noise found while planning (from the schema alone) is the noise used now.
+            frame = query._context(measurement(part, calibration)).collect().to_pandas()
+            keys = compiler.group_columns
+            released = frame if released is None else released.merge(frame, on=keys, how="inner")
         return compiler.outputs(released)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """The noise found for a query: OpenDP's global scale and, for hidden groups, a threshold."""
-
-    scale: float
-    threshold: int | None
-
-
-def _maker(built: Any) -> tuple[Callable[[float, int | None], Any], Any, Any, bool]:
-    """A constructor of the query's measurement at a given scale and threshold."""
-    from opendp.measurements import make_private_lazyframe
-
-    plan = object.__getattribute__(built, "polars_plan")
-    query = object.__getattribute__(built, "_query")
-    input_domain, input_metric = query._chain
-    approximate = getattr(query._output_measure.type, "origin", None) == "Approximate"
-
-    def make(scale: float, threshold: int | None = None) -> Any:
-        return make_private_lazyframe(
-            input_domain=input_domain,
-            input_metric=input_metric,
-            output_measure=query._output_measure,
-            lazyframe=plan,
-            global_scale=scale,
-            threshold=threshold,
-        )
-
-    return make, query, plan, approximate
-
-
-def calibrate(built: Any) -> Calibration:
-    """The smallest noise within the query's budget.
-
-    OpenDP's own ``resolve`` finds the noise scale by a generic search of several hundred
-    privacy-map evaluations (seconds for a Gaussian count). The loss of these queries is
-    proportional to 1/scale (Laplace, exponential mechanism) or 1/scale^2 (Gaussian), so one
-    evaluation at scale 1 gives the scale; it is then checked exactly, as OpenDP would, and
-    nudged up while it does not pass. The threshold that hides rare groups (approximate DP)
-    is still found by OpenDP's integer search.
-    """
-    from opendp.mod import OpenDPException, binary_search
-
-    make, query, _, approximate = _maker(built)
-    d_in, d_out = query._d_in, query._d_out
-
-    def loss(measurement: Any) -> float:
-        value = measurement.map(d_in)
-        return float(value[0] if approximate else value)
-
-    budget = float(d_out[0] if approximate else d_out)
-    no_threshold = 2**32 - 1 if approximate else None
-    try:
-        if make(0.0).check(d_in, d_out):
-            return Calibration(0.0, None)  # nothing in the query needs noise
-    except OpenDPException:
-        pass
-    at_one = loss(make(1.0, no_threshold))
-    measure = str(query._output_measure)
-    squared = "Gaussian" in measure or "ZeroConcentrated" in measure
-    scale = math.sqrt(at_one / budget) if squared else at_one / budget
-    for _ in range(60):
-        if loss(make(scale, no_threshold)) <= budget:
-            break
-        scale *= 1 + 1e-9
-    else:
-        raise InvalidQuery("OpenDP cannot calibrate the noise for this query")
-    if not approximate:
-        return Calibration(scale, None)
-    try:
-        make(scale)
-        return Calibration(scale, None)
-    except OpenDPException:
-        pass  # groups need a threshold
-    threshold = binary_search(lambda t: make(scale, t).map(d_in)[1] < d_out[1], T=int)
-    return Calibration(scale, threshold)
-
-
-def measurement(built: Any, calibration: Calibration) -> Any:
-    """The query's measurement at a known calibration, checked against its budget."""
-    make, query, _, _ = _maker(built)
-    made = make(calibration.scale, calibration.threshold)
-    if not made.check(query._d_in, query._d_out):
-        raise RuntimeError("the calibrated measurement does not meet its budget")
-    return made
-
-
-def resolve(built: Any) -> Any:
-    """The measurement of an OpenDP Polars query at the smallest noise within its budget."""
-    return measurement(built, calibrate(built))
 
 
 def _only_contrib() -> None:
@@ -283,18 +208,23 @@ def _refusal(err: Exception) -> InvalidQuery:
 
 
 class _Compiler:
-    """Builds the OpenDP Context and query for one OpenDPQuery, from metadata alone."""
+    """Builds the OpenDP Context and queries for one OpenDPQuery, from metadata alone."""
 
     def __init__(self, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise) -> None:
         self.metadata = metadata
         self.query = query
         self.noise = noise
-        self.public_keys = self._public_keys()
-        if self.group_columns and self.public_keys is None:
+        self.grid = metadata.key_grid(self.group_columns) if self.group_columns else None
+        if self.group_columns and self.grid is None:
             if noise.delta is None or noise.delta <= 0:
+                hidden = [
+                    c for c in self.group_columns if metadata.columns[c].public_values is None
+                ]
                 raise InvalidQuery(
-                    "the values of the grouping column(s) are not public, so OpenDP releases only "
-                    "groups above a noisy threshold, which needs a 'delta' above 0"
+                    f"the values of {', '.join(map(repr, hidden))} are not declared public, so "
+                    "OpenDP releases only groups whose noisy count passes a threshold, which "
+                    "needs a 'delta' above 0 (e.g. 1e-6); or the administrator can declare the "
+                    "column's 'categories' with 'public_keys: true'"
                 )
             self.delta: float | None = noise.delta
         else:
@@ -326,40 +256,52 @@ class _Compiler:
         return lazy
 
     # -- the measurement -----------------------------------------------------------------------
-    def build(self, lazy: Any, budget: float) -> tuple[Any, Any]:
+    def build(self, lazy: Any, budget: float) -> tuple[Any, list[Any]]:
+        """The Context and the queries it releases: one, or one per noisy statistic when the
+        keys are public (see the module doc)."""
         import opendp.prelude as dp
         import polars as pl
 
+        expressions = [e for a in self.query.aggregates for e in self._expressions(a)]
+        if self.group_columns and self.grid is None and not self._counts_rows():
+            # Groups whose keys are not public are released above a threshold on a noisy
+            # count of rows, which OpenDP needs among the expressions.
+            expressions.append(pl.len().dp.noise().alias(KEY_COUNT))
+        batches = [[e] for e in expressions] if self.grid is not None else [expressions]
+        person = self.metadata.id_column
         try:
+            if person is None:
+                unit = dp.unit_of(contributions=self.metadata.max_ids)
+            else:
+                unit = dp.unit_of(contributions=1, identifier=pl.col(person))
             context = dp.Context.compositor(
                 data=lazy,
-                privacy_unit=dp.unit_of(contributions=self.metadata.max_ids),
+                privacy_unit=unit,
                 privacy_loss=self.noise.loss_of(budget, self.delta),
-                split_evenly_over=1,
+                split_evenly_over=len(batches),
                 margins=self._margins(),
             )
-            query = context.query()
-            for condition in self.query.filters:
-                query = query.filter(_condition(condition))
-            expressions = [e for a in self.query.aggregates for e in self._expressions(a)]
-            if self.group_columns and self.public_keys is None and not self._counts_rows():
-                # Groups whose keys are not public are released above a threshold on a noisy
-                # count of rows, which OpenDP needs among the expressions.
-                expressions.append(pl.len().dp.noise().alias(KEY_COUNT))
-            if self.group_columns:
-                query = query.group_by(self.group_columns).agg(expressions)
-                if self.public_keys is not None and self.query.filters:
-                    # A filter may empty a group: joining the public keys keeps every group.
-                    query = query.join(self.public_keys, on=self.group_columns, how="right")
-            else:
-                query = query.select(expressions)
-            # The noise follows the privacy measure: epsilon means Laplace, rho means Gaussian.
-            built = query
+            parts = []
+            for batch in batches:
+                query = context.query()
+                for condition in self.query.filters:
+                    query = query.filter(_condition(condition, self.metadata))
+                if person is not None:
+                    # At most max_ids rows per person, drawn at random among those the
+                    # filters keep (as SmartNoise-SQL's reservoir does).
+                    query = query.truncate_per_group(self.metadata.max_ids)
+                if self.group_columns:
+                    query = query.group_by(self.group_columns).agg(batch)
+                    if self.grid is not None:
+                        query = query.with_keys(self._grid_frame())
+                else:
+                    query = query.select(batch)
+                parts.append(query)
         except InvalidQuery:
             raise
         except Exception as err:
             raise _refusal(err) from err
-        return context, built
+        return context, parts
 
     def _counts_rows(self) -> bool:
         return any(
@@ -367,45 +309,35 @@ class _Compiler:
             for a in self.query.aggregates
         )
 
-    def _public_keys(self) -> Any:
-        """The grouping keys as a LazyFrame when the admin declared them all public, else None."""
+    def _grid_frame(self) -> Any:
+        """The declared public keys, every combination, as a LazyFrame of the columns' types."""
         import polars as pl
 
+        assert self.grid is not None
         columns = self.group_columns
-        if not columns:
-            return None
         specs = [self.metadata.columns[c] for c in columns]
-        if not all(spec.public_keys for spec in specs):
-            return None
-        values = [list(spec.categories) if spec.categories else [True, False] for spec in specs]
-        rows = list(product(*values))
-        return pl.LazyFrame({c: [row[i] for row in rows] for i, c in enumerate(columns)}).cast(
-            {c: _polars_type(spec) for c, spec in zip(columns, specs, strict=True)}
+        return pl.LazyFrame(
+            {c: [row[i] for row in self.grid] for i, c in enumerate(columns)},
+            schema={c: _polars_type(spec) for c, spec in zip(columns, specs, strict=True)},
         )
 
     def _margins(self) -> list[Any]:
+        """What OpenDP may assume of the data: only what follows from the metadata's ``rows``,
+        the most rows it holds, checked against the data before it is read
+        (datasets/conform.py). No group has more rows, and there are no more groups than rows;
+        nothing is claimed from categories, since a row may hold any value, declared or not.
+        (The number of groups only sizes the allowance for float rounding in sums: declaring
+        ``rows`` groups instead of a handful changes a noise scale in its eighth digit.)"""
         import opendp.prelude as dp
 
         rows = self.metadata.rows
-        margins = [dp.polars.Margin(by=[], max_length=rows)] if rows else []
-        if not self.group_columns:
-            return margins
-        # How many groups there can be is public (from categories or cardinality): OpenDP
-        # needs it to bound what one person can change across groups.
-        groups = 1
-        for column in self.group_columns:
-            spec = self.metadata.columns[column]
-            if spec.distinct_values is None:
-                raise InvalidQuery(
-                    f"grouping by {column!r} needs its 'categories' or 'cardinality' in the metadata"
-                )
-            groups *= spec.distinct_values + (1 if spec.nullable else 0)
-        invariant = "keys" if self.public_keys is not None else None
-        margins.append(
-            dp.polars.Margin(
-                by=self.group_columns, invariant=invariant, max_groups=groups, max_length=rows
+        if not rows:
+            return []
+        margins = [dp.polars.Margin(by=[], max_length=rows)]
+        if self.group_columns:
+            margins.append(
+                dp.polars.Margin(by=self.group_columns, max_length=rows, max_groups=rows)
             )
-        )
         return margins
 
     def _expressions(self, aggregate: Aggregate) -> list[Any]:
@@ -482,12 +414,15 @@ class _Compiler:
         def worst(budget: float) -> float:
             from opendp.accuracy import summarize_polars_measurement
 
-            _, built = self.build(empty, budget)
+            _, parts = self.build(empty, budget)
             try:
-                summary = summarize_polars_measurement(
-                    resolve(built), alpha=1 - self.noise.confidence
-                )
-                values = [r.get("accuracy") for r in summary.to_dicts()]
+                values = [
+                    r.get("accuracy")
+                    for part in parts
+                    for r in summarize_polars_measurement(
+                        resolve(part), alpha=1 - self.noise.confidence
+                    ).to_dicts()
+                ]
             except Exception as err:
                 raise _refusal(err) from err
             known = [v for v in values if v is not None]
@@ -542,7 +477,10 @@ def _finish(aggregate: Aggregate, row: pd.Series) -> Any:
     return max(0.0, row[f"{name}__squares"] / n - mean * mean)
 
 
-def _condition(f: Filter) -> Any:
+def _condition(f: Filter, metadata: DatasetMetadata) -> Any:
+    """A filter as a Polars expression. Values were typed against the column when the query
+    was parsed; a timestamp compares as its microseconds (OpenDP takes no datetime literal,
+    and reading a timestamp as its integer cannot fail)."""
     import polars as pl
 
     column = pl.col(f.column)
@@ -550,19 +488,24 @@ def _condition(f: Filter) -> Any:
         return column.is_null()
     if f.op == "is_not_null":
         return column.is_not_null()
+    values = f.value if f.op == "in" else (f.value,)
+    if metadata.columns[f.column].type == "datetime":
+        column = column.cast(pl.Int64)
+        values = tuple(epoch_microseconds(v) for v in values)
     if f.op == "in":
         # OpenDP does not take is_in: the same test as a chain of equalities.
-        condition = column == f.value[0]
-        for value in f.value[1:]:
+        condition = column == values[0]
+        for value in values[1:]:
             condition = condition | (column == value)
         return condition
+    value = values[0]
     return {
-        "==": column == f.value,
-        "!=": column != f.value,
-        "<": column < f.value,
-        "<=": column <= f.value,
-        ">": column > f.value,
-        ">=": column >= f.value,
+        "==": column == value,
+        "!=": column != value,
+        "<": column < value,
+        "<=": column <= value,
+        ">": column > value,
+        ">=": column >= value,
     }[f.op]
 
 

@@ -5,6 +5,13 @@ admin's metadata; its mechanisms give the cost. All SmartNoise work runs on one 
 thread: its pandas reader keeps the data in an in-memory SQLite database that only the thread
 which created it can see, and the work is CPU-bound anyway.
 
+Group keys: a release shows either the full grid of the declared public values of the GROUP BY
+columns (groups with no rows included, values outside the declaration never shown), or, when a
+grouping column has no public values, only the groups whose noisy count passes SmartNoise-SQL's
+threshold, which needs delta (``censor_dims``, decided here per query, never by metadata). The
+exact aggregates are reshaped to that rule before noise is added (``_ReleasedKeys``), in an order
+that depends on the keys only.
+
 Cost: SmartNoise-SQL releases one noisy value per mechanism (an AVG is a noisy SUM and a
 noisy COUNT). A plan's ``PrivacyLoss`` lists each mechanism's (epsilon, delta), with
 SmartNoise's own advanced-composition odometer as an alternative bound; the dataset's
@@ -37,7 +44,7 @@ from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.postgres_reader import PostgresTableReader
-from lomas_server.engines.sql_guard import CANONICAL_TABLE, guard_query
+from lomas_server.engines.sql_guard import CANONICAL_TABLE, GuardedQuery, guard_query
 from lomas_server.engines.xpath_memo import remember_xpaths
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
@@ -65,6 +72,13 @@ class SqlPlan:
     noisy_values: list[NoisyValue]
     # For each output column: which noisy values it is computed from, and its accuracy.
     columns: list[ColumnAccuracy]
+    # Which groups the release shows (see the module doc).
+    group_columns: tuple[str, ...] = ()
+    key_grid: tuple[tuple[Any, ...], ...] | None = None
+
+    @property
+    def thresholded(self) -> bool:
+        return bool(self.group_columns) and self.key_grid is None
 
 
 @dataclass(frozen=True)
@@ -150,9 +164,15 @@ class SmartnoiseSqlEngine:
         if known is not None:
             return known
         guarded = guard_query(query, metadata, dataset)
-        plan = self._on_engine_thread(
-            self._plan, dataset, metadata, guarded.sql, guarded.output_names, epsilon, delta
-        )
+        if guarded.group_columns and guarded.key_grid is None and delta <= 0:
+            hidden = [c for c in guarded.group_columns if metadata.columns[c].public_values is None]
+            raise InvalidQuery(
+                f"the values of {', '.join(map(repr, hidden))} are not declared public, so "
+                "groups are shown only when their noisy count passes a threshold, which needs "
+                "'delta' above 0 (e.g. 1e-6); or the administrator can declare the column's "
+                "'categories' with 'public_keys: true'"
+            )
+        plan = self._on_engine_thread(self._plan, dataset, metadata, guarded, epsilon, delta)
         self._plans.put(key, plan)
         return plan
 
@@ -160,14 +180,15 @@ class SmartnoiseSqlEngine:
         self,
         dataset: str,
         metadata: DatasetMetadata,
-        sql: str,
-        output_names: list[str],
+        guarded: GuardedQuery,
         epsilon: float,
         delta: float,
     ) -> SqlPlan:
+        sql, output_names = guarded.sql, guarded.output_names
+        censor = bool(guarded.group_columns) and guarded.key_grid is None
         try:
             reader = self._private_reader(
-                self._schema_reader(dataset, metadata), metadata, epsilon, delta
+                self._schema_reader(dataset, metadata), metadata, epsilon, delta, censor
             )
             reader._refresh_options()
             subquery, outer = reader._rewrite(sql)
@@ -194,7 +215,18 @@ class SmartnoiseSqlEngine:
         noisy = _noisy_values(subquery, all_mechanisms)
         columns = _column_accuracy(outer, output_names, noisy)
         loss = PrivacyLoss.approx_dp(pairs, bound=odometer)
-        return SqlPlan(dataset, sql, epsilon, delta, loss, output_names, noisy, columns)
+        return SqlPlan(
+            dataset,
+            sql,
+            epsilon,
+            delta,
+            loss,
+            output_names,
+            noisy,
+            columns,
+            guarded.group_columns,
+            guarded.key_grid,
+        )
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(
@@ -219,7 +251,12 @@ class SmartnoiseSqlEngine:
     ) -> SqlResult:
         try:
             data_reader = self._data_reader(plan.dataset, metadata, version, table)
-            reader = self._private_reader(data_reader, metadata, plan.epsilon, plan.delta)
+            reader = _KeyedPrivateReader(
+                plan,
+                data_reader,
+                _snsql_document(metadata, plan.thresholded),
+                privacy=Privacy(epsilon=plan.epsilon, delta=plan.delta),
+            )
             if postprocess:
                 rows = reader.execute(plan.sql)
                 columns = _named(list(rows[0]), plan.output_names)
@@ -233,10 +270,12 @@ class SmartnoiseSqlEngine:
     # -- readers -----------------------------------------------------------------------------
     @staticmethod
     def _private_reader(
-        reader: DuckDBReader, metadata: DatasetMetadata, epsilon: float, delta: float
+        reader: DuckDBReader, metadata: DatasetMetadata, epsilon: float, delta: float, censor: bool
     ) -> PrivateReader:
         return PrivateReader(
-            reader, _snsql_document(metadata), privacy=Privacy(epsilon=epsilon, delta=delta)
+            reader,
+            _snsql_document(metadata, censor),
+            privacy=Privacy(epsilon=epsilon, delta=delta),
         )
 
     def _schema_reader(self, dataset: str, metadata: DatasetMetadata) -> DuckDBReader:
@@ -277,12 +316,12 @@ def _open_reader(
 ) -> Any:
     """The reader for where the rows live: in place for databases and Spark, else in memory."""
     if isinstance(table, PostgresSource):
-        return PostgresTableReader(table, list(metadata.columns))
+        return PostgresTableReader(table, metadata)
     if isinstance(table, SparkSource):
         # Imported here so that servers without Spark datasets never load pyspark.
         from lomas_server.engines.spark_reader import SparkTableReader
 
-        return SparkTableReader(table)
+        return SparkTableReader(table, metadata)
     return DuckDBReader(table(), memory_limit_bytes=duckdb_memory_bytes)
 
 
@@ -354,8 +393,71 @@ def _reset_features() -> None:
     disable_features("floating-point")
 
 
-def _snsql_document(metadata: DatasetMetadata) -> dict[str, Any]:
-    return {"": {"": {CANONICAL_TABLE: metadata.smartnoise_table()}}}
+def _snsql_document(metadata: DatasetMetadata, censor: bool) -> dict[str, Any]:
+    return {"": {"": {CANONICAL_TABLE: metadata.smartnoise_table(censor_dims=censor)}}}
+
+
+class _KeyedPrivateReader(PrivateReader):
+    """SmartNoise-SQL's reader, with the exact aggregates reshaped to the plan's key rule
+    before any noise is added (the one place SmartNoise-SQL reads them: ``_get_reader``)."""
+
+    def __init__(self, plan: SqlPlan, reader: Any, metadata: Any, privacy: Privacy) -> None:
+        super().__init__(reader, metadata, privacy=privacy)
+        self._plan = plan
+
+    def _get_reader(self, query_ast: Any) -> Any:
+        return _ReleasedKeys(super()._get_reader(query_ast), self._plan)
+
+
+class _ReleasedKeys:
+    """Exact aggregates, one row per released group, in an order set by the keys alone.
+
+    With a key grid: rows whose keys are not declared (including NULL) are dropped before the
+    noise, and every declared group without rows gets one, its aggregates missing (SmartNoise
+    adds noise to zero there, as to any empty group): which groups exist never shows. Rows
+    come in the grid's order. Otherwise rows are sorted by key, so that the order of the
+    released groups says nothing about how the engine stored the data.
+    """
+
+    def __init__(self, reader: Any, plan: SqlPlan) -> None:
+        self._reader = reader
+        self._plan = plan
+
+    def _execute_ast(self, subquery: Any, *args: Any, **kwargs: Any) -> Any:
+        rows = self._reader._execute_ast(subquery, *args, **kwargs)
+        if not isinstance(rows, list):
+            raise TypeError("the exact aggregates came back in an unexpected shape")
+        header, body = rows[0], [list(row) for row in rows[1:]]
+        symbols = subquery._select_symbols
+        keys = [i for i, symbol in enumerate(symbols) if symbol.mechanism is None]
+        if self._plan.key_grid is None:
+            body.sort(key=lambda row: tuple(_sort_key(row[i]) for i in keys))
+            return [header, *body]
+        by_name = {name.lower(): n for n, name in enumerate(self._plan.group_columns)}
+        order = [by_name[str(symbols[i].name).lower()] for i in keys]
+        found = {}
+        for row in body:
+            key = tuple(_key_value(row[i]) for i in keys)
+            found[key] = row
+        released = []
+        for declared in self._plan.key_grid:
+            key = tuple(declared[n] for n in order)
+            row = found.get(tuple(_key_value(v) for v in key))
+            if row is None:
+                row = [None] * len(symbols)
+                for position, value in zip(keys, key, strict=True):
+                    row[position] = value
+            released.append(row)
+        return [header, *released]
+
+
+def _key_value(value: Any) -> Any:
+    """A key as a value that compares by type too (True is not 1 here)."""
+    return (type(value).__name__ if isinstance(value, bool) else "", value)
+
+
+def _sort_key(value: Any) -> tuple[Any, ...]:
+    return (value is None, "" if value is None else str(type(value).__name__), value)
 
 
 def _fingerprint(metadata: DatasetMetadata) -> str:

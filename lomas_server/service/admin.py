@@ -22,7 +22,7 @@ from lomas_server.accounting import (
 from lomas_server.datasets import conformed_table, source_from_description, source_from_location
 from lomas_server.datasets.parquet_scan import plan_scan, scannable
 from lomas_server.datasets.sources import PostgresSource, SparkSource
-from lomas_server.errors import InvalidRequest, NotFound
+from lomas_server.errors import DatasetUnavailable, InvalidMetadata, InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
 from lomas_server.store.base import AdminStore, ArchiveEntry, DatasetRecord, UserRecord
@@ -84,17 +84,24 @@ class AdminService:
                 "a dataset name is 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit"
             )
         parsed = DatasetMetadata.from_dict(metadata)
+        weakening = parsed.weakening_options()
+        if weakening:
+            raise InvalidMetadata(
+                "the metadata would weaken the privacy guarantee: " + "; ".join(weakening)
+            )
         source = source_from_location(
             location, file_format, engine=engine, **(source_options or {})
         )
         if isinstance(source, (PostgresSource, SparkSource)):
             # The table stays in its database: its columns must have the metadata's types.
             source.check_columns({name: spec.type for name, spec in parsed.columns.items()})
-        elif check_data and not (scannable(source) and plan_scan(source, parsed)):
+            if check_data:
+                _check_in_place_rows(source, parsed)
+        elif check_data and not (scannable(source) and plan_scan(source, parsed, strict=True)):
             # Read it once now: a dataset whose rows do not fit its metadata never reaches
             # analysts. (A Parquet file whose types already fit was checked from its footer
             # without loading it: it may be larger than memory.)
-            conformed_table(source.load(list(parsed.columns)), parsed)
+            conformed_table(source.load(list(parsed.columns), strict=True), parsed, strict=True)
         record = DatasetRecord(
             name=name,
             source=source.describe(),
@@ -163,6 +170,21 @@ class AdminService:
         if self.store.get_user(user) is None:
             raise NotFound(f"no user {user!r}")
         return self.store.archive(user, dataset=dataset)
+
+
+def _check_in_place_rows(source: PostgresSource | SparkSource, metadata: DatasetMetadata) -> None:
+    """What ``conformed_table(strict=True)`` checks of a file, asked of the database or Spark:
+    no more rows than ``rows``, and none without a required value."""
+    total, lacking = source.count_rows(metadata.required_columns)
+    if metadata.rows is not None and total > metadata.rows:
+        raise DatasetUnavailable(
+            f"the data holds {total} rows, more than the metadata's 'rows' ({metadata.rows})"
+        )
+    if lacking:
+        raise DatasetUnavailable(
+            f"{lacking} row(s) have no value in a column that needs one "
+            f"({', '.join(metadata.required_columns)}: the person id and not-nullable columns)"
+        )
 
 
 def _check_rule(record: DatasetRecord, stated: PrivacyAmount) -> None:

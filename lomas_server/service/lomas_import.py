@@ -5,10 +5,15 @@ and the metadata live) in collection files. Paths in them are relative to lomas'
 folder, and some point to places unreachable from here, so the administrator can rewrite them
 (``remap``). Users get new API tokens (lomas had none); what they had spent is carried over as
 one ledger entry per dataset, so their remaining budget is what it was.
+
+lomas's metadata may switch protections off (``censor_dims: false`` in its PENGUIN, say). Each
+such option is replaced by the safe behaviour on import and the report says what changed and
+what the admin may declare instead (``safe_metadata``).
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 from dataclasses import dataclass, field
@@ -30,9 +35,67 @@ class ImportReport:
     datasets: list[str] = field(default_factory=list)
     users: dict[str, str] = field(default_factory=dict)  # name -> new token
     skipped: list[str] = field(default_factory=list)  # "what: why"
+    changed: list[str] = field(default_factory=list)  # "dataset: what was made safe, and how"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"datasets": self.datasets, "users": self.users, "skipped": self.skipped}
+        return {
+            "datasets": self.datasets,
+            "users": self.users,
+            "skipped": self.skipped,
+            "changed": self.changed,
+        }
+
+
+def safe_metadata(document: Any) -> tuple[Any, list[str]]:
+    """lomas metadata with every option that would weaken the guarantee replaced by the safe
+    behaviour, and a note for each (what changed, what the admin can declare instead)."""
+    if not isinstance(document, dict) or not isinstance(document.get("columns"), dict):
+        return document, []  # DatasetMetadata says what is wrong with it
+    doc = copy.deepcopy(document)
+    notes = []
+    if doc.get("censor_dims") is False:
+        del doc["censor_dims"]
+        keyed = [
+            name
+            for name, column in doc["columns"].items()
+            if isinstance(column, dict)
+            and column.get("categories")
+            and not column.get("public_keys")
+        ]
+        hint = (
+            f"; if the categories of {', '.join(keyed)} are public, add 'public_keys: true' to "
+            "them so that groups by them need no delta"
+            if keyed
+            else ""
+        )
+        notes.append(
+            "'censor_dims: false' removed: groups are now shown in full only for columns with "
+            "public keys, others above a DP threshold (queries then need delta)" + hint
+        )
+    for option, safe in (("clamp_columns", True), ("sample_max_ids", True), ("use_dpsu", False)):
+        if option in doc and doc[option] is not safe:
+            notes.append(f"'{option}: {str(doc.pop(option)).lower()}' removed")
+    ids = [n for n, c in doc["columns"].items() if isinstance(c, dict) and c.get("private_id")]
+    if ids and doc.get("row_privacy") is True:
+        for name in ids:
+            del doc["columns"][name]["private_id"]
+        notes.append(
+            f"'private_id' removed from {', '.join(ids)}: with 'row_privacy: true' lomas counted "
+            "each row as a person, and so does this server"
+        )
+    for name, column in doc["columns"].items():
+        if not isinstance(column, dict):
+            continue
+        if "sensitivity" in column:
+            del column["sensitivity"]
+            notes.append(f"column {name}: 'sensitivity' removed (the bounds decide)")
+        missing = column.get("missing_value")
+        if "missing_value" in column and (
+            isinstance(missing, bool) or not isinstance(missing, (int, float))
+        ):
+            del column["missing_value"]
+            notes.append(f"column {name}: 'missing_value' removed (only numbers are supported)")
+    return doc, notes
 
 
 class LomasImporter:
@@ -73,11 +136,12 @@ class LomasImporter:
         name = entry.get("dataset_name", "?")
         try:
             location, options = self._location(entry["dataset_access"], folder)
-            metadata = self._metadata(entry["metadata_access"], folder)
+            metadata, notes = safe_metadata(self._metadata(entry["metadata_access"], folder))
             self.admin.add_dataset(
                 name, location, metadata, source_options=options, check_data=self.check_data
             )
             report.datasets.append(name)
+            report.changed.extend(f"dataset {name}: {note}" for note in notes)
         except Conflict:
             report.skipped.append(f"dataset {name}: already exists")
         except LomasError as err:

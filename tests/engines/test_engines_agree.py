@@ -113,7 +113,6 @@ def test_duckdb_and_pandas_readers_agree(name, metadata, sql):
 PEOPLE_DOCUMENT = {
     "max_ids": 2,
     "row_privacy": False,
-    "censor_dims": False,
     "columns": {
         "pid": {"type": "int", "private_id": True},
         "kind": {"type": "string", "categories": ["a", "b"]},

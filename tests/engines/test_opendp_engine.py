@@ -17,6 +17,10 @@ from lomas_server.metadata import DatasetMetadata
 from tests.conftest import SAMPLE_DATA, sample_metadata
 
 PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
+# with a column whose values are not public: its groups are thresholded
+_banded = sample_metadata("penguin")
+_banded["columns"]["bill_length_mm_band"] = {"type": "string", "categories": ["short", "long"]}
+BANDED = DatasetMetadata.from_dict(_banded)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,10 @@ def rows(frame):
         ({"aggregates": [{"op": "count"}]}, Noise("gaussian", 0.2)),
         (
             {"group_by": ["species"], "aggregates": [{"op": "count"}]},
+            Noise("laplace", 1.0),
+        ),
+        (
+            {"group_by": ["bill_length_mm_band"], "aggregates": [{"op": "count"}]},
             Noise("laplace", 1.0, delta=1e-6),
         ),
     ],
@@ -47,9 +55,9 @@ def rows(frame):
 def test_calibration_matches_opendps_own_search(query, noise):
     """Our one-step calibration lands on the scale OpenDP's generic search finds, or a hair below
     its noise (never above the budget: both are checked by OpenDP's privacy map)."""
-    compiler = _Compiler(PENGUIN, parse_opendp_query(query, PENGUIN), noise)
+    compiler = _Compiler(BANDED, parse_opendp_query(query, BANDED), noise)
     enable_features("contrib")
-    _, built = compiler.build(compiler.frame(None), noise.budget)
+    _, (built,) = compiler.build(compiler.frame(None), noise.budget)
     ours = summarize_polars_measurement(resolve(built), alpha=0.05).to_dicts()
     theirs = summarize_polars_measurement(built.resolve(), alpha=0.05).to_dicts()
     for mine, reference in zip(ours, theirs, strict=True):
@@ -76,13 +84,86 @@ def test_only_contrib_is_on_even_after_smartnoise_and_stray_switches(rows):
     thread.close()
 
 
-def test_grouping_needs_a_bound_on_the_number_of_groups():
+def test_groups_of_free_text_need_delta_and_then_a_threshold(frame):
+    """No bound on the number of groups is needed any more, and none is claimed: keys that are
+    not public are released only above a noisy threshold, which needs delta."""
     metadata = sample_metadata("penguin")
     metadata["columns"]["note"] = {"type": "string"}  # free text: no categories, no cardinality
     parsed = DatasetMetadata.from_dict(metadata)
     query = parse_opendp_query({"group_by": ["note"], "aggregates": [{"op": "count"}]}, parsed)
-    with pytest.raises(InvalidQuery, match="cardinality"):
-        OpenDPEngine().plan("P", parsed, query, Noise("laplace", 1.0, delta=1e-6))
+    with pytest.raises(InvalidQuery, match="delta"):
+        OpenDPEngine().plan("P", parsed, query, Noise("laplace", 1.0))
+    engine = OpenDPEngine()
+    plan = engine.plan("P", parsed, query, Noise("laplace", 1.0, delta=1e-6))
+    notes = frame.assign(note=["rare"] + ["common"] * (len(frame) - 1))
+    released = engine.execute(plan, parsed, lambda: to_arrow(notes, parsed))
+    assert [row[0] for row in released.rows] == ["common"]  # one person's value never shows
+
+
+def test_public_keys_release_exactly_the_declared_grid(frame):
+    """Values outside the declaration (and NULL) are never shown; a declared value with no row
+    is a group like any other."""
+    rows = frame.copy()
+    rows.loc[0, "species"] = "Emperor"
+    rows = rows[rows["species"] != "Chinstrap"]
+    engine = OpenDPEngine()
+    for query in (
+        {
+            "group_by": ["species"],
+            "aggregates": [{"op": "count"}, {"op": "sum", "column": "body_mass_g"}],
+        },
+        {"aggregates": [{"op": "histogram", "column": "species"}]},
+    ):
+        plan = engine.plan("P", PENGUIN, parse_opendp_query(query, PENGUIN), Noise("laplace", 1.0))
+        released = engine.execute(plan, PENGUIN, lambda: to_arrow(rows, PENGUIN))
+        assert [row[0] for row in released.rows] == ["Adelie", "Chinstrap", "Gentoo"]
+
+
+def test_an_empty_public_group_does_not_show_by_equal_counts(frame):
+    """OpenDP fills a missing group's statistics with noise that Polars evaluates once for
+    all statistics of the same scale; released separately, two counts of an empty group
+    differ as often as those of any group."""
+    rows = frame[frame["species"] != "Chinstrap"]
+    query = {
+        "group_by": ["species"],
+        "aggregates": [{"op": "count"}, {"op": "count", "column": "species", "as": "n2"}],
+    }
+    engine = OpenDPEngine()
+    # scale 10 per count: both clamped to 0 about 28% of the time, equal otherwise rarely
+    plan = engine.plan("P", PENGUIN, parse_opendp_query(query, PENGUIN), Noise("laplace", 0.2))
+    equal = 0
+    for _ in range(40):
+        released = engine.execute(plan, PENGUIN, lambda: to_arrow(rows, PENGUIN))
+        (chinstrap,) = [row for row in released.rows if row[0] == "Chinstrap"]
+        equal += chinstrap[1] == chinstrap[2]
+    assert equal < 25  # about 12 of 40; 40 of 40 when the noise is shared
+
+
+def test_rows_of_one_person_are_truncated_to_max_ids():
+    """A person owning 1,000 rows moves a count by max_ids at most, as on the SQL path."""
+    metadata = DatasetMetadata.from_dict(
+        {
+            "max_ids": 2,
+            "rows": 5000,
+            "columns": {
+                "pid": {"type": "int", "private_id": True},
+                "kind": {"type": "string", "categories": ["a", "b"], "public_keys": True},
+            },
+        }
+    )
+    heavy = pd.DataFrame({"pid": [1] * 1000 + list(range(2, 102)), "kind": ["a"] * 1100})
+    table = to_arrow(conform_to_metadata(heavy.astype(str), metadata), metadata)
+    engine = OpenDPEngine()
+    for query in (
+        {"aggregates": [{"op": "count"}]},
+        {"group_by": ["kind"], "aggregates": [{"op": "count"}]},
+    ):
+        plan = engine.plan(
+            "P", metadata, parse_opendp_query(query, metadata), Noise("laplace", 50.0)
+        )
+        released = engine.execute(plan, metadata, lambda: table)
+        count = released.rows[0][-1]
+        assert abs(count - 102) <= 3, count  # 100 people with one row, one with two kept
 
 
 def test_nulls_are_left_out_of_sums_and_means(rows):

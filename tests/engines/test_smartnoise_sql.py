@@ -82,8 +82,9 @@ def test_cost_never_exceeds_smartnoises_own_odometer_and_skips_its_slack_delta(e
 
 def test_thresholded_query_costs_delta(engine):
     plan = engine.plan(
-        "TITANIC", TITANIC, "SELECT Sex, COUNT(*) AS n FROM df GROUP BY Sex", 1.0, 1e-5
+        "TITANIC", TITANIC, "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name", 1.0, 1e-5
     )
+    assert plan.thresholded
     assert AccountingRule().charge(plan.loss).epsilon == 1.0 and AccountingRule().charge(
         plan.loss
     ).delta == pytest.approx(1e-5)
@@ -91,7 +92,13 @@ def test_thresholded_query_costs_delta(engine):
 
 def test_thresholding_without_delta_is_refused_before_spending(engine):
     with pytest.raises(InvalidQuery, match="delta"):
-        engine.plan("TITANIC", TITANIC, "SELECT Sex, COUNT(*) AS n FROM df GROUP BY Sex", 1.0, 0.0)
+        engine.plan(
+            "TITANIC", TITANIC, "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name", 1.0, 0.0
+        )
+    # public keys need no threshold, and a query without groups none either
+    for sql in ("SELECT Sex, COUNT(*) AS n FROM df GROUP BY Sex", "SELECT COUNT(*) AS n FROM df"):
+        plan = engine.plan("TITANIC", TITANIC, sql, 1.0, 0.0)
+        assert not plan.thresholded and AccountingRule().charge(plan.loss).delta == 0
 
 
 def test_mechanism_that_cannot_be_built_is_refused_before_spending(engine):

@@ -132,13 +132,25 @@ def test_query_without_postprocess_returns_raw_noisy_aggregates(make_user):
 
 def test_censored_rare_groups_give_a_charged_empty_result_not_an_error(make_user):
     user = make_user(TITANIC=(5.0, 1e-3))
-    # Titanic's metadata censors rare groups; no passenger has this name.
-    query = "SELECT Sex, COUNT(*) AS n FROM df WHERE Name = 'Nobody at all' GROUP BY Sex"
+    # Names are not public keys, so their groups are censored below a noisy threshold; no
+    # name is shared by enough passengers to pass it.
+    query = "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name"
     reply = user.api.sql("TITANIC", query, 1.0, 1e-5)
     assert reply.status_code == 200
     body = reply.json()
-    assert body["result"] == {"columns": ["Sex", "n"], "data": []}
+    assert body["result"] == {"columns": ["Name", "n"], "data": []}
     assert body["cost"]["epsilon"] == 1.0 and body["cost"]["delta"] > 0
+
+
+def test_public_keys_show_every_declared_group_even_an_empty_one(make_user):
+    user = make_user(TITANIC=(5.0, 0.0))
+    # Sex is a public key of Titanic: both groups are released, each with noise, although
+    # no passenger has this name; no delta is needed.
+    query = "SELECT Sex, COUNT(*) AS n FROM df WHERE Name = 'Nobody at all' GROUP BY Sex"
+    reply = user.api.sql("TITANIC", query, 1.0)
+    assert reply.status_code == 200, reply.text
+    assert [row[0] for row in reply.json()["result"]["data"]] == ["male", "female"]
+    assert reply.json()["cost"] == {"epsilon": 1.0, "delta": 0.0}
 
 
 def test_budget_endpoint_tracks_spending(make_user):
