@@ -45,6 +45,14 @@ def _shared_engines() -> tuple[SmartnoiseSqlEngine, OpenDPEngine]:
         return _engines
 
 
+def _for_dummy(document: dict[str, Any], dummy: pd.DataFrame) -> DatasetMetadata:
+    """The dataset's metadata, with room for as many dummy rows as were asked for: ``rows``
+    bounds the real data, and dummy rows are not it."""
+    if document.get("rows") is not None and document["rows"] < len(dummy):
+        document = {**document, "rows": len(dummy)}
+    return DatasetMetadata.from_dict(document)
+
+
 def run_on_dummy(
     metadata_document: dict[str, Any],
     dummy: pd.DataFrame,
@@ -55,7 +63,7 @@ def run_on_dummy(
     delta: float,
     seed: int,
 ) -> DummyRun:
-    metadata = DatasetMetadata.from_dict(metadata_document)
+    metadata = _for_dummy(metadata_document, dummy)
     engine = _shared_engines()[0]
     plan = engine.plan(dataset, metadata, query, epsilon, delta)
     frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
@@ -72,7 +80,7 @@ def run_opendp_on_dummy(
     from lomas_server.engines.opendp_query import parse_opendp_query
     from lomas_server.handlers.payloads import parse_opendp_request
 
-    metadata = DatasetMetadata.from_dict(metadata_document)
+    metadata = _for_dummy(metadata_document, dummy)
     parsed = parse_opendp_request(request, for_release=False)
     engine = _shared_engines()[1]
     plan = engine.plan(dataset, metadata, parse_opendp_query(parsed.query, metadata), parsed.noise)

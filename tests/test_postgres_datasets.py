@@ -57,7 +57,7 @@ def postgres(postgres_server):
 def test_reservoir_runs_in_postgres_too(postgres):
     server, _, people = postgres
     (row,) = exact_aggregates(
-        PostgresTableReader(PostgresSource(server.dsn, "people"), list(PEOPLE.columns)),
+        PostgresTableReader(PostgresSource(server.dsn, "people"), PEOPLE),
         PEOPLE,
         "SELECT COUNT(*) AS n FROM df",
     )
@@ -102,7 +102,7 @@ def test_unreachable_database_is_503_and_spends_nothing(admin, make_user):
     admin.add_dataset(
         name,
         f"{gone.dsn}?table=t",
-        {"row_privacy": True, "censor_dims": False, "columns": {"species": {"type": "string"}}},
+        {"row_privacy": True, "columns": {"species": {"type": "string"}}},
     )
     gone.stop()
     user = make_user(**{name: (5.0, 0.0)})
@@ -121,9 +121,7 @@ def test_names_match_the_table_whatever_their_case(postgres, admin, make_user):
     sql = "SELECT Species, COUNT(*) AS n, AVG(Bill_Length_Mm) AS a FROM df GROUP BY Species"
     source = PostgresSource(server.dsn, "PUBLIC.PENGUINS")
     source.check_columns({name: spec.type for name, spec in metadata.columns.items()})
-    in_database = exact_aggregates(
-        PostgresTableReader(source, list(metadata.columns)), metadata, sql
-    )
+    in_database = exact_aggregates(PostgresTableReader(source, metadata), metadata, sql)
     renamed = penguins.rename(columns=str.title)
     assert in_database == exact_aggregates(DuckDBReader(to_arrow(renamed, metadata)), metadata, sql)
     name = f"PGC{uuid.uuid4().hex[:6]}"

@@ -87,18 +87,20 @@ def test_unreachable_data_is_503_and_spends_nothing(
     assert user.api.get("/queries").json()["queries"] == []
 
 
-def test_download_interrupted_after_the_reservation_keeps_the_spend(file_server, admin, make_user):
+def test_download_interrupted_is_found_before_the_reservation(file_server, admin, make_user):
     name = _name()
     file_server.files[f"/{name}.csv"] = CSV
-    # HEAD succeeds (the data looks reachable), GET breaks halfway through the rows.
+    # HEAD succeeds (the data looks reachable), GET breaks halfway through the rows: the rows
+    # are read before anything is reserved, so the broken download costs nothing.
     admin.add_dataset(
         name, f"{file_server.url}/cut/{name}.csv", sample_metadata("penguin"), check_data=False
     )
     user = make_user(**{name: (5.0, 0.0)})
     reply = user.api.sql(name, COUNT, 1.0)
-    assert reply.status_code == 500 and reply.json()["error"] == "query_failed"
-    assert _spent(user, name) == 1.0
-    assert [q["status"] for q in user.api.get("/queries").json()["queries"]] == ["failed"]
+    assert reply.status_code == 503 and reply.json()["error"] == "dataset_unavailable"
+    assert "nothing was spent" in reply.json()["message"]
+    assert _spent(user, name) == 0.0
+    assert user.api.get("/queries").json()["queries"] == []
 
 
 def test_credentials_never_show(s3, s3_dataset, make_user, admin, server):

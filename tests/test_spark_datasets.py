@@ -38,7 +38,7 @@ def files(tmp_path_factory):
 
 def test_reservoir_runs_on_spark_too(files):
     folder, _, people = files
-    reader = SparkTableReader(SparkSource(str(folder / "people.parquet")))
+    reader = SparkTableReader(SparkSource(str(folder / "people.parquet")), PEOPLE)
     (row,) = exact_aggregates(reader, PEOPLE, "SELECT COUNT(*) AS n FROM df")
     assert row[0] == bounded_count(people)
 
@@ -77,11 +77,15 @@ def test_a_folder_of_parts_is_one_dataset_whose_version_follows_its_files(files)
     source = SparkSource(str(parts))
     source.check_columns({name: spec.type for name, spec in PENGUIN.columns.items()})
     before = source.version()
-    (row,) = exact_aggregates(SparkTableReader(source), PENGUIN, "SELECT COUNT(*) AS n FROM df")
+    (row,) = exact_aggregates(
+        SparkTableReader(source, PENGUIN), PENGUIN, "SELECT COUNT(*) AS n FROM df"
+    )
     assert row[0] == len(penguins)
     pq.write_table(table.slice(0, 10), parts / "part-2.parquet")
     assert source.version() != before
-    (row,) = exact_aggregates(SparkTableReader(source), PENGUIN, "SELECT COUNT(*) AS n FROM df")
+    (row,) = exact_aggregates(
+        SparkTableReader(source, PENGUIN), PENGUIN, "SELECT COUNT(*) AS n FROM df"
+    )
     assert row[0] == len(penguins) + 10
 
 
@@ -118,6 +122,6 @@ def test_metadata_names_match_the_files_columns_whatever_their_case(files):
     source = SparkSource(str(folder / "penguins.parquet"))
     source.check_columns({name: spec.type for name, spec in metadata.columns.items()})
     sql = "SELECT Species, COUNT(*) AS n FROM df GROUP BY Species"
-    on_spark = exact_aggregates(SparkTableReader(source), metadata, sql)
+    on_spark = exact_aggregates(SparkTableReader(source, metadata), metadata, sql)
     renamed = to_arrow(penguins.rename(columns=str.title), metadata)
     assert on_spark == exact_aggregates(DuckDBReader(renamed), metadata, sql)

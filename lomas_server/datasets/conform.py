@@ -2,10 +2,26 @@
 
 The engines must never see a column the metadata does not describe, nor a value of another
 type than declared (a string in an int column would make SQL behave differently per row).
+
+Two ways to meet a row that does not fit:
+
+- ``strict`` (when the admin adds a dataset): refuse the data, naming the column, so the admin
+  fixes it before any analyst sees the dataset;
+- otherwise (when a query reads a version the admin never checked): a value that is not of
+  its column's type becomes missing, and a row missing its person's id or a value in a column
+  declared not nullable is left out. Each of these is decided by one row alone, so it changes
+  no one else's contribution, and no query can fail because of what one row holds. What was
+  left out goes to the server log.
+
+``NaN`` in a float column is a missing value on every path (engines disagree on how it
+compares and sums). The number of rows is checked against the metadata's ``rows``, an upper
+bound OpenDP relies on, in both modes: data with more rows does not fit its metadata at all.
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -13,61 +29,166 @@ import pandas as pd
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
 
+log = logging.getLogger(__name__)
+
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 
-def conform_to_metadata(raw: pd.DataFrame, metadata: DatasetMetadata) -> pd.DataFrame:
-    """Return a new frame with the metadata's columns converted to their types.
+def conform_to_metadata(
+    raw: pd.DataFrame, metadata: DatasetMetadata, *, strict: bool = False
+) -> pd.DataFrame:
+    """A new frame with the metadata's columns converted to their types (see the module doc).
 
     Raises DatasetUnavailable naming the column when the data does not fit; the message is
     meant for the admin (at add time) and the server log (at query time), never an analyst.
     """
     by_lower = {str(col).lower(): col for col in raw.columns}
-    missing = [name for name in metadata.columns if name.lower() not in by_lower]
+    _check_columns(list(by_lower), metadata)
+    _check_rows(len(raw), metadata)
+    out = {}
+    for name, spec in metadata.columns.items():
+        series = raw[by_lower[name.lower()]]
+        converted, misfits = _convert(series.reset_index(drop=True), spec)
+        if misfits:
+            if strict:
+                raise DatasetUnavailable(
+                    f"column {name!r} does not hold values of type {spec.type} "
+                    f"({misfits} value(s) do not convert)"
+                )
+            log.warning(
+                "column %r: %d value(s) not of type %s read as missing", name, misfits, spec.type
+            )
+        out[name] = converted
+    frame = pd.DataFrame(out)
+    return _required_rows(frame, metadata, strict)
+
+
+def _convert(series: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, int]:
+    """The column in its declared type, and how many present values did not convert."""
+    present = series.notna()
+    if spec.type == "int":
+        numeric = pd.to_numeric(series, errors="coerce")
+        whole = numeric.notna() & (numeric % 1 == 0) & (numeric.abs() < 2**63)
+        converted = numeric.where(whole).astype("Float64").astype("Int64")
+        return converted, int((present & ~whole).sum())
+    if spec.type == "float":
+        numeric = pd.to_numeric(series, errors="coerce").astype("float64")
+        # NaN is a missing value, whichever way the file wrote it.
+        failed = present & numeric.isna() & ~_nan_text(series)
+        return numeric, int(failed.sum())
+    if spec.type == "boolean":
+        return _to_boolean(series)
+    if spec.type == "datetime":
+        return _to_datetime(series)
+    return series.astype("string").astype(object).where(present, None), 0
+
+
+def _nan_text(series: pd.Series) -> pd.Series:
+    text = series.astype("string").str.strip().str.lower()
+    return text.isin(["nan", "-nan", "+nan"]).fillna(False).astype(bool)
+
+
+def _to_boolean(series: pd.Series) -> tuple[pd.Series, int]:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype("boolean"), 0
+    text = series.astype("string").str.strip().str.lower()
+    known = text.isin(_TRUE | _FALSE).fillna(False).astype(bool)
+    unknown = int((text.notna() & ~known).sum())
+    return text.isin(_TRUE).astype("boolean").where(known, pd.NA), unknown
+
+
+def _to_datetime(series: pd.Series) -> tuple[pd.Series, int]:
+    """Timestamps to the microsecond, over years 1-9999 (not only pandas' 1677-2262)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pd.api.types.is_datetime64_any_dtype(series):
+        values = pd.to_datetime(series)
+        if getattr(values.dt, "tz", None) is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        return pd.Series(list(values.dt.to_pydatetime()), dtype=object).where(
+            series.notna(), None
+        ), 0
+    text = series.astype("string")
+    try:
+        parsed = pc.cast(pa.array(text, type=pa.string(), from_pandas=True), pa.timestamp("us"))
+        return pd.Series(parsed.to_pylist(), dtype=object), 0
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # some value is not plain ISO 8601: read them one by one
+    values, failed = [], 0
+    for value in text:
+        if value is None or value is pd.NA:
+            values.append(None)
+            continue
+        parsed_value = _one_datetime(str(value))
+        failed += parsed_value is None
+        values.append(parsed_value)
+    return pd.Series(values, dtype=object), failed
+
+
+def _one_datetime(text: str) -> datetime | None:
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        try:
+            value = pd.Timestamp(text).to_pydatetime()
+        except (ValueError, TypeError, OverflowError):
+            return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _check_rows(count: int, metadata: DatasetMetadata) -> None:
+    if metadata.rows is not None and count > metadata.rows:
+        raise DatasetUnavailable(
+            f"the data holds {count} rows, more than the metadata's 'rows' ({metadata.rows}), "
+            "which OpenDP relies on as an upper bound; raise 'rows' or remove rows"
+        )
+
+
+def _check_columns(present: list[str], metadata: DatasetMetadata) -> None:
+    names = {name.lower() for name in present}
+    missing = [name for name in metadata.columns if name.lower() not in names]
     if missing:
         raise DatasetUnavailable(
             f"the data has no column(s) {', '.join(missing)} declared in the metadata"
         )
-    out = {}
-    for name, spec in metadata.columns.items():
-        series = raw[by_lower[name.lower()]]
-        try:
-            out[name] = _convert(series, spec)
-        except (ValueError, TypeError) as err:
+
+
+def _required_rows(frame: Any, metadata: DatasetMetadata, strict: bool) -> Any:
+    """``frame`` (pandas or Arrow) without the rows that lack a required value (or an error,
+    when strict)."""
+    import numpy as np
+
+    person = metadata.id_column
+    keep = None
+    for name in metadata.required_columns:
+        if isinstance(frame, pd.DataFrame):
+            missing = frame[name].isna().to_numpy(dtype=bool)
+        else:
+            missing = frame.column(name).is_null().to_numpy(zero_copy_only=False)
+        count = int(missing.sum())
+        if not count:
+            continue
+        if strict:
+            if name == person:
+                raise DatasetUnavailable(
+                    f"column {name!r} names each row's person, but {count} row(s) have no id"
+                )
             raise DatasetUnavailable(
-                f"column {name!r} does not hold values of type {spec.type}"
-            ) from err
-        if not spec.nullable and out[name].isna().any():
-            raise DatasetUnavailable(
-                f"column {name!r} is declared not nullable but has missing values"
+                f"column {name!r} is declared not nullable but has {count} missing value(s)"
             )
-    return pd.DataFrame(out)
+        log.warning("%d row(s) missing a value in required column %r are left out", count, name)
+        keep = ~missing if keep is None else keep & ~missing
+    if keep is None:
+        return frame
+    if isinstance(frame, pd.DataFrame):
+        return frame[keep].reset_index(drop=True)
+    import pyarrow as pa
 
-
-def _convert(series: pd.Series, spec: ColumnSpec) -> pd.Series:
-    if spec.type == "int":
-        numeric = pd.to_numeric(series, errors="raise")
-        if (numeric.dropna() % 1 != 0).any():
-            raise ValueError("non-integer values")
-        return numeric.astype("Int64")
-    if spec.type == "float":
-        return pd.to_numeric(series, errors="raise").astype("float64")
-    if spec.type == "boolean":
-        return _to_boolean(series)
-    if spec.type == "datetime":
-        return pd.to_datetime(series, errors="raise")
-    return series.astype("string").astype(object).where(series.notna(), None)
-
-
-def _to_boolean(series: pd.Series) -> pd.Series:
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype("boolean")
-    text = series.astype("string").str.strip().str.lower()
-    unknown = text.notna() & ~text.isin(_TRUE | _FALSE)
-    if unknown.any():
-        raise ValueError("values other than true/false")
-    return text.isin(_TRUE).astype("boolean").where(text.notna(), pd.NA)
+    return frame.filter(pa.array(np.asarray(keep, dtype=bool)))
 
 
 def arrow_schema(metadata: DatasetMetadata) -> Any:
@@ -92,7 +213,7 @@ def to_arrow(frame: pd.DataFrame, metadata: DatasetMetadata) -> Any:
     columns = []
     for field in schema:
         series = frame[field.name]
-        if field.type == pa.timestamp("us"):
+        if field.type == pa.timestamp("us") and series.dtype != object:
             series = pd.to_datetime(series).astype("datetime64[us]")
         columns.append(pa.array(series, type=field.type, from_pandas=True))
     return pa.Table.from_arrays(columns, schema=schema)
@@ -103,7 +224,7 @@ def empty_arrow(metadata: DatasetMetadata) -> Any:
     return arrow_schema(metadata).empty_table()
 
 
-def conformed_table(raw: Any, metadata: DatasetMetadata) -> Any:
+def conformed_table(raw: Any, metadata: DatasetMetadata, *, strict: bool = False) -> Any:
     """Rows as the engines read them: an Arrow table with exactly the metadata's columns and types.
 
     Typed input (Parquet, read as Arrow) is cast column by column without going through
@@ -113,11 +234,11 @@ def conformed_table(raw: Any, metadata: DatasetMetadata) -> Any:
     import pyarrow as pa
 
     if isinstance(raw, pa.Table):
-        fast = _conform_arrow(raw, metadata)
+        fast = _conform_arrow(raw, metadata, strict)
         if fast is not None:
             return compact_strings(fast)
-        raw = raw.to_pandas()
-    return compact_strings(to_arrow(conform_to_metadata(raw, metadata), metadata))
+        raw = raw.to_pandas(date_as_object=True, timestamp_as_object=True)
+    return compact_strings(to_arrow(conform_to_metadata(raw, metadata, strict=strict), metadata))
 
 
 def compact_strings(table: Any) -> Any:
@@ -154,16 +275,13 @@ def plain_strings(table: Any) -> Any:
     return table
 
 
-def _conform_arrow(table: Any, metadata: DatasetMetadata) -> Any | None:
+def _conform_arrow(table: Any, metadata: DatasetMetadata, strict: bool) -> Any | None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
     by_lower = {name.lower(): name for name in table.column_names}
-    missing = [name for name in metadata.columns if name.lower() not in by_lower]
-    if missing:
-        raise DatasetUnavailable(
-            f"the data has no column(s) {', '.join(missing)} declared in the metadata"
-        )
+    _check_columns(table.column_names, metadata)
+    _check_rows(table.num_rows, metadata)
     schema = arrow_schema(metadata)
     columns = []
     for field in schema:
@@ -172,13 +290,15 @@ def _conform_arrow(table: Any, metadata: DatasetMetadata) -> Any | None:
             column = pc.cast(column, column.type.value_type)
         if metadata.columns[field.name].type == "boolean" and not pa.types.is_boolean(column.type):
             return None  # text or numbers meaning true/false: the general rules decide
+        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+            return None  # zoned: the general rules bring it to UTC
         try:
             column = pc.cast(column, field.type, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        if not metadata.columns[field.name].nullable and column.null_count:
-            raise DatasetUnavailable(
-                f"column {field.name!r} is declared not nullable but has missing values"
-            )
+        if pa.types.is_floating(field.type):
+            # NaN is a missing value on every path.
+            column = pc.if_else(pc.is_nan(column), pa.scalar(None, field.type), column)
         columns.append(column)
-    return pa.Table.from_arrays(columns, schema=schema)
+    conformed = pa.Table.from_arrays(columns, schema=schema)
+    return _required_rows(conformed, metadata, strict)

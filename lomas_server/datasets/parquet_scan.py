@@ -8,9 +8,11 @@ flight rather than the whole table.
 
 A scan reads the columns as the file stores them, so the file's types must become the
 metadata's without a cast that could fail on some rows: only widenings that never fail are
-allowed (int32 to int64, integers to double, dates to timestamps, ...). Columns declared not
-nullable are checked for missing values once per file version, from the Parquet statistics
-where the writer kept them. A file that does not qualify is loaded and conformed as usual.
+allowed (int32 to int64, integers to double, dates to timestamps, ...). The rows are shaped as on
+every other path: NaN reads as missing, and rows without a person id or a value in a column
+declared not nullable are left out by the scan itself. When the admin adds the dataset, such
+rows are refused instead, from the Parquet statistics where the writer kept them. A file that
+does not qualify is loaded and conformed as usual.
 """
 
 from __future__ import annotations
@@ -70,11 +72,18 @@ class ParquetScan:
         else:
             connection.register(SOURCE_VIEW, self.arrow_dataset())
             origin = SOURCE_VIEW
-        selected = ", ".join(
-            f'CAST("{stored}" AS {DUCKDB_TYPES[self.metadata.columns[column].type]}) AS "{column}"'
-            for column, stored in self.columns.items()
-        )
-        connection.execute(f'CREATE VIEW "{name}" AS SELECT {selected} FROM {origin}')
+        selected = []
+        for column, stored in self.columns.items():
+            kind = self.metadata.columns[column].type
+            value = f'CAST("{stored}" AS {DUCKDB_TYPES[kind]})'
+            if kind == "float":
+                value = f"CASE WHEN isnan({value}) THEN NULL ELSE {value} END"
+            selected.append(f'{value} AS "{column}"')
+        required = " AND ".join(f'"{c}" IS NOT NULL' for c in self.metadata.required_columns)
+        rows = f"SELECT {', '.join(selected)} FROM {origin}"
+        if required:
+            rows = f"SELECT * FROM ({rows}) AS lomas_typed WHERE {required}"
+        connection.execute(f'CREATE VIEW "{name}" AS {rows}')
 
     # -- Polars (the OpenDP path) -------------------------------------------------------------
     def lazy_frame(self) -> Any:
@@ -83,10 +92,17 @@ class ParquetScan:
         from lomas_server.datasets.conform import empty_arrow
 
         schema = pl.from_arrow(empty_arrow(self.metadata)).schema  # type: ignore[union-attr]
-        return pl.scan_pyarrow_dataset(self.arrow_dataset()).select(
+        frame = pl.scan_pyarrow_dataset(self.arrow_dataset()).select(
             pl.col(stored).cast(schema[column], strict=True).alias(column)
             for column, stored in self.columns.items()
         )
+        floats = [c for c, spec in self.metadata.columns.items() if spec.type == "float"]
+        if floats:
+            frame = frame.with_columns(pl.col(c).fill_nan(None) for c in floats)
+        required = self.metadata.required_columns
+        if required:
+            frame = frame.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in required))
+        return frame
 
     # -- pyarrow -------------------------------------------------------------------------------
     def arrow_dataset(self) -> Any:
@@ -100,11 +116,15 @@ def scannable(source: DatasetSource) -> bool:
     return isinstance(source, (LocalFileSource, S3Source)) and source.format == "parquet"
 
 
-def plan_scan(source: DatasetSource, metadata: DatasetMetadata) -> ParquetScan | None:
+def plan_scan(
+    source: DatasetSource, metadata: DatasetMetadata, *, strict: bool = False
+) -> ParquetScan | None:
     """The scan of a Parquet file shaped to ``metadata``, or None if it needs conforming.
 
-    Reads the footer only (and, for a not-nullable column without statistics, that column).
-    Raises DatasetUnavailable for a file that cannot serve the metadata at all.
+    Reads the footer only (and, when ``strict``, for a required column without statistics,
+    that column). Raises DatasetUnavailable for a file that cannot serve the metadata at all:
+    a declared column missing, more rows than the metadata's ``rows``, or (``strict``) rows
+    lacking a required value.
     """
     import pyarrow.parquet as pq
 
@@ -135,6 +155,12 @@ def plan_scan(source: DatasetSource, metadata: DatasetMetadata) -> ParquetScan |
             )
             return None
     meta = footer.metadata
+    if metadata.rows is not None and meta.num_rows > metadata.rows:
+        raise DatasetUnavailable(
+            f"the data holds {meta.num_rows} rows, more than the metadata's 'rows' "
+            f"({metadata.rows}), which OpenDP relies on as an upper bound; raise 'rows' or "
+            "remove rows"
+        )
     # Parquet numbers leaf columns, which differ from the Arrow field positions as soon as
     # the file has a nested column: look the declared ones up by path.
     leaves = {meta.schema.column(i).path: i for i in range(meta.num_columns)}
@@ -144,11 +170,11 @@ def plan_scan(source: DatasetSource, metadata: DatasetMetadata) -> ParquetScan |
         for stored in columns.values()
     )
     scan = ParquetScan(source, metadata, columns, nbytes)
-    for name, stored in columns.items():
-        if not metadata.columns[name].nullable and _null_count(scan, meta, leaves[stored]):
-            raise DatasetUnavailable(
-                f"column {name!r} is declared not nullable but has missing values"
-            )
+    if strict:
+        for name in metadata.required_columns:
+            if _null_count(scan, meta, leaves[columns[name]]):
+                what = "the person id" if name == metadata.id_column else "declared not nullable"
+                raise DatasetUnavailable(f"column {name!r} is {what} but has missing values")
     return scan
 
 

@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata
+from lomas_server.metadata import DatasetMetadata
 
 FORMATS = ("csv", "parquet")
 SECRET_FIELDS = ("secret_access_key", "access_key_id", "session_token", "headers")
@@ -59,11 +60,14 @@ class DatasetSource(abc.ABC):
     def where(self) -> str:
         """Where the data lives, for messages and logs: never a credential."""
 
-    def load(self, columns: Collection[str] | None = None) -> Any:
+    def load(self, columns: Collection[str] | None = None, *, strict: bool = False) -> Any:
         """The rows: a DataFrame of text for CSV, an Arrow table for Parquet (typed already).
 
         ``columns``: only these (matched without regard to case), when the caller needs no
-        others; a wide file then costs the memory of the declared columns only.
+        others; a wide file then costs the memory of the declared columns only. ``strict``
+        (when the admin adds the dataset) refuses a CSV line with the wrong number of fields
+        or bytes that are not UTF-8; otherwise such a line is left out and such bytes read as
+        a replacement character, so that one row cannot make every query fail.
         """
         raw = self.read_bytes()
         handle: Any = raw if isinstance(raw, Path) else io.BytesIO(raw)
@@ -77,6 +81,8 @@ class DatasetSource(abc.ABC):
                     dtype=str,
                     keep_default_na=True,
                     usecols=None if wanted is None else lambda name: str(name).lower() in wanted,
+                    encoding_errors="strict" if strict else "replace",
+                    on_bad_lines="error" if strict else "skip",
                 )
             import pyarrow.parquet as pq
 
@@ -88,7 +94,7 @@ class DatasetSource(abc.ABC):
             return pq.read_table(handle, columns=[n for n in names if n.lower() in wanted])
         except (OSError, ValueError) as err:
             raise DatasetUnavailable(
-                f"{self.where()} is not a readable {self.format} file"
+                f"{self.where()} is not a readable {self.format} file: {_first_line(err)}"
             ) from err
 
     def public_description(self) -> dict[str, Any]:
@@ -459,6 +465,56 @@ class PostgresSource(DatasetSource):
                     f"column {name!r} of {self.where()} is {found[column]}, not a type for {kind}"
                 )
 
+    def count_rows(self, required: list[str]) -> tuple[int, int]:
+        """How many rows the table holds, and how many lack a value in ``required``."""
+        from psycopg import sql
+
+        found = self.column_types()
+        lacking = sql.SQL(" OR ").join(
+            sql.SQL("{} IS NULL").format(sql.Identifier(self._column_for(name, found)))
+            for name in required
+        )
+        query = sql.SQL("SELECT COUNT(*), {} FROM {}").format(
+            sql.SQL("COUNT(*) FILTER (WHERE {})").format(lacking) if required else sql.SQL("0"),
+            sql.SQL(self.table),
+        )
+        with self.connect() as connection:
+            total, missing = connection.execute(query).fetchone()
+        return int(total), int(missing)
+
+    def rows_sql(self, metadata: DatasetMetadata) -> Any:
+        """The table as its metadata describes it, as a SELECT (a ``psycopg.sql`` object).
+
+        Columns carry the metadata's names in lower case (PostgreSQL folds the unquoted names
+        SmartNoise-SQL writes); NaN and infinite timestamps read as missing, as on every path;
+        rows lacking a required value (the person's id, a not-nullable column) are left out.
+        Nothing here can fail on a row: only stored float columns compare with 'NaN'.
+        """
+        from psycopg import sql
+
+        found = self.column_types()
+        selected, required = [], []
+        for name, spec in metadata.columns.items():
+            stored = sql.Identifier(self._column_for(name, found))
+            stored_type = found[self._column_for(name, found)]
+            if spec.type == "float" and stored_type in ("real", "double precision", "numeric"):
+                value = sql.SQL("NULLIF({}, 'NaN')").format(stored)
+            elif spec.type == "datetime":
+                value = sql.SQL("CASE WHEN isfinite({0}) THEN {0} END").format(stored)
+            else:
+                value = stored
+            selected.append(sql.SQL("{} AS {}").format(value, sql.Identifier(name.lower())))
+        for name in metadata.required_columns:
+            required.append(sql.SQL("{} IS NOT NULL").format(sql.Identifier(name.lower())))
+        inner = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(selected), sql.SQL(self.table)
+        )
+        if not required:
+            return inner
+        return sql.SQL("SELECT * FROM ({}) AS lomas_typed WHERE {}").format(
+            inner, sql.SQL(" AND ").join(required)
+        )
+
     def version(self) -> str:
         """Changes when rows are written: PostgreSQL's own count of inserts, updates, deletes."""
         with self.connect() as connection:
@@ -474,14 +530,27 @@ class PostgresSource(DatasetSource):
     def read_bytes(self) -> bytes:
         raise DatasetUnavailable("a PostgreSQL table is read with SQL, not as a file")
 
-    def load(self, columns: Collection[str] | None = None) -> Any:
+    def load(self, columns: Collection[str] | None = None, *, strict: bool = False) -> Any:
+        """The rows as text: the server's own rules convert them to the metadata's types (an
+        infinite timestamp, which Python cannot hold, then reads as missing instead of failing
+        the read). Casting any value to text cannot fail."""
         import pyarrow as pa
+        from psycopg import sql
 
+        found = self.column_types()
+        names = list(found) if columns is None else [self._column_for(c, found) for c in columns]
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(n)) for n in names),
+            sql.SQL(self.table),
+        )
         with self.connect() as connection:
-            cursor = connection.execute(f"SELECT * FROM {self.table}")
-            names = [d.name for d in cursor.description]
-            rows = cursor.fetchall()
-        return pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+            rows = connection.execute(query).fetchall()
+        return pa.table(
+            {
+                name: pa.array([row[i] for row in rows], type=pa.string())
+                for i, name in enumerate(names)
+            }
+        )
 
 
 class SparkSource(DatasetSource):
@@ -554,6 +623,22 @@ class SparkSource(DatasetSource):
                     f"column {name!r} of {self.where()} is {found[name.lower()]}, not a type for {kind}"
                 )
 
+    def count_rows(self, required: list[str]) -> tuple[int, int]:
+        """How many rows the files hold, and how many lack a value in ``required``."""
+        from lomas_server.engines.spark_reader import spark_session
+
+        try:
+            frame = spark_session().read.parquet(self.path)
+            stored = {field.name.lower(): field.name for field in frame.schema.fields}
+            total = frame.count()
+            missing = 0
+            if required:
+                condition = " OR ".join(f"`{stored[name.lower()]}` IS NULL" for name in required)
+                missing = frame.filter(condition).count()
+        except Exception as err:
+            raise DatasetUnavailable(f"{self.where()} cannot be read by Spark") from err
+        return int(total), int(missing)
+
     def check_engine(self) -> None:
         """Start Spark now, so that a server without Java or a cluster that is down refuses
         the query before its budget is reserved rather than failing after."""
@@ -596,7 +681,7 @@ class SparkSource(DatasetSource):
     def read_bytes(self) -> bytes:
         raise DatasetUnavailable("a Spark dataset is read by Spark, not as a file")
 
-    def load(self, columns: Collection[str] | None = None) -> Any:
+    def load(self, columns: Collection[str] | None = None, *, strict: bool = False) -> Any:
         if self.local:
             import pyarrow.parquet as pq
 
@@ -608,6 +693,11 @@ class SparkSource(DatasetSource):
         return pa.Table.from_pandas(
             spark_session().read.parquet(self.path).toPandas(), preserve_index=False
         )
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def _walk_files(folder: str) -> list[os.DirEntry[str]]:

@@ -58,6 +58,11 @@ class DuckDBReader(SqlReader):
             # Streaming from the file: row order is irrelevant to aggregates, and not keeping
             # it lets DuckDB hold less in memory.
             self._connection.execute("SET preserve_insertion_order = false")
+            # Parquet statistics leave NaN out of a column's min and max, and DuckDB's
+            # statistics propagation trusts them: it folds isnan(x) to false and the clamping
+            # CASE to x itself, so a NaN would reach a sum unclamped. Without it, every row
+            # is tested.
+            self._connection.execute("SET disabled_optimizers = 'statistics_propagation'")
             table.register_in(self._connection, TABLE)
         else:
             self._connection.register(TABLE, table)
@@ -99,8 +104,12 @@ def reservoir_for_duckdb(query: Query) -> Query:
     below = sampled.source.relations[0].primary  # SmartNoise-SQL's clamped rows
     relation.query = _Text(
         f"WITH lomas_rows AS ({below.query}), "
-        f"lomas_heavy AS (SELECT {person} FROM lomas_rows GROUP BY {person} HAVING COUNT(*) > {limit}) "
-        f"SELECT *, 1 AS row_num FROM lomas_rows WHERE {person} NOT IN (SELECT {person} FROM lomas_heavy) "
+        # A missing id would make NOT IN false for every row: such rows never reach here
+        # (they are left out when the rows are read), and are kept out again for certain.
+        f"lomas_heavy AS (SELECT {person} FROM lomas_rows WHERE {person} IS NOT NULL "
+        f"GROUP BY {person} HAVING COUNT(*) > {limit}) "
+        f"SELECT *, 1 AS row_num FROM lomas_rows WHERE {person} IS NOT NULL "
+        f"AND {person} NOT IN (SELECT {person} FROM lomas_heavy) "
         f"UNION ALL "
         f"SELECT * EXCLUDE ({RANDOM_COLUMN}), ROW_NUMBER() OVER (PARTITION BY {person} ORDER BY {RANDOM_COLUMN}) "
         f"AS row_num FROM (SELECT *, RANDOM() AS {RANDOM_COLUMN} FROM lomas_rows "

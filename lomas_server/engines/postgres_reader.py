@@ -6,8 +6,9 @@ leaves the database, only the aggregates do.
 
 SmartNoise-SQL writes column names unquoted, and PostgreSQL folds unquoted names to lower case:
 a table created with a column ``"Sex"`` would not answer ``Sex``. So each connection reads the
-table through a temporary view that names every metadata column in lower case, whatever the
-case of the table's own column for it (``Sex`` in the metadata may be ``sex`` in the table).
+table through a temporary view (``PostgresSource.rows_sql``) that names every metadata column in
+lower case, whatever the case of the table's own column for it, and shapes the rows as every
+engine does: NaN as missing, rows without a person id or a required value left out.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from snsql.sql.reader.engine import Engine
 
 from lomas_server.datasets.sources import PostgresSource
 from lomas_server.engines.duckdb_reader import TABLE
+from lomas_server.metadata import DatasetMetadata
 
 
 class PostgresTableReader(SqlReader):
@@ -30,26 +32,20 @@ class PostgresTableReader(SqlReader):
 
     VIEW = "lomas_rows"
 
-    def __init__(self, source: PostgresSource, columns: list[str]) -> None:
+    def __init__(self, source: PostgresSource, metadata: DatasetMetadata) -> None:
         super().__init__(self.ENGINE)
         self.source = source
-        self.columns = list(columns)
+        self.metadata = metadata
         self._connection: Any = None
         self._lock = threading.Lock()
 
     def _connect(self) -> Any:
         from psycopg import sql
 
-        stored = self.source.resolve_columns(self.columns)
+        rows = self.source.rows_sql(self.metadata)
         connection = self.source.connect()
-        listed = sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(sql.Identifier(stored[name]), sql.Identifier(name.lower()))
-            for name in self.columns
-        )
         connection.execute(
-            sql.SQL("CREATE TEMP VIEW {} AS SELECT {} FROM {}").format(
-                sql.Identifier(self.VIEW), listed, sql.SQL(self.source.table)
-            )
+            sql.SQL("CREATE TEMP VIEW {} AS {}").format(sql.Identifier(self.VIEW), rows)
         )
         return connection
 

@@ -23,6 +23,7 @@ from snsql.sql.reader.engine import Engine
 
 from lomas_server.datasets.sources import SparkSource
 from lomas_server.engines.duckdb_reader import TABLE
+from lomas_server.metadata import DatasetMetadata
 
 _session: Any = None
 _session_lock = threading.Lock()
@@ -43,6 +44,11 @@ def spark_session() -> Any:
                     "spark.sql.shuffle.partitions", os.environ.get("LOMAS_SPARK_PARTITIONS", "8")
                 )
                 .config("spark.driver.bindAddress", "127.0.0.1")
+                # No per-row failures: overflows and bad casts give NULL instead of an error,
+                # and old dates are read as written (proleptic calendar) instead of refused.
+                .config("spark.sql.ansi.enabled", "false")
+                .config("spark.sql.parquet.datetimeRebaseModeInRead", "CORRECTED")
+                .config("spark.sql.parquet.int96RebaseModeInRead", "CORRECTED")
                 .getOrCreate()
             )
             _session.sparkContext.setLogLevel("ERROR")
@@ -52,14 +58,16 @@ def spark_session() -> Any:
 class SparkTableReader(SqlReader):
     ENGINE = Engine.SPARK
 
-    def __init__(self, source: SparkSource) -> None:
+    def __init__(self, source: SparkSource, metadata: DatasetMetadata) -> None:
         super().__init__(self.ENGINE)
         self.source = source
         # One view per reader: closing a reader must not drop a view another reader uses.
         self.view = (
             f"lomas_{next(_view_numbers)}_{hashlib.sha256(source.path.encode()).hexdigest()[:8]}"
         )
-        spark_session().read.parquet(source.path).createOrReplaceTempView(self.view)
+        rows_as_described(
+            spark_session().read.parquet(source.path), metadata
+        ).createOrReplaceTempView(self.view)
 
     def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
         frame = spark_session().sql(query)
@@ -74,6 +82,27 @@ class SparkTableReader(SqlReader):
 
     def close(self) -> None:
         spark_session().catalog.dropTempView(self.view)
+
+
+def rows_as_described(frame: Any, metadata: DatasetMetadata) -> Any:
+    """The Parquet rows as their metadata describes them, as on every engine: the metadata's
+    columns by name (Spark resolves names without regard to case), NaN as missing, rows
+    without a person id or a required value left out."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, FloatType
+
+    stored = {field.name.lower(): field for field in frame.schema.fields}
+    selected = []
+    for name, spec in metadata.columns.items():
+        field = stored[name.lower()]
+        column = F.col(f"`{field.name}`")
+        if spec.type == "float" and isinstance(field.dataType, (DoubleType, FloatType)):
+            column = F.when(F.isnan(column), F.lit(None)).otherwise(column)
+        selected.append(column.alias(name))
+    frame = frame.select(*selected)
+    for name in metadata.required_columns:
+        frame = frame.filter(F.col(f"`{name}`").isNotNull())
+    return frame
 
 
 def file_listing(path: str) -> list[tuple[str, int, int]]:

@@ -46,13 +46,32 @@ class Account:
             view["rho"] = cost.epsilon
         return view
 
+    def remaining(self) -> dict[str, float]:
+        """What is left, worded as ``view`` words it (and ``/budget`` shows it)."""
+        return self._left(self.stated, self.cap, self.spent)
+
+    def dataset_remaining(self, dataset_spent: PrivacyAmount) -> dict[str, float]:
+        """What is left of the dataset-wide cap, worded the same way."""
+        assert self.record.cap is not None and self.dataset_cap is not None
+        return self._left(self.record.cap, self.dataset_cap, dataset_spent)
+
+    def _left(
+        self, stated: PrivacyAmount, cap: PrivacyAmount, spent: PrivacyAmount
+    ) -> dict[str, float]:
+        view: dict[str, float] = (stated - self.rule.as_approx_dp(spent)).as_dict()
+        if self.rule.mode == ZCDP:
+            view["rho"] = (cap - spent).epsilon
+        return view
+
     def view(self) -> dict[str, Any]:
         rule = self.rule
         spent = rule.as_approx_dp(self.spent)
+        remaining = self.remaining()
+        remaining.pop("rho", None)
         out: dict[str, Any] = {
             "initial": self.stated.as_dict(),
             "spent": spent.as_dict(),
-            "remaining": (self.stated - spent).as_dict(),
+            "remaining": remaining,
             "accounting": rule.describe(),
         }
         if rule.mode == ZCDP:

@@ -23,9 +23,8 @@ from lomas_server.datasets import (
     make_dummy,
     source_from_description,
 )
-from lomas_server.datasets.cache import CachedFrame
 from lomas_server.datasets.parquet_scan import ScanPlans, scannable
-from lomas_server.datasets.sources import PostgresSource, SparkSource
+from lomas_server.datasets.sources import DatasetSource, PostgresSource, SparkSource
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
 from lomas_server.engines.opendp_engine import Noise, OpenDPEngine, OpenDPPlan
 from lomas_server.engines.opendp_query import parse_opendp_query
@@ -162,20 +161,18 @@ class AnalystService:
             "postprocess": postprocess,
         }
 
-        def run(version: str, frame: Callable[[], CachedFrame]) -> dict[str, Any]:
-            source = source_from_description(record.source)
-            if source.in_place:
-                rows: Any = source  # the SQL runs where the data lives (PostgreSQL, Spark)
-            else:
-                cached = frame()
-                rows, version = (lambda: cached.frame), cached.version
+        def run(data: Reachable) -> dict[str, Any]:
+            # In place (PostgreSQL, Spark), the SQL runs where the data lives.
+            rows: Any = data.source if data.frame is None else (lambda: data.frame)
             outcome = self.engine.execute(
-                plan, _metadata(record), version, rows, postprocess=postprocess
+                plan, _metadata(record), data.version, rows, postprocess=postprocess
             )
             return rows_payload(outcome.columns, outcome.rows)
 
         fingerprint = _fingerprint(ENGINE_NAME, plan.sql, epsilon, delta, postprocess)
-        reply = self._release(user, record, ENGINE_NAME, request, cost, fingerprint, fresh, run)
+        reply = self._release(
+            user, record, ENGINE_NAME, request, cost, fingerprint, fresh, run, in_place=True
+        )
         return {**reply, "accuracy": _sql_accuracy(plan)}
 
     # -- OpenDP ------------------------------------------------------------------------------
@@ -198,9 +195,8 @@ class AnalystService:
             **_noise_view(plan),
         }
 
-        def run(version: str, frame: Callable[[], CachedFrame]) -> dict[str, Any]:
-            cached = frame()
-            outcome = self.opendp.execute(plan, _metadata(record), lambda: cached.frame)
+        def run(data: Reachable) -> dict[str, Any]:
+            outcome = self.opendp.execute(plan, _metadata(record), lambda: data.frame)
             return rows_payload(outcome.columns, outcome.rows)
 
         reply = self._release(
@@ -230,9 +226,15 @@ class AnalystService:
         cost: PrivacyAmount,
         fingerprint: str,
         fresh: bool,
-        run: Callable[[str, Callable[[], CachedFrame]], dict[str, Any]],
+        run: Callable[[Reachable], dict[str, Any]],
+        *,
+        in_place: bool = False,
     ) -> dict[str, Any]:
-        """Replay, or check the data is reachable, reserve, run, archive: the privacy contract."""
+        """Replay, or check the data is reachable, reserve, run, archive: the privacy contract.
+
+        ``in_place``: the engine can run where the data lives (SQL on PostgreSQL or Spark)
+        instead of on rows loaded into the server.
+        """
         if not fresh:
             earlier = self.store.find_release(user, record.name, fingerprint)
             if earlier is not None:
@@ -245,7 +247,7 @@ class AnalystService:
                     "cost": self._account(user, record).cost_view(PrivacyAmount.zero()),
                     "budget": self._account(user, record).view(),
                 }
-        version = self._available_version(record)
+        data = self._reachable(record, in_place=in_place)
         query_id = uuid.uuid4().hex
         draft = Reservation(
             query_id, user, record.name, engine, request, cost, PrivacyAmount.zero()
@@ -253,7 +255,7 @@ class AnalystService:
         self._reserve(record, draft, fingerprint)
         # From here on the budget is spent, whatever happens.
         try:
-            result = run(version, lambda: self._frame(record, version))
+            result = run(data)
         except Exception as err:
             log.exception(
                 "query %s on %s by %s failed after reservation", query_id, record.name, user
@@ -281,12 +283,15 @@ class AnalystService:
         try:
             self.store.reserve(reservation)
         except BudgetExceeded as err:
-            what = "your remaining budget" if err.scope == "user" else "the dataset-wide budget"
-            cost, left = account.cost_view(draft.cost), account.rule.as_approx_dp(err.remaining)
+            if err.scope == "user":
+                what, left = "your remaining budget", self._account(draft.user, record).remaining()
+            else:
+                what = "the dataset-wide budget left"
+                left = account.dataset_remaining(self.store.dataset_spent(record.name))
+            cost = account.cost_view(draft.cost)
             raise err.with_message(
-                f"not enough budget: this query costs epsilon={cost['epsilon']:g}, "
-                f"delta={cost['delta']:g} but {what} is epsilon={left.epsilon:g}, "
-                f"delta={left.delta:g}; nothing was spent"
+                f"not enough budget: this query costs {_amount_text(cost)} but {what} is "
+                f"{_amount_text(left)}; nothing was spent"
             ) from None
 
     def _plan_sql(
@@ -321,44 +326,48 @@ class AnalystService:
                 code="query_too_expensive",
             )
 
-    def _available_version(self, record: DatasetRecord) -> str:
-        """Check that the rows can be reached before spending: a dataset that is missing,
-        forbidden or offline costs the analyst nothing (no row has been read)."""
+    def _reachable(self, record: DatasetRecord, *, in_place: bool) -> Reachable:
+        """The rows a query will read, ready before anything is spent.
+
+        A dataset that is missing, forbidden or offline, or whose data does not fit its
+        metadata as a whole (a declared column missing, more rows than its ``rows``), costs
+        the analyst nothing. Single rows never make it fail: they are shaped to the metadata
+        on the way in (datasets/conform.py). Loading happens here, before the reservation,
+        so that after it only the engine's own run is left.
+        """
         try:
             source = source_from_description(record.source)
+            metadata = _metadata(record)
             if isinstance(source, (PostgresSource, SparkSource)):
-                columns = {name: spec.type for name, spec in _metadata(record).columns.items()}
+                columns = {name: spec.type for name, spec in metadata.columns.items()}
                 source.check_columns(columns)  # types that would need a cast mean no query
-            if isinstance(source, SparkSource):
+            if isinstance(source, SparkSource) and in_place:
                 source.check_engine()
             version = source.version()
+            if in_place and source.in_place:
+                return Reachable(version, source, None)
             if scannable(source):
                 # The file's footer says whether it can be scanned and whether it fits the
                 # metadata: a file that cannot serve the query costs nothing.
-                self.scans.get(record.name, _scan_key(record, version), source, _metadata(record))
-            return version
+                scan = self.scans.get(record.name, _scan_key(record, version), source, metadata)
+                if scan is not None and self.cache.should_scan(scan.nbytes):
+                    # Too big to keep loaded: each query streams the file.
+                    return Reachable(version, source, scan)
+            cached = self.cache.get(
+                record.name,
+                source,
+                # One columnar copy, kept between queries, read in place by DuckDB and Polars.
+                lambda raw: conformed_table(raw, metadata),
+                version=version,
+                columns=list(metadata.columns),
+            )
+            return Reachable(cached.version, source, cached.frame)
         except DatasetUnavailable as err:
             log.warning("dataset %s is unavailable: %s", record.name, err.message)
             raise DatasetUnavailable(
                 f"dataset {record.name!r} cannot be read right now; nothing was spent. "
                 "The administrator can find the cause in the server log."
             ) from err
-
-    def _frame(self, record: DatasetRecord, version: str) -> CachedFrame:
-        scan = self.scans.known(record.name, _scan_key(record, version))
-        if scan is not None and self.cache.should_scan(scan.nbytes):
-            # Too big to keep loaded: each query streams the file, nothing stays in memory.
-            return CachedFrame(version, scan, 0)
-        metadata = _metadata(record)
-
-        def prepare(raw: Any) -> Any:
-            # One columnar copy, kept between queries, read in place by DuckDB and Polars.
-            return conformed_table(raw, metadata)
-
-        source = source_from_description(record.source)
-        return self.cache.get(
-            record.name, source, prepare, version=version, columns=list(metadata.columns)
-        )
 
     def _finish(self, query_id: str, status: str, **details: Any) -> None:
         try:
@@ -388,6 +397,21 @@ class AnalystService:
         if record.max_query is not None:
             return record.max_query
         return PrivacyAmount.budget(self.limits.max_query_epsilon, self.limits.max_query_delta)
+
+
+@dataclass(frozen=True)
+class Reachable:
+    """Where a query's rows are: in place at the source (``frame`` None), a ParquetScan, or
+    the conformed Arrow table from the cache."""
+
+    version: str
+    source: DatasetSource
+    frame: Any
+
+
+def _amount_text(amount: dict[str, float]) -> str:
+    """An amount in (epsilon, delta): the numbers ``/budget`` shows as ``remaining``."""
+    return f"epsilon={amount['epsilon']:g}, delta={amount['delta']:g}"
 
 
 def _fingerprint(engine: str, query: str, *parameters: Any) -> str:

@@ -102,9 +102,13 @@ def test_conform_keeps_only_declared_columns_with_declared_types():
     ],
 )
 def test_conform_refuses_values_of_another_type(values, ctype, mentions):
+    """When the admin adds the data (strict) a misfit is refused; at query time it is read as
+    missing, so that one row can never make a query fail."""
     meta = DatasetMetadata.from_dict({"row_privacy": True, "columns": {"c": {"type": ctype}}})
     with pytest.raises(DatasetUnavailable, match=mentions):
-        conform_to_metadata(pd.DataFrame({"c": values}), meta)
+        conform_to_metadata(pd.DataFrame({"c": values}), meta, strict=True)
+    lenient = conform_to_metadata(pd.DataFrame({"c": values}), meta)
+    assert lenient["c"].notna().tolist() == [True, False]
 
 
 def test_conform_refuses_missing_columns_and_nulls_in_non_nullable():
@@ -114,7 +118,9 @@ def test_conform_refuses_missing_columns_and_nulls_in_non_nullable():
         {"row_privacy": True, "columns": {"c": {"type": "int", "nullable": False}}}
     )
     with pytest.raises(DatasetUnavailable, match="not nullable"):
-        conform_to_metadata(pd.DataFrame({"c": ["1", None]}), meta)
+        conform_to_metadata(pd.DataFrame({"c": ["1", None]}), meta, strict=True)
+    # at query time the row that does not fit is left out instead
+    assert conform_to_metadata(pd.DataFrame({"c": ["1", None]}), meta)["c"].tolist() == [1]
 
 
 # -- dummy -------------------------------------------------------------------------------------
@@ -246,9 +252,11 @@ def test_parquet_that_does_not_cast_takes_the_general_rules(tmp_path):
     table = conformed_table(LocalFileSource(tmp_path / "a.parquet").load(), meta)
     assert table.column("n").to_pylist() == [1, 2, None]
     assert table.column("flag").to_pylist() == [True, False, True]
-    pq.write_table(pa.table({"n": [1.5], "flag": [True]}), tmp_path / "b.parquet")
+    pq.write_table(pa.table({"n": [1.5, 2.0], "flag": [True, False]}), tmp_path / "b.parquet")
     with pytest.raises(DatasetUnavailable, match="type int"):
-        conformed_table(LocalFileSource(tmp_path / "b.parquet").load(), meta)
+        conformed_table(LocalFileSource(tmp_path / "b.parquet").load(), meta, strict=True)
+    lenient = conformed_table(LocalFileSource(tmp_path / "b.parquet").load(), meta)
+    assert lenient.column("n").to_pylist() == [None, 2]
 
 
 def test_text_with_few_distinct_values_is_kept_as_a_dictionary():

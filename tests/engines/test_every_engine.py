@@ -65,9 +65,9 @@ def places(postgres_server, tmp_path_factory):
 def _reader(engine: str, location: str, name: str, metadata: DatasetMetadata):
     if engine == "postgres":
         dsn, _, table = location.partition("?table=")
-        return PostgresTableReader(PostgresSource(dsn, table), list(metadata.columns))
+        return PostgresTableReader(PostgresSource(dsn, table), metadata)
     if engine == "spark":
-        return SparkTableReader(SparkSource(location))
+        return SparkTableReader(SparkSource(location), metadata)
     return DuckDBReader(to_arrow(load_sample(name, metadata), metadata))
 
 

@@ -49,8 +49,11 @@ def test_zcdp_budget_runs_out_with_a_message_in_epsilon_delta(zcdp_dataset, make
     assert reply.status_code == 403 and reply.json()["error"] == "budget_exceeded"
     assert "epsilon=" in reply.json()["message"] and "rho" not in reply.json()["message"]
     assert accepted >= 1
-    spent = user.api.get(f"/datasets/{zcdp_dataset}/budget").json()["spent"]
+    budget = user.api.get(f"/datasets/{zcdp_dataset}/budget").json()
+    spent, left = budget["spent"], budget["remaining"]
     assert spent["epsilon"] <= 1.0 and spent["delta"] <= 1e-5
+    # the refusal states the very remaining budget that /budget shows
+    assert f"is epsilon={left['epsilon']:g}, delta={left['delta']:g};" in reply.json()["message"]
 
 
 def test_grant_below_the_conversion_delta_is_refused(zcdp_dataset, admin):
