@@ -78,6 +78,10 @@ class SparkTableReader(SqlReader):
         for table in query.find_nodes(Table):
             if str(table.name).lower() == TABLE:
                 table.name = Identifier(self.view)
+                if table.alias is None:
+                    # Spark's parser reads ``view WHERE (flag)`` as the view aliased WHERE with
+                    # a column list: an explicit alias leaves WHERE a keyword.
+                    table.alias = Identifier(TABLE)
         return super()._execute_ast(query, accuracy=accuracy)
 
     def close(self) -> None:

@@ -92,6 +92,8 @@ AGREEMENT_CASES = [
         TITANIC,
         "SELECT COUNT(*) AS n, SUM(SibSp) AS s FROM df WHERE Name <> 'x' AND Parch >= 1",
     ),
+    # a boolean in parentheses: Spark once read "df WHERE (Survived)" as an alias of df
+    ("titanic", TITANIC, "SELECT Pclass, COUNT(*) AS n FROM df WHERE (Survived) GROUP BY Pclass"),
 ]
 
 
