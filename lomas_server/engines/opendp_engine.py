@@ -81,7 +81,6 @@ class Noise:
 
 @dataclass(frozen=True)
 class OpenDPPlan:
-    dataset: str
     query: OpenDPQuery
     noise: Noise
     budget: float  # the epsilon or rho in force (found by the server for a target accuracy)
@@ -121,8 +120,8 @@ class OpenDPEngine:
     def _plan(
         self, dataset: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
     ) -> OpenDPPlan:
+        # Not the dataset's name: datasets with the same metadata share their plans.
         key = (
-            dataset,
             json.dumps(metadata.document, sort_keys=True),
             json.dumps(query.as_dict(), sort_keys=True),
             noise,
@@ -130,13 +129,11 @@ class OpenDPEngine:
         known = self._plans.get(key)
         if known is not None:
             return known
-        plan = self._new_plan(dataset, metadata, query, noise)
+        plan = self._new_plan(metadata, query, noise)
         self._plans.put(key, plan)
         return plan
 
-    def _new_plan(
-        self, dataset: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
-    ) -> OpenDPPlan:
+    def _new_plan(self, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise) -> OpenDPPlan:
         _only_contrib()
         compiler = _Compiler(metadata, query, noise)
         empty = compiler.frame(None)
@@ -161,9 +158,7 @@ class OpenDPEngine:
             raise _refusal(err) from err
         loss = compiler.loss(context)
         noisy, columns = compiler.accuracy(summary)
-        return OpenDPPlan(
-            dataset, query, noise, budget, compiler.delta, loss, calibration, noisy, columns
-        )
+        return OpenDPPlan(query, noise, budget, compiler.delta, loss, calibration, noisy, columns)
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(
@@ -447,8 +442,16 @@ class _Compiler:
 
     # -- outputs ---------------------------------------------------------------------------------
     def outputs(self, released: pd.DataFrame) -> OpenDPResult:
+        """The asked statistics, one row per group: in the declared grid's order for public
+        keys (as the SQL path), else sorted by key, so that the order says nothing of how the
+        engine met the rows."""
         keys = self.group_columns
-        if keys:
+        if keys and self.grid is not None:
+            position = {key: index for index, key in enumerate(self.grid)}
+            order = [position[tuple(row)] for row in released[keys].itertuples(index=False)]
+            released = released.iloc[sorted(range(len(order)), key=order.__getitem__)]
+            released = released.reset_index(drop=True)
+        elif keys:
             released = released.sort_values(keys, na_position="last").reset_index(drop=True)
         columns = [*keys, *[a.name for a in self.query.aggregates]]
         rows = []
