@@ -196,10 +196,23 @@ def _only_contrib() -> None:
 
 
 def _refusal(err: Exception) -> InvalidQuery:
-    """OpenDP's own refusal while building from metadata and parameters (no data involved)."""
+    """OpenDP's refusal while building from metadata and parameters (no data involved), in
+    the server's own words; OpenDP's go to the log."""
     message = str(err).strip().splitlines()
     text = next((line.strip() for line in message if line.strip()), type(err).__name__)
-    return InvalidQuery(f"OpenDP cannot build this query: {text[:300]}")
+    log.info("OpenDP refused a query: %s", text[:500])
+    if "max_length" in text or "max_groups" in text:
+        return InvalidQuery(
+            "OpenDP cannot build this query: sums of float columns need an upper bound on the "
+            "number of rows, and the dataset's metadata declares none ('rows')"
+        )
+    if "scale" in text.lower() or "budget" in text.lower():
+        return InvalidQuery(
+            "OpenDP cannot build this query: no noise scale meets this budget; raise it"
+        )
+    return InvalidQuery(
+        "OpenDP cannot build this query from the dataset's metadata with these privacy parameters"
+    )
 
 
 class _Compiler:

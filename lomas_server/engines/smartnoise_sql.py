@@ -199,9 +199,10 @@ class SmartnoiseSqlEngine:
         except InvalidQuery:
             raise
         except ValueError as err:
-            # Raised while rewriting against metadata and privacy parameters only: the
-            # message cannot depend on data, and it is the most useful thing to show.
-            raise InvalidQuery(f"SmartNoise-SQL refused the query: {_first_line(err)}") from err
+            # Raised while rewriting against metadata and privacy parameters only; the
+            # analyst gets the server's own words, the library's go to the log.
+            log.info("SmartNoise-SQL refused %r: %s", sql, _first_line(err))
+            raise _refusal(err) from err
         except Exception as err:
             log.warning("SmartNoise-SQL failed to plan %r: %r", sql, err)
             raise InvalidQuery("SmartNoise-SQL cannot run this query") from err
@@ -471,6 +472,18 @@ def _named(columns: list[str], output_names: list[str]) -> list[str]:
     return [
         wanted if got == "???" else got for got, wanted in zip(columns, output_names, strict=True)
     ]
+
+
+def _refusal(err: Exception) -> InvalidQuery:
+    if "Noise scale is too large" in str(err):
+        return InvalidQuery(
+            "SmartNoise-SQL refused the query: the noise it needs at this epsilon is too large; "
+            "raise epsilon, or aggregate columns with narrower bounds"
+        )
+    return InvalidQuery(
+        "SmartNoise-SQL refused the query: it cannot be planned from the dataset's metadata "
+        "with these privacy parameters"
+    )
 
 
 def _first_line(err: Exception) -> str:

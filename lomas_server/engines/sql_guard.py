@@ -11,6 +11,7 @@ documented in docs/sql-allowlist.md; keep the two in step.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,14 @@ def _parse(text: str) -> Query:
     except RecursionError as err:
         raise InvalidQuery("the query is nested too deeply") from err
     except ValueError as err:
-        raise InvalidQuery(f"syntax error: {err}") from err
+        # The parser's own text lists grammar internals; say where, in the query's terms.
+        where = re.search(r"[Bb]ad token (.*?) at line (\d+) column (\d+)", str(err))
+        if where is None:
+            raise InvalidQuery("syntax error: the query is not one SELECT statement") from err
+        token, line, column = where.groups()
+        raise InvalidQuery(
+            f"syntax error at line {line}, column {int(column) + 1}, near {token[:40]!r}"
+        ) from err
     except Exception as err:  # the parser's own failures carry no useful message
         raise InvalidQuery("the query could not be parsed as a single SELECT statement") from err
     if len(queries) != 1:
