@@ -62,11 +62,19 @@ def test_import_lomas_collections_keeps_budgets_and_tokens_work(tmp_path):
     assert alice["initial"] == {"epsilon": 5.0, "delta": 0.0005}
     assert alice["spent"] == {"epsilon": 0.2, "delta": 1e-7}  # lomas's total_spent, carried over
 
+    # lomas's PENGUIN releases any group key found in the data (censor_dims: false): the
+    # import removes that, says so, and says what the admin may declare instead
+    (note,) = [c for c in report["changed"] if c.startswith("dataset PENGUIN:")]
+    assert "censor_dims" in note and "public_keys" in note and "species" in note
+
     server = ServerProcess(tmp_path / "admin.sqlite", tmp_path).start()
     try:
         api = Api(server.api, report["users"]["Alice"])
         assert api.sql("PENGUIN", "SELECT COUNT(*) AS n FROM df", 0.3).status_code == 200
         assert api.get("/datasets/PENGUIN/budget").json()["spent"]["epsilon"] == 0.5
+        # species is not declared public there: its groups need a threshold, hence delta
+        grouped = api.sql("PENGUIN", "SELECT species, COUNT(*) AS n FROM df GROUP BY species", 0.3)
+        assert grouped.status_code == 400 and "delta" in grouped.json()["message"]
     finally:
         server.stop()
 

@@ -194,3 +194,23 @@ def test_the_reservoir_samples_uniformly(people):
         seen[total] = seen.get(total, 0) + 1
     assert set(seen) == {3.0, 5.0, 9.0, 6.0, 10.0, 12.0}  # all 6 pairs of the 4 rows
     assert min(seen.values()) > 60  # each about 100 times out of 600
+
+
+def test_rows_without_a_person_id_never_empty_the_reservoir():
+    """More rows without an id than max_ids once made DuckDB's reservoir keep nobody at all
+    (NOT IN a list holding NULL is never true). Such rows never reach it now (they are left
+    out when the data is read), and the reservoir keeps them out again on its own."""
+    rows = pd.DataFrame({"pid": [None] * 5 + list(range(10)), "kind": ["a"] * 15, "x": [1.0] * 15})
+    table = pa.table(
+        {
+            "pid": pa.array(rows["pid"], type=pa.int64(), from_pandas=True),
+            "kind": pa.array(rows["kind"]),
+            "x": pa.array(rows["x"]),
+        }
+    )
+    (row,) = exact_aggregates(DuckDBReader(table), PEOPLE, "SELECT COUNT(*) AS n FROM df")
+    assert row[0] == 10
+    (row,) = exact_aggregates(
+        DuckDBReader(conformed_table(table, PEOPLE)), PEOPLE, "SELECT COUNT(*) AS n FROM df"
+    )
+    assert row[0] == 10

@@ -191,3 +191,35 @@ def test_nulls_are_left_out_of_sums_and_means(rows):
     assert result["count_body_mass_g"] == pytest.approx(len(truth), abs=2)
     assert result["sum_body_mass_g"] == pytest.approx(truth.sum(), rel=1e-3)
     assert result["mean_body_mass_g"] == pytest.approx(truth.mean(), rel=1e-3)
+
+
+def test_filters_on_timestamps_compare_exactly():
+    """Dates in the accepted format filter OpenDP queries (they were always refused)."""
+    metadata = DatasetMetadata.from_dict(
+        {"row_privacy": True, "rows": 100, "columns": {"when": {"type": "datetime"}}}
+    )
+    rows = pd.DataFrame({"when": ["0001-01-01", "1999-12-31 23:59:59.999999", "2000-01-01", None]})
+    table = to_arrow(conform_to_metadata(rows, metadata), metadata)
+    engine = OpenDPEngine()
+    for op, value, expected in [
+        (">=", "2000-01-01", 1),
+        ("<", "2000-01-01", 2),
+        ("==", "1999-12-31 23:59:59.999999", 1),
+        ("in", ["0001-01-01", "2000-01-01"], 2),
+    ]:
+        query = {
+            "filters": [{"column": "when", "op": op, "value": value}],
+            "aggregates": [{"op": "count"}],
+        }
+        plan = engine.plan(
+            "W", metadata, parse_opendp_query(query, metadata), Noise("laplace", 1e5)
+        )
+        assert engine.execute(plan, metadata, lambda: table).rows == [[expected]], (op, value)
+    with pytest.raises(InvalidQuery, match="YYYY-MM-DD"):
+        parse_opendp_query(
+            {
+                "filters": [{"column": "when", "op": ">", "value": "01/01/2000"}],
+                "aggregates": [{"op": "count"}],
+            },
+            metadata,
+        )

@@ -142,6 +142,23 @@ def test_censored_rare_groups_give_a_charged_empty_result_not_an_error(make_user
     assert body["cost"]["epsilon"] == 1.0 and body["cost"]["delta"] > 0
 
 
+def test_grouping_by_values_that_are_not_public_needs_a_threshold(make_user):
+    """A column without public keys never has its values released as groups for free: the
+    query is refused before anything is spent, or pays delta for a threshold that no single
+    row's value passes (here: every measurement, grouped by every column)."""
+    user = make_user(PENGUIN=(5.0, 1e-3))
+    query = "SELECT bill_length_mm, COUNT(*) AS n FROM df GROUP BY bill_length_mm"
+    refused = user.api.sql("PENGUIN", query, 1.0)
+    assert refused.status_code == 400, refused.text
+    assert "'bill_length_mm'" in refused.json()["message"] and "delta" in refused.json()["message"]
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"]["epsilon"] == 0.0
+    columns = "species, island, bill_length_mm, bill_depth_mm, flipper_length_mm, body_mass_g, sex"
+    everything = f"SELECT {columns}, COUNT(*) AS n FROM df GROUP BY {columns}"
+    reply = user.api.sql("PENGUIN", everything, 0.5, 1e-5)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["result"]["data"] == []
+
+
 def test_public_keys_show_every_declared_group_even_an_empty_one(make_user):
     user = make_user(TITANIC=(5.0, 0.0))
     # Sex is a public key of Titanic: both groups are released, each with noise, although
