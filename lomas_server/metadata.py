@@ -107,7 +107,6 @@ class DatasetMetadata:
     columns: dict[str, ColumnSpec]
     max_ids: int
     row_privacy: bool
-    censor_dims: bool
     rows: int | None
     document: dict[str, Any] = field(repr=False)
 
@@ -222,7 +221,6 @@ class DatasetMetadata:
             columns=columns,
             max_ids=max_ids,
             row_privacy=row_privacy,
-            censor_dims=bool(document.get("censor_dims", True)),
             rows=rows,
             document=_jsonable(document),
         )
