@@ -21,6 +21,7 @@ bound OpenDP relies on, in both modes: data with more rows does not fit its meta
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,10 +69,7 @@ def _convert(series: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, int]:
     """The column in its declared type, and how many present values did not convert."""
     present = series.notna()
     if spec.type == "int":
-        numeric = pd.to_numeric(series, errors="coerce")
-        whole = numeric.notna() & (numeric % 1 == 0) & (numeric.abs() < 2**63)
-        converted = numeric.where(whole).astype("Float64").astype("Int64")
-        return converted, int((present & ~whole).sum())
+        return _to_int(series)
     if spec.type == "float":
         numeric = pd.to_numeric(series, errors="coerce").astype("float64")
         # NaN is a missing value, whichever way the file wrote it.
@@ -82,6 +80,43 @@ def _convert(series: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, int]:
     if spec.type == "datetime":
         return _to_datetime(series)
     return series.astype("string").astype(object).where(present, None), 0
+
+
+def _to_int(series: pd.Series) -> tuple[pd.Series, int]:
+    """Whole numbers within 64 bits, exactly: ``9223372036854775807`` stays itself (a trip
+    through floats would change it, and merge ids above 2**53)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pd.api.types.is_integer_dtype(series):
+        return series.astype("Int64"), 0
+    text = series.astype("string").str.strip()
+    try:
+        parsed = pc.cast(pa.array(text, type=pa.string(), from_pandas=True), pa.int64())
+        return pd.Series(parsed.to_pylist(), dtype="Int64"), 0
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # some value is not plain digits: read them one by one
+    values, failed = [], 0
+    for value in text:
+        number = None if value is None or value is pd.NA else _one_int(str(value))
+        failed += number is None and not (value is None or value is pd.NA)
+        values.append(number)
+    return pd.Series(values, dtype="Int64"), failed
+
+
+def _one_int(text: str) -> int | None:
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            whole = float(text)
+        except ValueError:
+            return None
+        # "3.0" is 3; a float is an exact whole number only below 2**53
+        if not math.isfinite(whole) or not whole.is_integer() or abs(whole) >= 2**53:
+            return None
+        number = int(whole)
+    return number if -(2**63) <= number < 2**63 else None
 
 
 def _nan_text(series: pd.Series) -> pd.Series:
@@ -113,7 +148,8 @@ def _to_datetime(series: pd.Series) -> tuple[pd.Series, int]:
     text = series.astype("string")
     try:
         parsed = pc.cast(pa.array(text, type=pa.string(), from_pandas=True), pa.timestamp("us"))
-        return pd.Series(parsed.to_pylist(), dtype=object), 0
+        within, outside = _within_calendar(parsed)
+        return pd.Series(within.to_pylist(), dtype=object), outside
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # some value is not plain ISO 8601: read them one by one
     values, failed = [], 0
@@ -128,16 +164,100 @@ def _to_datetime(series: pd.Series) -> tuple[pd.Series, int]:
 
 
 def _one_datetime(text: str) -> datetime | None:
+    text = text.strip()
+    if not text[:1].isdigit():
+        return None  # words such as 'now' or 'today' are not dates of the data
     try:
-        value = datetime.fromisoformat(text.strip())
+        value = datetime.fromisoformat(text)
     except ValueError:
         try:
             value = pd.Timestamp(text).to_pydatetime()
         except (ValueError, TypeError, OverflowError):
             return None
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            return None
     return value
+
+
+# The calendar every engine and Python share: years 1 to 9999, as microseconds since 1970.
+FIRST_MICROSECOND = -62_135_596_800_000_000
+LAST_MICROSECOND = 253_402_300_799_999_999
+
+
+def _within_calendar(column: Any) -> tuple[Any, int]:
+    """Timestamps (microseconds, no zone) outside years 1-9999 made missing, and how many."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    micros = pc.cast(column, pa.int64())
+    inside = pc.and_(
+        pc.greater_equal(micros, FIRST_MICROSECOND), pc.less_equal(micros, LAST_MICROSECOND)
+    )
+    outside = int(pc.sum(pc.invert(inside)).as_py() or 0)
+    if not outside:
+        return column, 0
+    return pc.if_else(inside, column, pa.scalar(None, column.type)), outside
+
+
+_UNIT_MICROSECONDS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+
+
+def _arrow_timestamps(column: Any) -> tuple[Any, int]:
+    """Dates and timestamps of any unit and zone as microseconds without zone (zoned ones in
+    UTC), within years 1-9999, without any step that can overflow; and how many were not."""
+    import numpy as np
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_date32(kind):
+        raw, per_unit = column.cast(pa.int32()).cast(pa.int64()), 86_400_000_000
+    elif pa.types.is_date64(kind):
+        raw, per_unit = column.cast(pa.int64()), 1_000
+    else:
+        raw, per_unit = column.cast(pa.int64()), _UNIT_MICROSECONDS[kind.unit]
+    values = raw.to_numpy(zero_copy_only=False)
+    valid = ~np.isnan(values) if values.dtype.kind == "f" else np.ones(len(values), bool)
+    if hasattr(raw, "is_null"):
+        valid &= ~raw.is_null().to_numpy(zero_copy_only=False)
+    values = np.nan_to_num(values).astype(np.int64) if values.dtype.kind == "f" else values
+    if per_unit is None:  # nanoseconds: dividing never overflows
+        micros = np.floor_divide(values, 1_000)
+    else:
+        low, high = -(-FIRST_MICROSECOND // per_unit), LAST_MICROSECOND // per_unit
+        valid &= (values >= low) & (values <= high)
+        micros = np.where(valid, values, 0) * per_unit
+    valid &= (micros >= FIRST_MICROSECOND) & (micros <= LAST_MICROSECOND)
+    present = ~column.is_null().to_numpy(zero_copy_only=False)
+    outside = int((present & ~valid).sum())
+    return pa.array(micros, type=pa.timestamp("us"), mask=~valid), outside
+
+
+def _arrow_text(column: Any) -> tuple[Any, int]:
+    """Text that is valid UTF-8, values that are not made missing; and how many were not.
+    (Parquet does not check it: a DuckDB or Polars read would fail on the one row.)"""
+    import pyarrow as pa
+
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        column = column.view(pa.string() if pa.types.is_binary(column.type) else pa.large_string())
+    try:
+        column.validate(full=True)
+        return column.cast(pa.string()), 0
+    except pa.ArrowInvalid:
+        pass
+    values, failed = [], 0
+    for raw in column.cast(pa.large_binary()).to_pylist():
+        if raw is None:
+            values.append(None)
+            continue
+        try:
+            values.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            values.append(None)
+            failed += 1
+    return pa.array(values, type=pa.string()), failed
 
 
 def _check_rows(count: int, metadata: DatasetMetadata) -> None:
@@ -234,11 +354,51 @@ def conformed_table(raw: Any, metadata: DatasetMetadata, *, strict: bool = False
     import pyarrow as pa
 
     if isinstance(raw, pa.Table):
+        raw = _sanitized(raw, metadata, strict)
         fast = _conform_arrow(raw, metadata, strict)
         if fast is not None:
             return compact_strings(fast)
         raw = raw.to_pandas(date_as_object=True, timestamp_as_object=True)
     return compact_strings(to_arrow(conform_to_metadata(raw, metadata, strict=strict), metadata))
+
+
+def _sanitized(table: Any, metadata: DatasetMetadata, strict: bool) -> Any:
+    """Typed columns whose values not every reader can take, made safe first: text that is
+    not UTF-8, and dates or timestamps outside years 1-9999 (or zoned), which would overflow a
+    conversion, read as missing (or, when strict, are refused)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    by_lower = {name.lower(): name for name in table.column_names}
+    for name in metadata.columns:
+        stored = by_lower.get(name.lower())
+        if stored is None:
+            continue  # named by _check_columns
+        column = table.column(stored)
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        if pa.types.is_dictionary(column.type):
+            column = pc.cast(column, column.type.value_type)
+        kind = column.type
+        if (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_binary(kind)
+            or pa.types.is_large_binary(kind)
+        ):
+            column, misfits = _arrow_text(column)
+            what = "text that is not UTF-8"
+        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
+            column, misfits = _arrow_timestamps(column)
+            what = "dates outside years 1-9999"
+        else:
+            continue
+        if misfits and strict:
+            raise DatasetUnavailable(f"column {name!r} holds {misfits} value(s) of {what}")
+        if misfits:
+            log.warning("column %r: %d value(s) of %s read as missing", name, misfits, what)
+        table = table.set_column(table.column_names.index(stored), stored, column)
+    return table
 
 
 def compact_strings(table: Any) -> Any:
@@ -290,8 +450,6 @@ def _conform_arrow(table: Any, metadata: DatasetMetadata, strict: bool) -> Any |
             column = pc.cast(column, column.type.value_type)
         if metadata.columns[field.name].type == "boolean" and not pa.types.is_boolean(column.type):
             return None  # text or numbers meaning true/false: the general rules decide
-        if pa.types.is_timestamp(column.type) and column.type.tz is not None:
-            return None  # zoned: the general rules bring it to UTC
         try:
             column = pc.cast(column, field.type, safe=True)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

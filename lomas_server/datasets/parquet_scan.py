@@ -8,7 +8,8 @@ flight rather than the whole table.
 
 A scan reads the columns as the file stores them, so the file's types must become the
 metadata's without a cast that could fail on some rows: only widenings that never fail are
-allowed (int32 to int64, integers to double, dates to timestamps, ...). The rows are shaped as on
+allowed (int32 to int64, integers to double, ...), and text is checked to be UTF-8 once per
+file version. The rows are shaped as on
 every other path: NaN reads as missing, and rows without a person id or a value in a column
 declared not nullable are left out by the scan itself. When the admin adds the dataset, such
 rows are refused instead, from the Parquet statistics where the writer kept them. A file that
@@ -49,8 +50,11 @@ def _widens_without_failure(kind: str, arrow_type: Any) -> bool:
         "float": pa.types.is_floating(t) or pa.types.is_integer(t),
         "string": pa.types.is_string(t) or pa.types.is_large_string(t),
         "boolean": pa.types.is_boolean(t),
-        # Zoned timestamps would be shifted differently by each engine: those are conformed.
-        "datetime": (pa.types.is_timestamp(t) and t.tz is None) or pa.types.is_date(t),
+        # Microseconds or nanoseconds without a zone only: dates and coarser units can hold
+        # years past what a microsecond timestamp holds, and the cast would overflow on that
+        # one row; zoned timestamps would be shifted differently by each engine. Those are
+        # loaded and conformed.
+        "datetime": pa.types.is_timestamp(t) and t.tz is None and t.unit in ("us", "ns"),
     }[kind]
 
 
@@ -170,12 +174,31 @@ def plan_scan(
         for stored in columns.values()
     )
     scan = ParquetScan(source, metadata, columns, nbytes)
+    text = [stored for name, stored in columns.items() if metadata.columns[name].type == "string"]
+    if text and not _valid_utf8(scan, text):
+        # Parquet does not check it, DuckDB's and Polars' readers do, on the one row: such a
+        # file is loaded instead, where text that is not UTF-8 reads as missing.
+        log.info("%s holds text that is not UTF-8; it is loaded instead of scanned", source.where())
+        return None
     if strict:
         for name in metadata.required_columns:
             if _null_count(scan, meta, leaves[columns[name]]):
                 what = "the person id" if name == metadata.id_column else "declared not nullable"
                 raise DatasetUnavailable(f"column {name!r} is {what} but has missing values")
     return scan
+
+
+def _valid_utf8(scan: ParquetScan, columns: list[str]) -> bool:
+    """Whether every value of these text columns is UTF-8 (read once per file version)."""
+    import pyarrow as pa
+
+    for batch in scan.arrow_dataset().to_batches(columns=columns):
+        for column in batch.columns:
+            try:
+                column.validate(full=True)
+            except pa.ArrowInvalid:
+                return False
+    return True
 
 
 def _null_count(scan: ParquetScan, meta: Any, leaf: int) -> int:

@@ -288,3 +288,52 @@ def test_only_the_declared_columns_are_read(tmp_path, suffix):
     assert names == ["Species", "n"]  # the file's own spelling, nothing else
     everything = LocalFileSource(path).load()
     assert len(everything.columns if suffix == "csv" else everything.column_names) == 3
+
+
+def test_values_no_reader_takes_are_missing_not_a_failure():
+    """Found by attacking the server: a Parquet date past year 9999, text that is not UTF-8,
+    a year 0 or a zoned time past 9999 in a CSV made every query on the data fail (or, read
+    in place, only the queries whose filters kept that row). They read as missing now, and
+    adding such data names them."""
+    import pyarrow as pa
+
+    from lomas_server.datasets import conformed_table
+
+    meta = DatasetMetadata.from_dict(
+        {
+            "max_ids": 1,
+            "columns": {
+                "pid": {"type": "int", "private_id": True},
+                "note": {"type": "string"},
+                "born": {"type": "datetime"},
+                "seen": {"type": "datetime"},
+            },
+        }
+    )
+    typed = pa.table(
+        {
+            "pid": [1, 2, 9223372036854775807],
+            "note": pa.array([b"ok", b"\xff\xfe", None], pa.binary()).view(pa.string()),
+            "born": pa.array([0, 2**31 - 10, -800_000], pa.date32()),
+            "seen": pa.array([0, 2**62, None], pa.timestamp("ms", tz="Europe/Zurich")),
+        }
+    )
+    table = conformed_table(typed, meta)
+    assert table.column("pid").to_pylist() == [1, 2, 9223372036854775807]
+    assert table.column("note").to_pylist() == ["ok", None, None]
+    assert table.column("born").null_count == 2 and table.column("seen").null_count == 2
+    with pytest.raises(DatasetUnavailable, match="not UTF-8"):
+        conformed_table(typed, meta, strict=True)
+    text = pd.DataFrame(
+        {
+            "pid": ["9223372036854775807", "9007199254740993", "3.0", "4"],
+            "note": ["a", "b", "c", "d"],
+            "born": ["0000-01-01", "2020-01-01", "now", "9999-12-31T23:00:00-05:00"],
+            "seen": [None, None, None, None],
+        }
+    )
+    table = conformed_table(text, meta)
+    # whole numbers exactly, even past 2**53 (ids must not merge)
+    assert table.column("pid").to_pylist() == [9223372036854775807, 9007199254740993, 3, 4]
+    assert table.column("born").to_pylist()[1].year == 2020
+    assert table.column("born").null_count == 3

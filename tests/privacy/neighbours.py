@@ -62,6 +62,20 @@ LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999)
 ADVERSARIAL_VALUES = {"zz", "east", "", ODD_TEXT, "'; DROP TABLE df; --", "only-me"}
 
 
+@dataclass(frozen=True)
+class RawBytes:
+    """Text that is not UTF-8, as a file can hold it (Parquet does not check)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FarDate:
+    """A date past year 9999, as a Parquet date column can hold it (days since 1970)."""
+
+    days: int
+
+
 def _row(pid: Any = None, **values: Any) -> dict[str, Any]:
     row = dict.fromkeys(["pid", *COLUMNS])
     row.update(pid=pid, **values)
@@ -137,6 +151,13 @@ def adversaries(kind: str) -> dict[str, list[dict[str, Any]]]:
             )
         ],
         "nan_everywhere": [_row(777, kind="b", level=2, income=math.nan, score=math.nan)],
+        # values a file can hold that no reader takes as they are: a date past any timestamp
+        # (the file's dates are then stored as dates, not timestamps), text that is not UTF-8
+        "unreadable": [
+            _row(
+                888, kind="b", level=1, age=60, born=FarDate(2**31 - 10), note=RawBytes(b"\xff\xfe")
+            )
+        ],
     }
     if kind == "rows":
         return single
@@ -186,6 +207,10 @@ def columns_of(kind: str) -> list[str]:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, RawBytes):
+        return value.data.decode("utf-8", "surrogateescape")  # written back as the raw bytes
+    if isinstance(value, FarDate):
+        return "0000-01-01"  # the year before the calendar's first
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -197,7 +222,7 @@ def _text(value: Any) -> str:
 
 def write_csv(rows: list[dict[str, Any]], kind: str, path: Path) -> None:
     names = columns_of(kind)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with path.open("w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(names)
         for row in rows:
@@ -215,12 +240,25 @@ def arrow_table(rows: list[dict[str, Any]], kind: str) -> Any:
         "datetime": pa.timestamp("us"),
     }
     spec = METADATA[kind]["columns"]
-    return pa.table(
-        {
-            name: pa.array([row[name] for row in rows], type=types[spec[name]["type"]])
-            for name in columns_of(kind)
-        }
-    )
+    columns = {}
+    for name in columns_of(kind):
+        values = [row[name] for row in rows]
+        if any(isinstance(v, FarDate) for v in values):
+            epoch = datetime(1970, 1, 1)
+            days = [
+                v.days if isinstance(v, FarDate) else None if v is None else (v - epoch).days
+                for v in values
+            ]
+            columns[name] = pa.array(days, type=pa.date32())
+        elif any(isinstance(v, RawBytes) for v in values):
+            raw = [
+                v.data if isinstance(v, RawBytes) else None if v is None else v.encode()
+                for v in values
+            ]
+            columns[name] = pa.array(raw, type=pa.binary()).view(pa.string())
+        else:
+            columns[name] = pa.array(values, type=types[spec[name]["type"]])
+    return pa.table(columns)
 
 
 def write_parquet(rows: list[dict[str, Any]], kind: str, path: Path) -> None:
@@ -248,7 +286,13 @@ def write_postgres(rows: list[dict[str, Any]], kind: str, dsn: str, table: str) 
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f"CREATE TABLE {table} ({declared})")
         with connection.cursor() as cursor:
+            # PostgreSQL holds neither: those values are missing there
             cursor.executemany(
                 f"INSERT INTO {table} VALUES ({marks})",
-                [tuple(row[name] for name in names) for row in rows],
+                [
+                    tuple(
+                        None if isinstance(row[n], (RawBytes, FarDate)) else row[n] for n in names
+                    )
+                    for row in rows
+                ],
             )
