@@ -709,8 +709,7 @@ def test_smartnoise_sql_adds_laplace_noise_even_with_delta(heavy_neighbours, mak
     """SmartNoise-SQL can be set up to use Gaussian noise when given delta; this server's is not
     (every statistic gets Laplace noise, which needs no delta), so the Laplace checks above
     cover SQL queries with delta too. Should that change, Gaussian SQL releases need a check.
-    (A COUNT(*) is charged the delta it was given, which SmartNoise-SQL keeps for thresholding
-    rare groups even when there are none: more than needed, never less.)"""
+    Without groups to threshold, a delta given is not charged either."""
     d0, _ = heavy_neighbours
     user = make_user(**{d0: (10.0, 1e-3)})
     for query in (SUM_SQL, AVG_SQL, "SELECT COUNT(*) AS n FROM df"):
@@ -722,6 +721,7 @@ def test_smartnoise_sql_adds_laplace_noise_even_with_delta(heavy_neighbours, mak
             values = reply.json()["accuracy"]["noisy_values"]
             noise.append([(v["name"], v["epsilon"], v["scale"]) for v in values])
             assert reply.json()["cost"]["epsilon"] == sum(v["epsilon"] for v in values)
+            assert reply.json()["cost"]["delta"] == 0.0
         assert noise[0] == noise[1], (query, noise)
 
 

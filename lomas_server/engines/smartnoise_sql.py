@@ -172,6 +172,9 @@ class SmartnoiseSqlEngine:
                 "'delta' above 0 (e.g. 1e-6); or the administrator can declare the column's "
                 "'categories' with 'public_keys: true'"
             )
+        if not (guarded.group_columns and guarded.key_grid is None):
+            # Only a threshold uses delta: SmartNoise-SQL would charge it to the count anyway.
+            delta = 0.0
         plan = self._on_engine_thread(self._plan, dataset, metadata, guarded, epsilon, delta)
         self._plans.put(key, plan)
         return plan

@@ -95,10 +95,12 @@ def test_thresholding_without_delta_is_refused_before_spending(engine):
         engine.plan(
             "TITANIC", TITANIC, "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name", 1.0, 0.0
         )
-    # public keys need no threshold, and a query without groups none either
+    # public keys need no threshold, and a query without groups none either: a delta given
+    # anyway is not charged
     for sql in ("SELECT Sex, COUNT(*) AS n FROM df GROUP BY Sex", "SELECT COUNT(*) AS n FROM df"):
-        plan = engine.plan("TITANIC", TITANIC, sql, 1.0, 0.0)
-        assert not plan.thresholded and AccountingRule().charge(plan.loss).delta == 0
+        for delta in (0.0, 1e-5):
+            plan = engine.plan("TITANIC", TITANIC, sql, 1.0, delta)
+            assert not plan.thresholded and AccountingRule().charge(plan.loss).delta == 0
 
 
 def test_mechanism_that_cannot_be_built_is_refused_before_spending(engine):
