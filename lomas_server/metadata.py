@@ -141,6 +141,17 @@ class DatasetMetadata:
             )
         return list(itertools.product(*values))  # type: ignore[arg-type]
 
+    def threshold_needs_delta(self, columns: list[str]) -> InvalidQuery:
+        """The refusal of a grouped query without delta whose keys are not all public (the
+        rule of docs/SECURITY.md, worded once for both engines)."""
+        hidden = [c for c in columns if self.columns[c].public_values is None]
+        return InvalidQuery(
+            f"the values of {', '.join(map(repr, hidden))} are not declared public, so groups "
+            "are shown only when their noisy count passes a threshold, which needs 'delta' "
+            "above 0 (e.g. 1e-6); or the administrator can declare the column's 'categories' "
+            "with 'public_keys: true'"
+        )
+
     def weakening_options(self) -> list[str]:
         """Options that would weaken the guarantee, each with what to do instead.
 

@@ -46,7 +46,7 @@ def conform_to_metadata(
     """
     by_lower = {str(col).lower(): col for col in raw.columns}
     _check_columns(list(by_lower), metadata)
-    _check_rows(len(raw), metadata)
+    check_rows(len(raw), metadata)
     out = {}
     for name, spec in metadata.columns.items():
         series = raw[by_lower[name.lower()]]
@@ -260,7 +260,8 @@ def _arrow_text(column: Any) -> tuple[Any, int]:
     return pa.array(values, type=pa.string()), failed
 
 
-def _check_rows(count: int, metadata: DatasetMetadata) -> None:
+def check_rows(count: int, metadata: DatasetMetadata) -> None:
+    """Data with more rows than the metadata's ``rows`` does not fit it (OpenDP relies on it)."""
     if metadata.rows is not None and count > metadata.rows:
         raise DatasetUnavailable(
             f"the data holds {count} rows, more than the metadata's 'rows' ({metadata.rows}), "
@@ -441,7 +442,7 @@ def _conform_arrow(table: Any, metadata: DatasetMetadata, strict: bool) -> Any |
 
     by_lower = {name.lower(): name for name in table.column_names}
     _check_columns(table.column_names, metadata)
-    _check_rows(table.num_rows, metadata)
+    check_rows(table.num_rows, metadata)
     schema = arrow_schema(metadata)
     columns = []
     for field in schema:

@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from lomas_server.datasets.conform import check_rows
 from lomas_server.datasets.sources import DatasetSource, LocalFileSource, S3Source
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
@@ -159,12 +160,7 @@ def plan_scan(
             )
             return None
     meta = footer.metadata
-    if metadata.rows is not None and meta.num_rows > metadata.rows:
-        raise DatasetUnavailable(
-            f"the data holds {meta.num_rows} rows, more than the metadata's 'rows' "
-            f"({metadata.rows}), which OpenDP relies on as an upper bound; raise 'rows' or "
-            "remove rows"
-        )
+    check_rows(meta.num_rows, metadata)
     # Parquet numbers leaf columns, which differ from the Arrow field positions as soon as
     # the file has a nested column: look the declared ones up by path.
     leaves = {meta.schema.column(i).path: i for i in range(meta.num_columns)}

@@ -225,15 +225,7 @@ class _Compiler:
         self.grid = metadata.key_grid(self.group_columns) if self.group_columns else None
         if self.group_columns and self.grid is None:
             if noise.delta is None or noise.delta <= 0:
-                hidden = [
-                    c for c in self.group_columns if metadata.columns[c].public_values is None
-                ]
-                raise InvalidQuery(
-                    f"the values of {', '.join(map(repr, hidden))} are not declared public, so "
-                    "OpenDP releases only groups whose noisy count passes a threshold, which "
-                    "needs a 'delta' above 0 (e.g. 1e-6); or the administrator can declare the "
-                    "column's 'categories' with 'public_keys: true'"
-                )
+                raise metadata.threshold_needs_delta(self.group_columns)
             self.delta: float | None = noise.delta
         else:
             self.delta = None

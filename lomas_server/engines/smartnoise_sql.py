@@ -165,13 +165,7 @@ class SmartnoiseSqlEngine:
             return known
         guarded = guard_query(query, metadata, dataset)
         if guarded.group_columns and guarded.key_grid is None and delta <= 0:
-            hidden = [c for c in guarded.group_columns if metadata.columns[c].public_values is None]
-            raise InvalidQuery(
-                f"the values of {', '.join(map(repr, hidden))} are not declared public, so "
-                "groups are shown only when their noisy count passes a threshold, which needs "
-                "'delta' above 0 (e.g. 1e-6); or the administrator can declare the column's "
-                "'categories' with 'public_keys: true'"
-            )
+            raise metadata.threshold_needs_delta(list(guarded.group_columns))
         if not (guarded.group_columns and guarded.key_grid is None):
             # Only a threshold uses delta: SmartNoise-SQL would charge it to the count anyway.
             delta = 0.0

@@ -20,6 +20,7 @@ from lomas_server.accounting import (
     PrivacyAmount,
 )
 from lomas_server.datasets import conformed_table, source_from_description, source_from_location
+from lomas_server.datasets.conform import check_rows
 from lomas_server.datasets.parquet_scan import plan_scan, scannable
 from lomas_server.datasets.sources import PostgresSource, SparkSource
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata, InvalidRequest, NotFound
@@ -176,10 +177,7 @@ def _check_in_place_rows(source: PostgresSource | SparkSource, metadata: Dataset
     """What ``conformed_table(strict=True)`` checks of a file, asked of the database or Spark:
     no more rows than ``rows``, and none without a required value."""
     total, lacking = source.count_rows(metadata.required_columns)
-    if metadata.rows is not None and total > metadata.rows:
-        raise DatasetUnavailable(
-            f"the data holds {total} rows, more than the metadata's 'rows' ({metadata.rows})"
-        )
+    check_rows(total, metadata)
     if lacking:
         raise DatasetUnavailable(
             f"{lacking} row(s) have no value in a column that needs one "
