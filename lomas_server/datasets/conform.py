@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +51,11 @@ def conform_to_metadata(
     out = {}
     for name, spec in metadata.columns.items():
         series = raw[by_lower[name.lower()]]
-        converted, misfits = _convert(series.reset_index(drop=True), spec)
+        try:
+            converted, misfits = _convert(series.reset_index(drop=True), spec)
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as err:
+            # A kind of value none of the rules above foresaw: the column cannot be read.
+            raise DatasetUnavailable(f"column {name!r} cannot be read as {spec.type}") from err
         if misfits:
             if strict:
                 raise DatasetUnavailable(
@@ -88,7 +93,9 @@ def _to_int(series: pd.Series) -> tuple[pd.Series, int]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pd.api.types.is_integer_dtype(series):
+    if pd.api.types.is_integer_dtype(series) and (
+        series.empty or -(2**63) <= int(series.min()) and int(series.max()) < 2**63
+    ):
         return series.astype("Int64"), 0
     text = series.astype("string").str.strip()
     try:
@@ -170,6 +177,8 @@ def _one_datetime(text: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
+        if not re.search(r"\d{4}", text):
+            return None  # no year: a time of day alone would be read as today's
         try:
             value = pd.Timestamp(text).to_pydatetime()
         except (ValueError, TypeError, OverflowError):
@@ -359,7 +368,10 @@ def conformed_table(raw: Any, metadata: DatasetMetadata, *, strict: bool = False
         fast = _conform_arrow(raw, metadata, strict)
         if fast is not None:
             return compact_strings(fast)
-        raw = raw.to_pandas(date_as_object=True, timestamp_as_object=True)
+        # Integers with nulls stay Python integers (not floats, which would round ids past 2**53).
+        raw = raw.to_pandas(
+            date_as_object=True, timestamp_as_object=True, integer_object_nulls=True
+        )
     return compact_strings(to_arrow(conform_to_metadata(raw, metadata, strict=strict), metadata))
 
 

@@ -337,3 +337,37 @@ def test_values_no_reader_takes_are_missing_not_a_failure():
     assert table.column("pid").to_pylist() == [9223372036854775807, 9007199254740993, 3, 4]
     assert table.column("born").to_pylist()[1].year == 2020
     assert table.column("born").null_count == 3
+
+
+def test_physical_types_a_file_may_use_read_without_failing():
+    """Unsigned integers past 64 bits signed, integers with nulls past 2**53, a time of day
+    where a timestamp is declared: missing where they do not fit, exact where they do."""
+    import pyarrow as pa
+
+    from lomas_server.datasets import conformed_table
+
+    meta = DatasetMetadata.from_dict(
+        {
+            "max_ids": 1,
+            "columns": {
+                "pid": {"type": "int", "private_id": True},
+                "n": {"type": "int"},
+                "when": {"type": "datetime"},
+                "yes": {"type": "boolean"},  # text: the general rules read the whole table
+            },
+        }
+    )
+    table = conformed_table(
+        pa.table(
+            {
+                "pid": [2**60 + 1, None, 2**60 + 3],
+                "n": pa.array([1, 2**64 - 1, 3], pa.uint64()),
+                "when": pa.array([3_600_000_000, None, 0], pa.time64("us")),
+                "yes": ["yes", "no", "no"],
+            }
+        ),
+        meta,
+    )
+    assert table.column("pid").to_pylist() == [2**60 + 1, 2**60 + 3]
+    assert table.column("n").to_pylist() == [1, 3]
+    assert table.column("when").null_count == 2  # a time is no date, and never today's
