@@ -3,19 +3,29 @@
 The engines must never see a column the metadata does not describe, nor a value of another
 type than declared (a string in an int column would make SQL behave differently per row).
 
+Every value is converted by one rule that depends on its column's declared type, the type the
+file stores it in, and the value itself: never on the other values of the column, nor on any
+other column. (A conversion that switched paths for the whole table when one value did not
+fit rewrote everybody's values: one person could empty a grouped count.) Vectorised casts are
+used where they agree, value for value, with the rule; a value they do not take is converted
+on its own by the same rule.
+
 Two ways to meet a row that does not fit:
 
 - ``strict`` (when the admin adds a dataset): refuse the data, naming the column, so the admin
   fixes it before any analyst sees the dataset;
 - otherwise (when a query reads a version the admin never checked): a value that is not of
-  its column's type becomes missing, and a row missing its person's id or a value in a column
+  its column's type reads as missing (text that is not UTF-8, a date outside years 1-9999, a
+  fraction in an int column, ...), and a row missing its person's id or a value in a column
   declared not nullable is left out. Each of these is decided by one row alone, so it changes
   no one else's contribution, and no query can fail because of what one row holds. What was
   left out goes to the server log.
 
 ``NaN`` in a float column is a missing value on every path (engines disagree on how it
 compares and sums). The number of rows is checked against the metadata's ``rows``, an upper
-bound OpenDP relies on, in both modes: data with more rows does not fit its metadata at all.
+bound OpenDP relies on, in both modes, and so is the file's shape (declared columns present,
+no two columns named alike but for case, types that can hold the declared kind): those depend
+on the file, not on a row.
 """
 
 from __future__ import annotations
@@ -29,33 +39,31 @@ from typing import Any
 import pandas as pd
 
 from lomas_server.errors import DatasetUnavailable
-from lomas_server.metadata import ColumnSpec, DatasetMetadata
+from lomas_server.metadata import DatasetMetadata
 
 log = logging.getLogger(__name__)
 
 _TRUE = {"true", "t", "yes", "y", "1", "1.0"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0"}
+# The calendar every engine and Python share: years 1 to 9999, as microseconds since 1970.
+FIRST_MICROSECOND = -62_135_596_800_000_000
+LAST_MICROSECOND = 253_402_300_799_999_999
+_DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
 
 
-def conform_to_metadata(
-    raw: pd.DataFrame, metadata: DatasetMetadata, *, strict: bool = False
-) -> pd.DataFrame:
-    """A new frame with the metadata's columns converted to their types (see the module doc).
+def conformed_table(raw: Any, metadata: DatasetMetadata, *, strict: bool = False) -> Any:
+    """Rows as the engines read them: an Arrow table with exactly the metadata's columns and
+    types, from an Arrow table (Parquet) or a DataFrame (CSV, read as text)."""
+    import pyarrow as pa
 
-    Raises DatasetUnavailable naming the column when the data does not fit; the message is
-    meant for the admin (at add time) and the server log (at query time), never an analyst.
-    """
-    by_lower = {str(col).lower(): col for col in raw.columns}
-    _check_columns(list(by_lower), metadata)
-    check_rows(len(raw), metadata)
-    out = {}
-    for name, spec in metadata.columns.items():
-        series = raw[by_lower[name.lower()]]
-        try:
-            converted, misfits = _convert(series.reset_index(drop=True), spec)
-        except (ValueError, TypeError, OverflowError, ArithmeticError) as err:
-            # A kind of value none of the rules above foresaw: the column cannot be read.
-            raise DatasetUnavailable(f"column {name!r} cannot be read as {spec.type}") from err
+    stored = _stored_columns(raw)
+    where = declared_columns(list(stored), metadata)
+    check_rows(len(raw) if isinstance(raw, pd.DataFrame) else raw.num_rows, metadata)
+    schema = arrow_schema(metadata)
+    columns = []
+    for field in schema:
+        name, spec = field.name, metadata.columns[field.name]
+        column, misfits = _column_as(spec.type, stored[where[name]](), name)
         if misfits:
             if strict:
                 raise DatasetUnavailable(
@@ -65,120 +73,285 @@ def conform_to_metadata(
             log.warning(
                 "column %r: %d value(s) not of type %s read as missing", name, misfits, spec.type
             )
-        out[name] = converted
-    frame = pd.DataFrame(out)
-    return _required_rows(frame, metadata, strict)
+        columns.append(column)
+    table = pa.Table.from_arrays(columns, schema=schema)
+    return compact_strings(_required_rows(table, metadata, strict))
 
 
-def _convert(series: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, int]:
-    """The column in its declared type, and how many present values did not convert."""
-    present = series.notna()
-    if spec.type == "int":
-        return _to_int(series)
-    if spec.type == "float":
-        numeric = pd.to_numeric(series, errors="coerce").astype("float64")
-        # NaN is a missing value, whichever way the file wrote it.
-        failed = present & numeric.isna() & ~_nan_text(series)
-        return numeric, int(failed.sum())
-    if spec.type == "boolean":
-        return _to_boolean(series)
-    if spec.type == "datetime":
-        return _to_datetime(series)
-    return series.astype("string").astype(object).where(present, None), 0
+def conform_to_metadata(
+    raw: pd.DataFrame, metadata: DatasetMetadata, *, strict: bool = False
+) -> pd.DataFrame:
+    """The same rules, as a DataFrame (nullable Int64 and boolean columns, timestamps as
+    Python datetimes): for dummy rows and benchmarks that work in pandas."""
+    import pyarrow as pa
+
+    table = plain_strings(conformed_table(raw, metadata, strict=strict))
+    mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+    return table.to_pandas(types_mapper=mapping.get, timestamp_as_object=True)
 
 
-def _to_int(series: pd.Series) -> tuple[pd.Series, int]:
-    """Whole numbers within 64 bits, exactly: ``9223372036854775807`` stays itself (a trip
-    through floats would change it, and merge ids above 2**53)."""
+def check_rows(count: int, metadata: DatasetMetadata) -> None:
+    """Data with more rows than the metadata's ``rows`` does not fit it (OpenDP relies on it)."""
+    if metadata.rows is not None and count > metadata.rows:
+        raise DatasetUnavailable(
+            f"the data holds {count} rows, more than the metadata's 'rows' ({metadata.rows}), "
+            "which OpenDP relies on as an upper bound; raise 'rows' or remove rows"
+        )
+
+
+def declared_columns(present: list[str], metadata: DatasetMetadata) -> dict[str, str]:
+    """The stored column for each declared one (SQL names ignore case), or DatasetUnavailable
+    when one is missing or two stored columns are named alike but for case (engines would not
+    agree on which of them a query reads)."""
+    declared = {name.lower(): name for name in metadata.columns}
+    found: dict[str, str] = {}
+    for name in present:
+        key = str(name).lower()
+        if key in declared and key in found:
+            raise DatasetUnavailable(
+                f"the data has two columns named {found[key]!r} and {name!r}: names must "
+                "differ in more than letter case"
+            )
+        found[key] = str(name)
+    missing = [name for name in metadata.columns if name.lower() not in found]
+    if missing:
+        raise DatasetUnavailable(
+            f"the data has no column(s) {', '.join(missing)} declared in the metadata"
+        )
+    return {name: found[name.lower()] for name in metadata.columns}
+
+
+def _stored_columns(raw: Any) -> dict[str, Any]:
+    """Each stored column by name, as a function giving it as one Arrow array (dictionaries
+    decoded). A DataFrame's columns are text (CSV) or, for rows made in Python, values."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pd.api.types.is_integer_dtype(series) and (
-        series.empty or -(2**63) <= int(series.min()) and int(series.max()) < 2**63
-    ):
-        return series.astype("Int64"), 0
-    text = series.astype("string").str.strip()
+    if isinstance(raw, pd.DataFrame):
+        return {str(name): (lambda series=raw[name]: _from_pandas(series)) for name in raw.columns}
+
+    def column(index: int) -> Any:
+        values = raw.column(index)
+        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        if pa.types.is_dictionary(values.type):
+            values = pc.cast(values, values.type.value_type)
+        return values
+
+    return {name: (lambda i=i: column(i)) for i, name in enumerate(raw.column_names)}
+
+
+def _from_pandas(series: pd.Series) -> Any:
+    import pyarrow as pa
+
+    if series.dtype == object or pd.api.types.is_string_dtype(series):
+        try:  # text (a CSV read as text): taken as is
+            return pa.array(series, type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            pass
     try:
-        parsed = pc.cast(pa.array(text, type=pa.string(), from_pandas=True), pa.int64())
-        return pd.Series(parsed.to_pylist(), dtype="Int64"), 0
+        return pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        # values of several kinds in one column: each as its text
+        text = [None if pd.isna(v) else str(v) for v in series]
+        return pa.array(text, type=pa.string())
+
+
+# -- one rule per declared type ---------------------------------------------------------------
+def _column_as(kind: str, column: Any, name: str) -> tuple[Any, int]:
+    """The column as the declared ``kind``, and how many present values did not convert.
+    Raises DatasetUnavailable when the stored type can never hold that kind."""
+    import pyarrow as pa
+
+    stored = column.type
+    texty = (
+        pa.types.is_string(stored)
+        or pa.types.is_large_string(stored)
+        or pa.types.is_binary(stored)
+        or pa.types.is_large_binary(stored)
+    )
+    numeric = (
+        pa.types.is_integer(stored) or pa.types.is_floating(stored) or pa.types.is_decimal(stored)
+    )
+    temporal = pa.types.is_timestamp(stored) or pa.types.is_date(stored)
+    if pa.types.is_null(stored):
+        return pa.nulls(len(column), _arrow_type(kind)), 0
+    if texty:
+        text, misfits = _arrow_text(column)
+        if kind == "string":
+            return text, misfits
+        converted, more = _TEXT_RULES[kind](text)
+        return converted, misfits + more
+    if kind == "string" and (numeric or pa.types.is_boolean(stored) or temporal):
+        if temporal:
+            column, misfits = _arrow_timestamps(column)
+            return column.cast(pa.string()), misfits
+        return column.cast(pa.string()), 0
+    if kind == "int" and (numeric or pa.types.is_boolean(stored)):
+        return _numbers_to_int(column)
+    if kind == "float" and (numeric or pa.types.is_boolean(stored)):
+        return _without_nan(column.cast(pa.float64(), safe=False)), 0
+    if kind == "boolean" and pa.types.is_boolean(stored):
+        return column, 0
+    if kind == "boolean" and numeric:
+        return _numbers_to_boolean(column)
+    if kind == "datetime" and temporal:
+        return _arrow_timestamps(column)
+    raise DatasetUnavailable(f"column {name!r} is stored as {stored}, which cannot hold {kind}")
+
+
+def _numbers_to_int(column: Any) -> tuple[Any, int]:
+    """Whole numbers within 64 bits, exactly; anything else missing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    stored = column.type
+    if pa.types.is_boolean(stored) or (
+        pa.types.is_integer(stored) and stored not in (pa.uint64(),)
+    ):
+        return column.cast(pa.int64()), 0
+    if pa.types.is_decimal(stored) or stored == pa.uint64():
+        try:
+            return column.cast(pa.int64()), 0  # exact, or it raises
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raw = column.to_pylist()
+            values = [None if v is None else _whole(v) for v in raw]
+            failed = sum(1 for v, w in zip(raw, values, strict=True) if v is not None and w is None)
+            return pa.array(values, type=pa.int64()), failed
+    floats = column.cast(pa.float64())
+    whole = pc.and_(
+        pc.is_finite(floats),
+        pc.and_(pc.equal(pc.floor(floats), floats), pc.less(pc.abs(floats), 2.0**63)),
+    )
+    whole = pc.fill_null(whole, False)
+    present = pc.invert(column.is_null())
+    misfits = int(pc.sum(pc.and_(present, pc.invert(whole))).as_py() or 0)
+    kept = pc.if_else(whole, floats, pa.scalar(None, pa.float64()))
+    return kept.cast(pa.int64(), safe=False), misfits
+
+
+def _whole(value: Any) -> int | None:
+    try:
+        number = int(value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if number != value or not -(2**63) <= number < 2**63:
+        return None
+    return number
+
+
+def _numbers_to_boolean(column: Any) -> tuple[Any, int]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    floats = column.cast(pa.float64(), safe=False)
+    true, false = pc.equal(floats, 1.0), pc.equal(floats, 0.0)
+    known = pc.fill_null(pc.or_(true, false), False)
+    present = pc.invert(column.is_null())
+    misfits = int(pc.sum(pc.and_(present, pc.invert(known))).as_py() or 0)
+    return pc.if_else(known, true, pa.scalar(None, pa.bool_())), misfits
+
+
+def _without_nan(column: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)
+
+
+# -- text ------------------------------------------------------------------------------------
+def _text_to_int(text: Any) -> tuple[Any, int]:
+    """Arrow's exact parse where it takes every value (plain digits), else each value alone."""
+    import pyarrow as pa
+
+    try:
+        return text.cast(pa.int64()), 0
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass  # some value is not plain digits: read them one by one
-    values, failed = [], 0
-    for value in text:
-        number = None if value is None or value is pd.NA else _one_int(str(value))
-        failed += number is None and not (value is None or value is pd.NA)
-        values.append(number)
-    return pd.Series(values, dtype="Int64"), failed
+        pass
+    values = [None if v is None else _one_int(v) for v in text.to_pylist()]
+    failed = sum(
+        1 for v, n in zip(text.to_pylist(), values, strict=True) if v is not None and n is None
+    )
+    return pa.array(values, type=pa.int64()), failed
 
 
 def _one_int(text: str) -> int | None:
+    text = text.strip()
+    if not text.isascii() or "_" in text:
+        return None
     try:
         number = int(text)
     except ValueError:
-        try:
-            whole = float(text)
-        except ValueError:
-            return None
+        whole = _one_float(text)
         # "3.0" is 3; a float is an exact whole number only below 2**53
-        if not math.isfinite(whole) or not whole.is_integer() or abs(whole) >= 2**53:
+        if whole is None or not math.isfinite(whole) or not whole.is_integer():
+            return None
+        if abs(whole) >= 2**53:
             return None
         number = int(whole)
     return number if -(2**63) <= number < 2**63 else None
 
 
-def _nan_text(series: pd.Series) -> pd.Series:
-    text = series.astype("string").str.strip().str.lower()
-    return text.isin(["nan", "-nan", "+nan"]).fillna(False).astype(bool)
+def _text_to_float(text: Any) -> tuple[Any, int]:
+    import pyarrow as pa
+
+    try:
+        return _without_nan(text.cast(pa.float64())), 0
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    raw = text.to_pylist()
+    values = [None if v is None else _one_float(v) for v in raw]
+    failed = sum(1 for v, n in zip(raw, values, strict=True) if v is not None and n is None)
+    return _without_nan(pa.array(values, type=pa.float64())), failed
 
 
-def _to_boolean(series: pd.Series) -> tuple[pd.Series, int]:
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype("boolean"), 0
-    text = series.astype("string").str.strip().str.lower()
-    known = text.isin(_TRUE | _FALSE).fillna(False).astype(bool)
-    unknown = int((text.notna() & ~known).sum())
-    return text.isin(_TRUE).astype("boolean").where(known, pd.NA), unknown
+def _one_float(text: str) -> float | None:
+    """What Arrow's parser makes of a number, for the values it does not take (surrounding
+    spaces): never digits of other scripts or Python's underscores."""
+    text = text.strip()
+    if not text.isascii() or "_" in text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
-def _to_datetime(series: pd.Series) -> tuple[pd.Series, int]:
-    """Timestamps to the microsecond, over years 1-9999 (not only pandas' 1677-2262)."""
+def _text_to_boolean(text: Any) -> tuple[Any, int]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pd.api.types.is_datetime64_any_dtype(series):
-        values = pd.to_datetime(series)
-        if getattr(values.dt, "tz", None) is not None:
-            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        return pd.Series(list(values.dt.to_pydatetime()), dtype=object).where(
-            series.notna(), None
-        ), 0
-    text = series.astype("string")
+    words = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+    true = pc.is_in(words, value_set=pa.array(sorted(_TRUE)))
+    false = pc.is_in(words, value_set=pa.array(sorted(_FALSE)))
+    known = pc.or_(true, false)
+    present = pc.invert(text.is_null())
+    misfits = int(pc.sum(pc.and_(present, pc.invert(known))).as_py() or 0)
+    return pc.if_else(known, true, pa.scalar(None, pa.bool_())), misfits
+
+
+def _text_to_datetime(text: Any) -> tuple[Any, int]:
+    """ISO 8601 by Arrow's parser where it takes every value, else each value alone by the
+    same reading (and a few common date forms); within years 1-9999."""
+    import pyarrow as pa
+
     try:
-        parsed = pc.cast(pa.array(text, type=pa.string(), from_pandas=True), pa.timestamp("us"))
-        within, outside = _within_calendar(parsed)
-        return pd.Series(within.to_pylist(), dtype=object), outside
+        parsed = text.cast(pa.timestamp("us"))
+        return _within_calendar(parsed)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass  # some value is not plain ISO 8601: read them one by one
-    values, failed = [], 0
-    for value in text:
-        if value is None or value is pd.NA:
-            values.append(None)
-            continue
-        parsed_value = _one_datetime(str(value))
-        failed += parsed_value is None
-        values.append(parsed_value)
-    return pd.Series(values, dtype=object), failed
+        pass
+    raw = text.to_pylist()
+    values = [None if v is None else _one_datetime(v) for v in raw]
+    failed = sum(1 for v, n in zip(raw, values, strict=True) if v is not None and n is None)
+    return pa.array(values, type=pa.timestamp("us")), failed
 
 
 def _one_datetime(text: str) -> datetime | None:
     text = text.strip()
-    if not text[:1].isdigit():
-        return None  # words such as 'now' or 'today' are not dates of the data
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        if not re.search(r"\d{4}", text):
-            return None  # no year: a time of day alone would be read as today's
+        if not _DATE_LIKE.search(text):
+            return None  # no date: a time of day alone, or 'now', would be read as today's
         try:
             value = pd.Timestamp(text).to_pydatetime()
         except (ValueError, TypeError, OverflowError):
@@ -191,57 +364,12 @@ def _one_datetime(text: str) -> datetime | None:
     return value
 
 
-# The calendar every engine and Python share: years 1 to 9999, as microseconds since 1970.
-FIRST_MICROSECOND = -62_135_596_800_000_000
-LAST_MICROSECOND = 253_402_300_799_999_999
-
-
-def _within_calendar(column: Any) -> tuple[Any, int]:
-    """Timestamps (microseconds, no zone) outside years 1-9999 made missing, and how many."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    micros = pc.cast(column, pa.int64())
-    inside = pc.and_(
-        pc.greater_equal(micros, FIRST_MICROSECOND), pc.less_equal(micros, LAST_MICROSECOND)
-    )
-    outside = int(pc.sum(pc.invert(inside)).as_py() or 0)
-    if not outside:
-        return column, 0
-    return pc.if_else(inside, column, pa.scalar(None, column.type)), outside
-
-
-_UNIT_MICROSECONDS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
-
-
-def _arrow_timestamps(column: Any) -> tuple[Any, int]:
-    """Dates and timestamps of any unit and zone as microseconds without zone (zoned ones in
-    UTC), within years 1-9999, without any step that can overflow; and how many were not."""
-    import numpy as np
-    import pyarrow as pa
-
-    kind = column.type
-    if pa.types.is_date32(kind):
-        raw, per_unit = column.cast(pa.int32()).cast(pa.int64()), 86_400_000_000
-    elif pa.types.is_date64(kind):
-        raw, per_unit = column.cast(pa.int64()), 1_000
-    else:
-        raw, per_unit = column.cast(pa.int64()), _UNIT_MICROSECONDS[kind.unit]
-    values = raw.to_numpy(zero_copy_only=False)
-    valid = ~np.isnan(values) if values.dtype.kind == "f" else np.ones(len(values), bool)
-    if hasattr(raw, "is_null"):
-        valid &= ~raw.is_null().to_numpy(zero_copy_only=False)
-    values = np.nan_to_num(values).astype(np.int64) if values.dtype.kind == "f" else values
-    if per_unit is None:  # nanoseconds: dividing never overflows
-        micros = np.floor_divide(values, 1_000)
-    else:
-        low, high = -(-FIRST_MICROSECOND // per_unit), LAST_MICROSECOND // per_unit
-        valid &= (values >= low) & (values <= high)
-        micros = np.where(valid, values, 0) * per_unit
-    valid &= (micros >= FIRST_MICROSECOND) & (micros <= LAST_MICROSECOND)
-    present = ~column.is_null().to_numpy(zero_copy_only=False)
-    outside = int((present & ~valid).sum())
-    return pa.array(micros, type=pa.timestamp("us"), mask=~valid), outside
+_TEXT_RULES = {
+    "int": _text_to_int,
+    "float": _text_to_float,
+    "boolean": _text_to_boolean,
+    "datetime": _text_to_datetime,
+}
 
 
 def _arrow_text(column: Any) -> tuple[Any, int]:
@@ -269,36 +397,63 @@ def _arrow_text(column: Any) -> tuple[Any, int]:
     return pa.array(values, type=pa.string()), failed
 
 
-def check_rows(count: int, metadata: DatasetMetadata) -> None:
-    """Data with more rows than the metadata's ``rows`` does not fit it (OpenDP relies on it)."""
-    if metadata.rows is not None and count > metadata.rows:
-        raise DatasetUnavailable(
-            f"the data holds {count} rows, more than the metadata's 'rows' ({metadata.rows}), "
-            "which OpenDP relies on as an upper bound; raise 'rows' or remove rows"
-        )
+# -- dates and times --------------------------------------------------------------------------
+def _within_calendar(column: Any) -> tuple[Any, int]:
+    """Timestamps (microseconds, no zone) outside years 1-9999 made missing, and how many."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    micros = pc.cast(column, pa.int64())
+    inside = pc.and_(
+        pc.greater_equal(micros, FIRST_MICROSECOND), pc.less_equal(micros, LAST_MICROSECOND)
+    )
+    outside = int(pc.sum(pc.invert(pc.fill_null(inside, True))).as_py() or 0)
+    if not outside:
+        return column, 0
+    return pc.if_else(inside, column, pa.scalar(None, column.type)), outside
 
 
-def _check_columns(present: list[str], metadata: DatasetMetadata) -> None:
-    names = {name.lower() for name in present}
-    missing = [name for name in metadata.columns if name.lower() not in names]
-    if missing:
-        raise DatasetUnavailable(
-            f"the data has no column(s) {', '.join(missing)} declared in the metadata"
-        )
+_UNIT_MICROSECONDS = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
 
 
-def _required_rows(frame: Any, metadata: DatasetMetadata, strict: bool) -> Any:
-    """``frame`` (pandas or Arrow) without the rows that lack a required value (or an error,
-    when strict)."""
+def _arrow_timestamps(column: Any) -> tuple[Any, int]:
+    """Dates and timestamps of any unit and zone as microseconds without zone (zoned ones in
+    UTC, nanoseconds rounded down), within years 1-9999, without any step that can
+    overflow; and how many were not."""
     import numpy as np
+    import pyarrow as pa
+
+    kind = column.type
+    if pa.types.is_date32(kind):
+        raw, per_unit = column.cast(pa.int32()).cast(pa.int64()), 86_400_000_000
+    elif pa.types.is_date64(kind):
+        raw, per_unit = column.cast(pa.int64()), 1_000
+    else:
+        raw, per_unit = column.cast(pa.int64()), _UNIT_MICROSECONDS[kind.unit]
+    present = ~column.is_null().to_numpy(zero_copy_only=False)
+    values = raw.fill_null(0).to_numpy(zero_copy_only=False)
+    valid = present.copy()
+    if per_unit is None:  # nanoseconds: dividing never overflows
+        micros = np.floor_divide(values, 1_000)
+    else:
+        low, high = -(-FIRST_MICROSECOND // per_unit), LAST_MICROSECOND // per_unit
+        valid &= (values >= low) & (values <= high)
+        micros = np.where(valid, values, 0) * per_unit
+    valid &= (micros >= FIRST_MICROSECOND) & (micros <= LAST_MICROSECOND)
+    outside = int((present & ~valid).sum())
+    return pa.array(micros, type=pa.timestamp("us"), mask=~valid), outside
+
+
+# -- rows -------------------------------------------------------------------------------------
+def _required_rows(table: Any, metadata: DatasetMetadata, strict: bool) -> Any:
+    """``table`` without the rows that lack a required value (or an error, when strict)."""
+    import numpy as np
+    import pyarrow as pa
 
     person = metadata.id_column
     keep = None
     for name in metadata.required_columns:
-        if isinstance(frame, pd.DataFrame):
-            missing = frame[name].isna().to_numpy(dtype=bool)
-        else:
-            missing = frame.column(name).is_null().to_numpy(zero_copy_only=False)
+        missing = table.column(name).is_null().to_numpy(zero_copy_only=False)
         count = int(missing.sum())
         if not count:
             continue
@@ -313,26 +468,30 @@ def _required_rows(frame: Any, metadata: DatasetMetadata, strict: bool) -> Any:
         log.warning("%d row(s) missing a value in required column %r are left out", count, name)
         keep = ~missing if keep is None else keep & ~missing
     if keep is None:
-        return frame
-    if isinstance(frame, pd.DataFrame):
-        return frame[keep].reset_index(drop=True)
+        return table
+    return table.filter(pa.array(np.asarray(keep, dtype=bool)))
+
+
+# -- the engines' common ground ---------------------------------------------------------------
+def _arrow_type(kind: str) -> Any:
     import pyarrow as pa
 
-    return frame.filter(pa.array(np.asarray(keep, dtype=bool)))
+    return {
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "string": pa.string(),
+        "boolean": pa.bool_(),
+        "datetime": pa.timestamp("us"),
+    }[kind]
 
 
 def arrow_schema(metadata: DatasetMetadata) -> Any:
     """The Arrow schema of a dataset, from its metadata (the engines' common ground)."""
     import pyarrow as pa
 
-    types = {
-        "int": pa.int64(),
-        "float": pa.float64(),
-        "string": pa.string(),
-        "boolean": pa.bool_(),
-        "datetime": pa.timestamp("us"),
-    }
-    return pa.schema([pa.field(name, types[spec.type]) for name, spec in metadata.columns.items()])
+    return pa.schema(
+        [pa.field(name, _arrow_type(spec.type)) for name, spec in metadata.columns.items()]
+    )
 
 
 def to_arrow(frame: pd.DataFrame, metadata: DatasetMetadata) -> Any:
@@ -352,66 +511,6 @@ def to_arrow(frame: pd.DataFrame, metadata: DatasetMetadata) -> Any:
 def empty_arrow(metadata: DatasetMetadata) -> Any:
     """No rows, the dataset's schema: what engines plan against."""
     return arrow_schema(metadata).empty_table()
-
-
-def conformed_table(raw: Any, metadata: DatasetMetadata, *, strict: bool = False) -> Any:
-    """Rows as the engines read them: an Arrow table with exactly the metadata's columns and types.
-
-    Typed input (Parquet, read as Arrow) is cast column by column without going through
-    pandas, which keeps a large dataset to about one copy in memory; a column that does not
-    cast safely takes the general path (the same rules as for CSV).
-    """
-    import pyarrow as pa
-
-    if isinstance(raw, pa.Table):
-        raw = _sanitized(raw, metadata, strict)
-        fast = _conform_arrow(raw, metadata, strict)
-        if fast is not None:
-            return compact_strings(fast)
-        # Integers with nulls stay Python integers (not floats, which would round ids past 2**53).
-        raw = raw.to_pandas(
-            date_as_object=True, timestamp_as_object=True, integer_object_nulls=True
-        )
-    return compact_strings(to_arrow(conform_to_metadata(raw, metadata, strict=strict), metadata))
-
-
-def _sanitized(table: Any, metadata: DatasetMetadata, strict: bool) -> Any:
-    """Typed columns whose values not every reader can take, made safe first: text that is
-    not UTF-8, and dates or timestamps outside years 1-9999 (or zoned), which would overflow a
-    conversion, read as missing (or, when strict, are refused)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    by_lower = {name.lower(): name for name in table.column_names}
-    for name in metadata.columns:
-        stored = by_lower.get(name.lower())
-        if stored is None:
-            continue  # named by _check_columns
-        column = table.column(stored)
-        if isinstance(column, pa.ChunkedArray):
-            column = column.combine_chunks()
-        if pa.types.is_dictionary(column.type):
-            column = pc.cast(column, column.type.value_type)
-        kind = column.type
-        if (
-            pa.types.is_string(kind)
-            or pa.types.is_large_string(kind)
-            or pa.types.is_binary(kind)
-            or pa.types.is_large_binary(kind)
-        ):
-            column, misfits = _arrow_text(column)
-            what = "text that is not UTF-8"
-        elif pa.types.is_timestamp(kind) or pa.types.is_date(kind):
-            column, misfits = _arrow_timestamps(column)
-            what = "dates outside years 1-9999"
-        else:
-            continue
-        if misfits and strict:
-            raise DatasetUnavailable(f"column {name!r} holds {misfits} value(s) of {what}")
-        if misfits:
-            log.warning("column %r: %d value(s) of %s read as missing", name, misfits, what)
-        table = table.set_column(table.column_names.index(stored), stored, column)
-    return table
 
 
 def compact_strings(table: Any) -> Any:
@@ -446,30 +545,3 @@ def plain_strings(table: Any) -> Any:
             decoded = pc.cast(table.column(index), field.type.value_type)
             table = table.set_column(index, field.name, decoded)
     return table
-
-
-def _conform_arrow(table: Any, metadata: DatasetMetadata, strict: bool) -> Any | None:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    by_lower = {name.lower(): name for name in table.column_names}
-    _check_columns(table.column_names, metadata)
-    check_rows(table.num_rows, metadata)
-    schema = arrow_schema(metadata)
-    columns = []
-    for field in schema:
-        column = table.column(by_lower[field.name.lower()])
-        if pa.types.is_dictionary(column.type):
-            column = pc.cast(column, column.type.value_type)
-        if metadata.columns[field.name].type == "boolean" and not pa.types.is_boolean(column.type):
-            return None  # text or numbers meaning true/false: the general rules decide
-        try:
-            column = pc.cast(column, field.type, safe=True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-        if pa.types.is_floating(field.type):
-            # NaN is a missing value on every path.
-            column = pc.if_else(pc.is_nan(column), pa.scalar(None, field.type), column)
-        columns.append(column)
-    conformed = pa.Table.from_arrays(columns, schema=schema)
-    return _required_rows(conformed, metadata, strict)

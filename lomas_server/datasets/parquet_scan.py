@@ -23,7 +23,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from lomas_server.datasets.conform import check_rows
+from lomas_server.datasets.conform import check_rows, declared_columns
 from lomas_server.datasets.sources import DatasetSource, LocalFileSource, S3Source
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
@@ -51,11 +51,11 @@ def _widens_without_failure(kind: str, arrow_type: Any) -> bool:
         "float": pa.types.is_floating(t) or pa.types.is_integer(t),
         "string": pa.types.is_string(t) or pa.types.is_large_string(t),
         "boolean": pa.types.is_boolean(t),
-        # Microseconds or nanoseconds without a zone only: dates and coarser units can hold
-        # years past what a microsecond timestamp holds, and the cast would overflow on that
-        # one row; zoned timestamps would be shifted differently by each engine. Those are
-        # loaded and conformed.
-        "datetime": pa.types.is_timestamp(t) and t.tz is None and t.unit in ("us", "ns"),
+        # Microseconds without a zone only: dates and coarser units can hold years past what
+        # a microsecond timestamp holds, and the cast would overflow on that one row; DuckDB
+        # rounds nanoseconds where loading rounds them down; zoned timestamps would be
+        # shifted differently by each engine. Those are loaded and conformed.
+        "datetime": pa.types.is_timestamp(t) and t.tz is None and t.unit == "us",
     }[kind]
 
 
@@ -140,13 +140,8 @@ def plan_scan(
     except (OSError, ValueError) as err:
         raise DatasetUnavailable(f"{source.where()} is not a readable parquet file") from err
     schema = footer.schema_arrow
-    by_lower = {name.lower(): name for name in schema.names}
-    missing = [name for name in metadata.columns if name.lower() not in by_lower]
-    if missing:
-        raise DatasetUnavailable(
-            f"the data has no column(s) {', '.join(missing)} declared in the metadata"
-        )
-    columns = {name: by_lower[name.lower()] for name in metadata.columns}
+    # the same columns as loading reads (and the same refusal of names alike but for case)
+    columns = declared_columns(schema.names, metadata)
     for name, stored in columns.items():
         kind = metadata.columns[name].type
         if not _widens_without_failure(kind, schema.field(stored).type):

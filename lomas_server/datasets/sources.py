@@ -13,6 +13,7 @@ import abc
 import hashlib
 import importlib.util
 import io
+import logging
 import os
 import re
 import threading
@@ -28,6 +29,7 @@ from lomas_server.errors import DatasetUnavailable, InvalidMetadata
 from lomas_server.metadata import DatasetMetadata
 
 FORMATS = ("csv", "parquet")
+log = logging.getLogger(__name__)
 SECRET_FIELDS = ("secret_access_key", "access_key_id", "session_token", "headers")
 REDACTED = "***"
 
@@ -65,19 +67,21 @@ class DatasetSource(abc.ABC):
 
         ``columns``: only these (matched without regard to case), when the caller needs no
         others; a wide file then costs the memory of the declared columns only. ``strict``
-        (when the admin adds the dataset) refuses a CSV line with the wrong number of fields
-        or bytes that are not UTF-8; otherwise such a line is left out and such bytes read as
-        a replacement character, so that one row cannot make every query fail.
+        (when the admin adds the dataset) refuses a CSV line with the wrong number of fields,
+        a quote left open, or bytes that are not UTF-8; otherwise such a line is left out and
+        such bytes read as a replacement character, so that one row cannot make every query
+        fail, nor take other rows with it (``whole_lines``).
         """
         raw = self.read_bytes()
         handle: Any = raw if isinstance(raw, Path) else io.BytesIO(raw)
         wanted = None if columns is None else {name.lower() for name in columns}
         try:
             if self.format == "csv":
+                data = raw.read_bytes() if isinstance(raw, Path) else raw
                 # Everything as text first: conform_to_metadata converts with the admin's types,
                 # so pandas' guesses never decide what a column is.
                 return pd.read_csv(
-                    handle,
+                    io.BytesIO(whole_lines(data, self.where(), strict=strict)),
                     dtype=str,
                     keep_default_na=True,
                     usecols=None if wanted is None else lambda name: str(name).lower() in wanted,
@@ -693,6 +697,37 @@ class SparkSource(DatasetSource):
         return pa.Table.from_pandas(
             spark_session().read.parquet(self.path).toPandas(), preserve_index=False
         )
+
+
+def whole_lines(data: bytes, where: str, *, strict: bool) -> bytes:
+    """CSV bytes in which every line is a whole record: a line with an odd number of quotes
+    would open a quoted field that runs into the next lines (one row could swallow other
+    people's rows, or fail the whole file), so such lines are left out, or refused when
+    ``strict``. Fields holding line breaks are therefore not supported."""
+    import numpy as np
+
+    if b'"' not in data:
+        return data
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw == ord("\n"))
+    if len(ends) == 0 or ends[-1] != len(raw) - 1:
+        ends = np.append(ends, len(raw) - 1)
+    quotes = np.cumsum(raw == ord('"'))
+    per_line = np.diff(np.concatenate(([0], quotes[ends])))
+    odd = np.flatnonzero(per_line % 2)
+    if len(odd) == 0:
+        return data
+    if strict or odd[0] == 0:
+        # the header itself, or the admin adding the file: say which line
+        raise DatasetUnavailable(
+            f"{where}: line {int(odd[0]) + 1} leaves a quote open (fields holding line breaks "
+            "are not supported; every record must be on one line)"
+        )
+    log.warning("%s: %d line(s) with a quote left open are left out", where, len(odd))
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    keep = np.ones(len(ends), dtype=bool)
+    keep[odd] = False
+    return b"".join(data[starts[i] : ends[i] + 1] for i in np.flatnonzero(keep))
 
 
 def _first_line(err: Exception) -> str:

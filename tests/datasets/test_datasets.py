@@ -6,6 +6,7 @@ import os
 import time
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from lomas_server.datasets import DatasetCache, LocalFileSource, conform_to_metadata, make_dummy
@@ -322,7 +323,7 @@ def test_values_no_reader_takes_are_missing_not_a_failure():
     assert table.column("pid").to_pylist() == [1, 2, 9223372036854775807]
     assert table.column("note").to_pylist() == ["ok", None, None]
     assert table.column("born").null_count == 2 and table.column("seen").null_count == 2
-    with pytest.raises(DatasetUnavailable, match="not UTF-8"):
+    with pytest.raises(DatasetUnavailable, match="'note' does not hold values of type string"):
         conformed_table(typed, meta, strict=True)
     text = pd.DataFrame(
         {
@@ -340,8 +341,10 @@ def test_values_no_reader_takes_are_missing_not_a_failure():
 
 
 def test_physical_types_a_file_may_use_read_without_failing():
-    """Unsigned integers past 64 bits signed, integers with nulls past 2**53, a time of day
-    where a timestamp is declared: missing where they do not fit, exact where they do."""
+    """Unsigned integers past 64 bits signed and integers with nulls past 2**53 are exact
+    where they fit and missing where they do not; a stored type that can never hold the
+    declared kind (a time of day for a timestamp) makes the column unreadable, whatever the
+    values."""
     import pyarrow as pa
 
     from lomas_server.datasets import conformed_table
@@ -352,8 +355,7 @@ def test_physical_types_a_file_may_use_read_without_failing():
             "columns": {
                 "pid": {"type": "int", "private_id": True},
                 "n": {"type": "int"},
-                "when": {"type": "datetime"},
-                "yes": {"type": "boolean"},  # text: the general rules read the whole table
+                "yes": {"type": "boolean"},
             },
         }
     )
@@ -362,7 +364,6 @@ def test_physical_types_a_file_may_use_read_without_failing():
             {
                 "pid": [2**60 + 1, None, 2**60 + 3],
                 "n": pa.array([1, 2**64 - 1, 3], pa.uint64()),
-                "when": pa.array([3_600_000_000, None, 0], pa.time64("us")),
                 "yes": ["yes", "no", "no"],
             }
         ),
@@ -370,4 +371,97 @@ def test_physical_types_a_file_may_use_read_without_failing():
     )
     assert table.column("pid").to_pylist() == [2**60 + 1, 2**60 + 3]
     assert table.column("n").to_pylist() == [1, 3]
-    assert table.column("when").null_count == 2  # a time is no date, and never today's
+    times = DatasetMetadata.from_dict(
+        {"row_privacy": True, "columns": {"when": {"type": "datetime"}}}
+    )
+    with pytest.raises(DatasetUnavailable, match="time64.*cannot hold datetime"):
+        conformed_table(pa.table({"when": pa.array([0], pa.time64("us"))}), times)
+
+
+@pytest.mark.parametrize(
+    ("stored", "declared", "values"),
+    [
+        # stored type -> declared type, with one value that does not fit
+        (pa.float64(), "int", [1.0, 2.0, 30.5]),
+        (pa.float64(), "int", [1.0, 2.0, float("nan")]),
+        (pa.uint64(), "int", [1, 2, 2**63]),
+        (pa.string(), "int", ["1", "2", "x"]),
+        (pa.string(), "float", ["1.5", "2", "x"]),
+        (pa.string(), "datetime", ["2020-01-01", "2020-01-02 10:00:00", "never"]),
+        (pa.float64(), "string", [1.0, 2.5, None]),
+        (pa.bool_(), "string", [True, False, None]),
+        (pa.string(), "boolean", ["yes", "0", "maybe"]),
+    ],
+)
+def test_a_value_that_does_not_fit_changes_no_other_value(stored, declared, values):
+    """Each value is converted on its own: one row that does not fit (here the last) changes
+    neither the other values of its column nor any other column. A conversion that switched
+    paths for the whole table once rewrote every value (an attack emptied a grouped count)."""
+    from lomas_server.datasets import conformed_table
+
+    meta = DatasetMetadata.from_dict(
+        {
+            "row_privacy": True,
+            "columns": {
+                "v": {"type": declared},
+                "other": {"type": "string"},
+                "x": {"type": "float"},
+            },
+        }
+    )
+
+    def conformed(rows):
+        table = pa.table(
+            {
+                "v": pa.array(rows, type=stored),
+                "other": pa.array([1.0] * len(rows)),  # a float column read as text
+                "x": pa.array([2] * len(rows), pa.int32()),
+            }
+        )
+        return conformed_table(table, meta)
+
+    clean, with_misfit = conformed(values[:2]), conformed(values)
+    for name in ("v", "other", "x"):
+        assert with_misfit.column(name).to_pylist()[:2] == clean.column(name).to_pylist()
+
+
+def test_a_quote_left_open_takes_no_other_row(tmp_path):
+    """A CSV line with an odd number of quotes would open a field that runs on into other
+    people's lines (or to the end of the file, failing it): such a line is left out alone, and
+    refused when the admin adds the file."""
+    from lomas_server.datasets import conformed_table
+
+    meta = DatasetMetadata.from_dict(
+        {
+            "row_privacy": True,
+            "columns": {"sex": {"type": "string"}, "age": {"type": "int"}},
+        }
+    )
+    lines = ["sex,age"] + ['"M",30', "F,40"] * 400
+    lines.insert(100, '"M,30')  # opened here ...
+    lines.insert(700, 'M",30')  # ... closed 600 lines later
+    path = tmp_path / "people.csv"
+    path.write_text("\n".join(lines) + "\n")
+    table = conformed_table(LocalFileSource(path).load(), meta)
+    assert table.num_rows == 800 and table.column("sex").to_pylist().count("M") == 400
+    with pytest.raises(DatasetUnavailable, match="line 101 leaves a quote open"):
+        LocalFileSource(path).load(strict=True)
+
+
+def test_columns_named_alike_but_for_case_are_refused(tmp_path):
+    """Engines would not agree on which of 'Age' and 'age' a query reads."""
+    import pyarrow.parquet as pq
+
+    from lomas_server.datasets import conformed_table
+    from lomas_server.datasets.parquet_scan import plan_scan
+
+    meta = DatasetMetadata.from_dict({"row_privacy": True, "columns": {"age": {"type": "int"}}})
+    table = pa.table({"Age": [90, 90], "age": [10, 10]})
+    with pytest.raises(DatasetUnavailable, match="differ in more than letter case"):
+        conformed_table(table, meta)
+    pq.write_table(table, tmp_path / "twice.parquet")
+    with pytest.raises(DatasetUnavailable, match="differ in more than letter case"):
+        plan_scan(LocalFileSource(tmp_path / "twice.parquet"), meta)
+    # undeclared columns may be named as the file likes
+    other = DatasetMetadata.from_dict({"row_privacy": True, "columns": {"x": {"type": "int"}}})
+    assert conformed_table(table.append_column("x", pa.array([1, 2])), other).num_rows == 2
