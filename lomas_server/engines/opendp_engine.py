@@ -113,15 +113,24 @@ class OpenDPEngine:
 
     # -- planning (no data) ------------------------------------------------------------------
     def plan(
-        self, dataset: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
+        self,
+        dataset: str,
+        metadata: DatasetMetadata,
+        query: OpenDPQuery,
+        noise: Noise,
+        *,
+        scope: str = "",
     ) -> OpenDPPlan:
-        return self._thread.run(self._plan, dataset, metadata, query, noise)
+        """The query's measurement and cost, from metadata alone. Plans are remembered per
+        ``scope`` (the analyst: how fast a query is planned must not say what others asked)
+        and metadata, not per dataset: datasets with the same metadata share them."""
+        return self._thread.run(self._plan, scope, metadata, query, noise)
 
     def _plan(
-        self, dataset: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
+        self, scope: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
     ) -> OpenDPPlan:
-        # Not the dataset's name: datasets with the same metadata share their plans.
         key = (
+            scope,
             json.dumps(metadata.document, sort_keys=True),
             json.dumps(query.as_dict(), sort_keys=True),
             noise,
@@ -249,8 +258,14 @@ class _Compiler:
             lazy = pl.from_arrow(source).lazy()  # type: ignore[union-attr]
         squares = {a.column for a in self.query.aggregates if a.op == "variance"}
         if squares:
+            # The square of the value clamped to its bounds, as the sum and SQL's variance see
+            # it (a value past the bounds would otherwise enter squared, then clamped).
             lazy = lazy.with_columns(
-                (pl.col(c).cast(pl.Float64) * pl.col(c).cast(pl.Float64)).alias(SQUARED + c)
+                pl.col(c)
+                .cast(pl.Float64)
+                .clip(float(self.metadata.columns[c].lower), float(self.metadata.columns[c].upper))  # type: ignore[arg-type]
+                .pow(2)
+                .alias(SQUARED + c)
                 for c in sorted(squares)
             )
         return lazy

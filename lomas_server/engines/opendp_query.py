@@ -37,7 +37,8 @@ GROUPABLE = ("string", "int", "boolean")
 MAX_AGGREGATES = 20
 MAX_FILTERS = 20
 MAX_IN_VALUES = 1000
-OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Names with "__" are the server's (a statistic's noisy parts are NAME__n, NAME__sum, ...).
+OUTPUT_NAME = re.compile(r"^(?!.*__)[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,8 @@ def _aggregate(item: Any, metadata: DatasetMetadata) -> Aggregate:
     name = item.get("as") or _default_name(op, spec.name if spec else None, q)
     if not isinstance(name, str) or not OUTPUT_NAME.match(name):
         raise InvalidQuery(
-            f"output name {name!r} must be a plain identifier of at most 64 characters"
+            f"output name {name!r} must be a plain identifier of at most 64 characters, "
+            "without '__'"
         )
     return Aggregate(op, spec.name if spec else None, name, q)
 

@@ -151,15 +151,23 @@ class SmartnoiseSqlEngine:
 
     # -- planning (no data) ------------------------------------------------------------------
     def plan(
-        self, dataset: str, metadata: DatasetMetadata, query: str, epsilon: float, delta: float
+        self,
+        dataset: str,
+        metadata: DatasetMetadata,
+        query: str,
+        epsilon: float,
+        delta: float,
+        *,
+        scope: str = "",
     ) -> SqlPlan:
         """Check and price a query from metadata alone.
 
         A plan is a pure function of its arguments, so the last few are remembered: pricing a
         query and then running it (or running it again with ``fresh``) plans it once. A
-        refusal is never remembered.
+        refusal is never remembered. ``scope`` (the analyst) keeps each one's plans apart, so
+        that how fast a query is planned says nothing of what others asked.
         """
-        key = (dataset, _fingerprint(metadata), query, float(epsilon), float(delta))
+        key = (scope, dataset, _fingerprint(metadata), query, float(epsilon), float(delta))
         known = self._plans.get(key)
         if known is not None:
             return known

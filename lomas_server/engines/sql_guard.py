@@ -43,8 +43,8 @@ MAX_LITERAL = 1e15  # magnitude of any numeric literal
 MAX_OUTER_FACTOR = 1e9  # magnitude of a literal scaling an aggregate
 
 COUNT = "COUNT"
-SUMMING_AGGREGATES = {"SUM", "AVG", "VAR", "VARIANCE", "STDDEV", "STD", "STDEV"}
-SQUARING_AGGREGATES = {"VAR", "VARIANCE", "STDDEV", "STD", "STDEV"}
+SUMMING_AGGREGATES = {"SUM", "AVG", "VAR", "VARIANCE", "STDDEV", "STD"}
+SQUARING_AGGREGATES = {"VAR", "VARIANCE", "STDDEV", "STD"}
 OUTER_FUNCTIONS = {"ABS", "CEIL", "CEILING", "FLOOR", "SIGN"}
 COMPARISONS = {"=", "<>", "!=", "<", "<=", ">", ">="}
 # Engines sum integers in 64 bits; allow for up to 2**32 rows per group.
@@ -133,7 +133,13 @@ class _Guard:
         for item in query.select.namedExpressions:
             self._select_item(item)
             names.append(item.name or str(item.expression))
-            self.outputs[_output_name(item).lower()] = item.expression
+            output = _output_name(item).lower()
+            if output in self.outputs:
+                # HAVING and ORDER BY name outputs without regard to case: which one is meant?
+                raise InvalidQuery(
+                    f"two outputs are named {_output_name(item)!r} (letter case aside); rename one"
+                )
+            self.outputs[output] = item.expression
             self.output_texts.add(str(item.expression))
         if query.having is not None:
             self._having(query.having.condition, 0)
@@ -269,6 +275,8 @@ class _Guard:
         argument = node.expression
         if name == COUNT:
             if isinstance(argument, AllColumns):
+                if node.quantifier is not None:
+                    raise InvalidQuery("COUNT(DISTINCT *) is not supported; count a column")
                 return
             if isinstance(argument, Column):
                 self._column(argument)

@@ -169,7 +169,9 @@ class AnalystService:
             )
             return rows_payload(outcome.columns, outcome.rows)
 
-        fingerprint = _fingerprint(ENGINE_NAME, plan.sql, epsilon, delta, postprocess)
+        # The plan's epsilon and delta: a delta given to a query that needs none changes nothing
+        # about the release, and /cost words its replays the same way.
+        fingerprint = _fingerprint(ENGINE_NAME, plan.sql, plan.epsilon, plan.delta, postprocess)
         reply = self._release(
             user, record, ENGINE_NAME, request, cost, fingerprint, fresh, run, in_place=True
         )
@@ -299,7 +301,7 @@ class AnalystService:
     ) -> tuple[DatasetRecord, SqlPlan, PrivacyAmount]:
         """Check and price a query; the cost is in the dataset's ledger currency."""
         record = self._granted(user, dataset, for_query=True)
-        plan = self.engine.plan(dataset, _metadata(record), query, epsilon, delta)
+        plan = self.engine.plan(dataset, _metadata(record), query, epsilon, delta, scope=user)
         return record, plan, self._charge(record, plan.loss)
 
     def _plan_opendp(
@@ -307,7 +309,8 @@ class AnalystService:
     ) -> tuple[DatasetRecord, OpenDPPlan, PrivacyAmount]:
         record = self._granted(user, dataset, for_query=True)
         metadata = _metadata(record)
-        plan = self.opendp.plan(dataset, metadata, parse_opendp_query(document, metadata), noise)
+        query = parse_opendp_query(document, metadata)
+        plan = self.opendp.plan(dataset, metadata, query, noise, scope=user)
         return record, plan, self._charge(record, plan.loss)
 
     def _charge(self, record: DatasetRecord, loss: PrivacyLoss) -> PrivacyAmount:

@@ -197,3 +197,16 @@ def test_refusals_do_not_depend_on_anything_but_query_and_metadata():
     # Same query, same message, every time: there is no data in the guard's reach.
     sql = "SELECT COUNT(*) FROM df WHERE income / (age - 40) > 1"
     assert len({refused(sql) for _ in range(3)}) == 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "mentions"),
+    [
+        ("SELECT COUNT(DISTINCT *) AS n FROM df", "COUNT(DISTINCT *)"),
+        # HAVING and ORDER BY name outputs without regard to case
+        ('SELECT region AS n, COUNT(*) AS "N" FROM df GROUP BY region ORDER BY n', "two outputs"),
+        ("SELECT STDEV(age) AS s FROM df", "STDEV"),
+    ],
+)
+def test_shapes_the_engines_would_fail_after_spending_are_refused(sql, mentions):
+    assert mentions in refused(sql)

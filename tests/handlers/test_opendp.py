@@ -241,6 +241,12 @@ def test_identical_query_replays_whatever_the_key_order(user, public_penguins):
         ({"query": {"aggregates": [{"op": "count"}]}}, 400, "epsilon"),
         ({"query": {"aggregates": []}, "epsilon": 1}, 400, "at least one aggregate"),
         ({"query": {"aggregates": [{"op": "count"}]}, "epsilon": 50}, 400, "per-query maximum"),
+        # the server's own names for a statistic's noisy parts (the threshold count, ...)
+        (
+            {"query": {"aggregates": [{"op": "count", "as": "__rows"}]}, "epsilon": 1},
+            400,
+            "without '__'",
+        ),
     ],
 )
 def test_refused_requests_spend_nothing(user, body, status, mentions):

@@ -47,7 +47,6 @@ def test_whitespace_keyword_case_and_table_spelling_do_not_defeat_it(user, spell
     "change",
     [
         {"epsilon": 0.6},
-        {"delta": 1e-6},
         {"postprocess": False},
         {"query": "SELECT species, COUNT(*) AS m FROM df GROUP BY species"},
         {"query": "SELECT island, COUNT(*) AS n FROM df GROUP BY island"},
@@ -59,6 +58,17 @@ def test_a_different_request_is_a_new_release(user, change):
     other = user.api.post("/datasets/PENGUIN/smartnoise-sql", body).json()
     assert other["replay_of"] is None and other["query_id"] != first["query_id"]
     assert _spent(user) > 0.5
+
+
+def test_a_delta_the_query_does_not_use_is_the_same_request(user):
+    """Species are public keys: nothing is thresholded and a delta changes nothing, so the
+    release is the same (and /cost said so before)."""
+    first = user.api.sql("PENGUIN", QUERY, 0.5).json()
+    body = {"query": QUERY, "epsilon": 0.5, "delta": 1e-6}
+    estimate = user.api.post("/datasets/PENGUIN/smartnoise-sql/cost", body).json()
+    again = user.api.post("/datasets/PENGUIN/smartnoise-sql", body).json()
+    assert estimate["replay_of"] == again["replay_of"] == first["query_id"]
+    assert _spent(user) == 0.5
 
 
 def test_fresh_pays_for_a_new_release(user):
