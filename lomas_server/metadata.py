@@ -44,6 +44,27 @@ _BOOL_OPTIONS = (
     "clamp_columns",
     "use_dpsu",
 )
+# Table options SmartNoise-SQL understands that would weaken the guarantee unless they have
+# their safe value: (the safe value, why another one is refused). The engines always use the
+# safe value; add-dataset refuses another; import-lomas removes it.
+WEAKENING_TABLE_OPTIONS = {
+    "censor_dims": (
+        True,
+        "would release group keys read from the data; remove it and declare the public "
+        "values of a column with 'categories' and 'public_keys: true' (other groups are shown "
+        "only above a DP threshold)",
+    ),
+    "clamp_columns": (
+        True,
+        "would let values outside a column's bounds into sums; remove it (values are always "
+        "clamped to their bounds)",
+    ),
+    "sample_max_ids": (
+        True,
+        "would let one person contribute more than 'max_ids' rows; remove it",
+    ),
+    "use_dpsu": (False, "is not supported; remove it"),
+}
 _COLUMN_KEYS = (
     "type",
     "lower",
@@ -69,18 +90,8 @@ class ColumnSpec:
     categories: tuple[Any, ...] | None = None
     private_id: bool = False
     # The admin declares that which values occur in this column is public: grouping by it
-    # then releases every category without thresholding (OpenDP path).
+    # releases every declared category (the full grid), without thresholding.
     public_keys: bool = False
-    cardinality: int | None = None  # how many distinct values at most (public)
-
-    @property
-    def distinct_values(self) -> int | None:
-        """An upper bound on the number of distinct values, when the metadata gives one."""
-        if self.type == "boolean":
-            return 2
-        if self.categories is not None:
-            return len(self.categories)
-        return self.cardinality
 
     @property
     def is_numeric(self) -> bool:
@@ -160,25 +171,11 @@ class DatasetMetadata:
         them so that the admin's document says what really happens.
         """
         doc = self.document
-        found = []
-        if doc.get("censor_dims") is False:
-            found.append(
-                "'censor_dims: false' would release group keys read from the data; remove it "
-                "and declare the public values of a column with 'categories' and "
-                "'public_keys: true' (other groups are shown only above a DP threshold)"
-            )
-        if doc.get("clamp_columns") is False:
-            found.append(
-                "'clamp_columns: false' would let values outside a column's bounds into sums; "
-                "remove it (values are always clamped to their bounds)"
-            )
-        if doc.get("sample_max_ids") is False:
-            found.append(
-                "'sample_max_ids: false' would let one person contribute more than 'max_ids' "
-                "rows; remove it"
-            )
-        if doc.get("use_dpsu") is True:
-            found.append("'use_dpsu' is not supported; remove it")
+        found = [
+            f"'{option}: {str(doc[option]).lower()}' {why}"
+            for option, (safe, why) in WEAKENING_TABLE_OPTIONS.items()
+            if option in doc and doc[option] is not safe
+        ]
         ids = [c.name for c in self.columns.values() if c.private_id]
         if len(ids) > 1:
             found.append(f"only one column can be 'private_id' (found {', '.join(ids)})")

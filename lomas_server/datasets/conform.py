@@ -54,6 +54,10 @@ _DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]
 def conformed_table(raw: Any, metadata: DatasetMetadata, *, strict: bool = False) -> Any:
     """Rows as the engines read them: an Arrow table with exactly the metadata's columns and
     types, from an Arrow table (Parquet) or a DataFrame (CSV, read as text)."""
+    return compact_strings(_conformed(raw, metadata, strict))
+
+
+def _conformed(raw: Any, metadata: DatasetMetadata, strict: bool) -> Any:
     import pyarrow as pa
 
     stored = _stored_columns(raw)
@@ -74,8 +78,7 @@ def conformed_table(raw: Any, metadata: DatasetMetadata, *, strict: bool = False
                 "column %r: %d value(s) not of type %s read as missing", name, misfits, spec.type
             )
         columns.append(column)
-    table = pa.Table.from_arrays(columns, schema=schema)
-    return compact_strings(_required_rows(table, metadata, strict))
+    return _required_rows(pa.Table.from_arrays(columns, schema=schema), metadata, strict)
 
 
 def conform_to_metadata(
@@ -85,7 +88,7 @@ def conform_to_metadata(
     Python datetimes): for dummy rows and benchmarks that work in pandas."""
     import pyarrow as pa
 
-    table = plain_strings(conformed_table(raw, metadata, strict=strict))
+    table = _conformed(raw, metadata, strict)
     mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     return table.to_pandas(types_mapper=mapping.get, timestamp_as_object=True)
 

@@ -264,9 +264,3 @@ class ScanPlans:
         with self._lock:
             self._plans[name] = (key, scan)
         return scan
-
-    def known(self, name: str, key: str) -> ParquetScan | None:
-        """The plan made for ``key``, if any (without reading anything)."""
-        with self._lock:
-            known = self._plans.get(name)
-        return known[1] if known is not None and known[0] == key else None

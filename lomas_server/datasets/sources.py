@@ -499,8 +499,8 @@ class PostgresSource(DatasetSource):
         found = self.column_types()
         selected, required = [], []
         for name, spec in metadata.columns.items():
-            stored = sql.Identifier(self._column_for(name, found))
-            stored_type = found[self._column_for(name, found)]
+            column = self._column_for(name, found)
+            stored, stored_type = sql.Identifier(column), found[column]
             if spec.type == "float" and stored_type in ("real", "double precision", "numeric"):
                 value = sql.SQL("NULLIF({}, 'NaN')").format(stored)
             elif spec.type == "datetime":

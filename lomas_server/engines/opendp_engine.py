@@ -296,6 +296,7 @@ class _Compiler:
                 split_evenly_over=len(batches),
                 margins=self._margins(),
             )
+            grid = self._grid_frame() if self.grid is not None else None
             parts = []
             for batch in batches:
                 query = context.query()
@@ -307,8 +308,8 @@ class _Compiler:
                     query = query.truncate_per_group(self.metadata.max_ids)
                 if self.group_columns:
                     query = query.group_by(self.group_columns).agg(batch)
-                    if self.grid is not None:
-                        query = query.with_keys(self._grid_frame())
+                    if grid is not None:
+                        query = query.with_keys(grid)
                 else:
                     query = query.select(batch)
                 parts.append(query)

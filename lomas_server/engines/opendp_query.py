@@ -183,15 +183,10 @@ def _filter(item: Any, metadata: DatasetMetadata) -> Filter:
     if op == "in":
         if not isinstance(value, list) or not value or len(value) > MAX_IN_VALUES:
             raise InvalidQuery(f"'in' takes a list of 1 to {MAX_IN_VALUES} values")
-        return Filter(spec.name, op, tuple(_typed_value(v, spec) for v in value))
+        return Filter(spec.name, op, tuple(typed_value(v, spec) for v in value))
     if op in ("<", "<=", ">", ">=") and spec.type not in ("int", "float", "datetime"):
         raise InvalidQuery(f"'{op}' compares numbers or dates; {spec.name!r} is {spec.type}")
-    return Filter(spec.name, op, _typed_value(value, spec))
-
-
-def _typed_value(value: Any, spec: ColumnSpec) -> Any:
-    """A value of the column's own type, in the one format accepted for it (literals.py)."""
-    return typed_value(value, spec)
+    return Filter(spec.name, op, typed_value(value, spec))
 
 
 def _aggregate(item: Any, metadata: DatasetMetadata) -> Aggregate:

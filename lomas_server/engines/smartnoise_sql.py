@@ -172,9 +172,9 @@ class SmartnoiseSqlEngine:
         if known is not None:
             return known
         guarded = guard_query(query, metadata, dataset)
-        if guarded.group_columns and guarded.key_grid is None and delta <= 0:
+        if guarded.thresholded and delta <= 0:
             raise metadata.threshold_needs_delta(list(guarded.group_columns))
-        if not (guarded.group_columns and guarded.key_grid is None):
+        if not guarded.thresholded:
             # Only a threshold uses delta: SmartNoise-SQL would charge it to the count anyway.
             delta = 0.0
         plan = self._on_engine_thread(self._plan, dataset, metadata, guarded, epsilon, delta)
@@ -190,10 +190,13 @@ class SmartnoiseSqlEngine:
         delta: float,
     ) -> SqlPlan:
         sql, output_names = guarded.sql, guarded.output_names
-        censor = bool(guarded.group_columns) and guarded.key_grid is None
         try:
             reader = self._private_reader(
-                self._schema_reader(dataset, metadata), metadata, epsilon, delta, censor
+                self._schema_reader(dataset, metadata),
+                metadata,
+                epsilon,
+                delta,
+                guarded.thresholded,
             )
             reader._refresh_options()
             subquery, outer = reader._rewrite(sql)

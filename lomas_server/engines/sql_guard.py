@@ -66,6 +66,11 @@ class GuardedQuery:
     group_columns: tuple[str, ...] = ()
     key_grid: tuple[tuple[Any, ...], ...] | None = None
 
+    @property
+    def thresholded(self) -> bool:
+        """Whether groups are released only above a noisy threshold (which needs delta)."""
+        return bool(self.group_columns) and self.key_grid is None
+
 
 def guard_query(text: str, metadata: DatasetMetadata, dataset_name: str) -> GuardedQuery:
     """Check ``text`` against the allow-list; return it normalized for the engine."""

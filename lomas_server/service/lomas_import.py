@@ -25,6 +25,7 @@ import yaml
 from lomas_server.accounting import PrivacyAmount
 from lomas_server.datasets import source_from_location
 from lomas_server.errors import Conflict, InvalidRequest, LomasError
+from lomas_server.metadata import WEAKENING_TABLE_OPTIONS
 from lomas_server.service.admin import AdminService
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,8 @@ def safe_metadata(document: Any) -> tuple[Any, list[str]]:
             "'censor_dims: false' removed: groups are now shown in full only for columns with "
             "public keys, others above a DP threshold (queries then need delta)" + hint
         )
-    for option, safe in (("clamp_columns", True), ("sample_max_ids", True), ("use_dpsu", False)):
-        if option in doc and doc[option] is not safe:
+    for option, (safe, _) in WEAKENING_TABLE_OPTIONS.items():
+        if option in doc and doc[option] is not safe:  # censor_dims was handled above
             notes.append(f"'{option}: {str(doc.pop(option)).lower()}' removed")
     ids = [n for n, c in doc["columns"].items() if isinstance(c, dict) and c.get("private_id")]
     if ids and doc.get("row_privacy") is True:

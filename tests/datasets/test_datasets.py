@@ -296,8 +296,6 @@ def test_values_no_reader_takes_are_missing_not_a_failure():
     a year 0 or a zoned time past 9999 in a CSV made every query on the data fail (or, read
     in place, only the queries whose filters kept that row). They read as missing now, and
     adding such data names them."""
-    import pyarrow as pa
-
     from lomas_server.datasets import conformed_table
 
     meta = DatasetMetadata.from_dict(
@@ -345,8 +343,6 @@ def test_physical_types_a_file_may_use_read_without_failing():
     where they fit and missing where they do not; a stored type that can never hold the
     declared kind (a time of day for a timestamp) makes the column unreadable, whatever the
     values."""
-    import pyarrow as pa
-
     from lomas_server.datasets import conformed_table
 
     meta = DatasetMetadata.from_dict(

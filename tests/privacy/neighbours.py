@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lomas_server.literals import datetime_text
+from tests.engines.test_every_engine import POSTGRES_TYPES
 
 COLUMNS: dict[str, dict[str, Any]] = {
     "kind": {"type": "string", "categories": ["a", "b", "c"], "public_keys": True},
@@ -265,15 +266,6 @@ def write_parquet(rows: list[dict[str, Any]], kind: str, path: Path) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(arrow_table(rows, kind), path)
-
-
-POSTGRES_TYPES = {
-    "int": "bigint",
-    "float": "double precision",
-    "string": "text",
-    "boolean": "boolean",
-    "datetime": "timestamp",
-}
 
 
 def write_postgres(rows: list[dict[str, Any]], kind: str, dsn: str, table: str) -> None:
