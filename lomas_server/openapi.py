@@ -9,6 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from lomas_server import __version__
+from lomas_server.accounting import ranges
+from lomas_server.engines.sql_guard import MAX_QUERY_LENGTH
+
+# Privacy parameters: the ranges the server enforces (accounting/ranges.py).
+_EPSILON = {
+    "type": "number",
+    "minimum": ranges.MIN_EPSILON,
+    "maximum": ranges.MAX_QUERY_EPSILON,
+}
+_DELTA = {
+    "type": "number",
+    "minimum": 0,
+    "maximum": ranges.MAX_DELTA,
+    "default": 0,
+    "description": f"0, or from {ranges.MIN_DELTA:g} to {ranges.MAX_DELTA:g}",
+}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -88,10 +104,11 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "query": {
                 "type": "string",
+                "maxLength": MAX_QUERY_LENGTH,
                 "description": "One SELECT on table df (or the dataset's name)",
             },
-            "epsilon": {"type": "number", "exclusiveMinimum": 0},
-            "delta": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+            "epsilon": _EPSILON,
+            "delta": _DELTA,
         },
         "required": ["query", "epsilon"],
     },
@@ -99,9 +116,9 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "query": {"type": "string"},
-            "epsilon": {"type": "number", "exclusiveMinimum": 0},
-            "delta": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+            "query": {"type": "string", "maxLength": MAX_QUERY_LENGTH},
+            "epsilon": _EPSILON,
+            "delta": _DELTA,
             "postprocess": {"type": "boolean", "default": True},
             "fresh": {
                 "type": "boolean",
@@ -239,22 +256,33 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "query": _ref("OpenDPQuery"),
             "mechanism": {"type": "string", "enum": ["laplace", "gaussian"], "default": "laplace"},
-            "epsilon": {"type": "number", "exclusiveMinimum": 0, "description": "Laplace budget"},
+            "epsilon": {**_EPSILON, "description": "Laplace budget"},
             "rho": {
                 "type": "number",
-                "exclusiveMinimum": 0,
+                "minimum": ranges.MIN_RHO,
+                "maximum": ranges.MAX_RHO,
                 "description": "Gaussian budget (zCDP)",
             },
             "accuracy": {
                 "type": "object",
+                "additionalProperties": False,
                 "description": "Instead of a budget: the cheapest one meeting this accuracy",
-                "properties": {"half_width": {"type": "number"}, "confidence": {"type": "number"}},
+                "properties": {
+                    "half_width": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "maximum": ranges.MAX_HALF_WIDTH,
+                    },
+                    "confidence": {
+                        "type": "number",
+                        "minimum": ranges.MIN_CONFIDENCE,
+                        "maximum": ranges.MAX_CONFIDENCE,
+                        "default": 0.95,
+                    },
+                },
+                "required": ["half_width"],
             },
-            "delta": {
-                "type": "number",
-                "minimum": 0,
-                "description": "Needed to group by non-public keys",
-            },
+            "delta": {**_DELTA, "description": "Needed to group by non-public keys"},
             "fresh": {"type": "boolean", "default": False},
         },
         "required": ["query"],

@@ -39,6 +39,16 @@ from lomas_server.metadata import ColumnSpec, DatasetMetadata
 CANONICAL_TABLE = "df"
 MAX_QUERY_LENGTH = 20_000
 MAX_DEPTH = 24
+MAX_TOKENS = 3_000
+MAX_NUMBER_LENGTH = 40
+MAX_NAME_LENGTH = 128
+_UNARY = {"NOT", "-", "+", "~"}
+# One token of SQL text: blanks, comments, quoted text and names, numbers, words, symbols.
+_TOKEN = re.compile(
+    r"""\s+|--[^\n]*|/\*.*?(?:\*/|$)|'(?:[^']|'')*'?|"(?:[^"]|"")*"?|\[[^\]]*\]?|`[^`]*`?"""
+    r"""|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|\w+|<>|!=|<=|>=|\|\||.""",
+    re.DOTALL,
+)
 MAX_LITERAL = 1e15  # magnitude of any numeric literal
 MAX_OUTER_FACTOR = 1e9  # magnitude of a literal scaling an aggregate
 
@@ -74,10 +84,47 @@ class GuardedQuery:
 
 def guard_query(text: str, metadata: DatasetMetadata, dataset_name: str) -> GuardedQuery:
     """Check ``text`` against the allow-list; return it normalized for the engine."""
-    if len(text) > MAX_QUERY_LENGTH:
-        raise InvalidQuery(f"the query is longer than {MAX_QUERY_LENGTH} characters")
+    check_size(text)
     query = _parse(text)
     return _Guard(metadata, dataset_name).check(query)
+
+
+def check_size(text: str) -> None:
+    """Refuse a query too long, too deep or with too many tokens, before the parser sees it.
+
+    The parser's time grows fast with nesting (thousands of levels take tens of seconds), so
+    these limits are checked on the raw text by one linear scan: parentheses and CASE open a
+    level, runs of NOT or signs count as levels too, and each number is short.
+    """
+    if len(text) > MAX_QUERY_LENGTH:
+        raise InvalidQuery(f"the query is longer than {MAX_QUERY_LENGTH} characters")
+    depth = run = tokens = 0
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token[0].isspace() or token.startswith(("--", "/*")):
+            continue
+        tokens += 1
+        if tokens > MAX_TOKENS:
+            raise InvalidQuery(f"the query has more than {MAX_TOKENS} words and symbols")
+        upper = token.upper()
+        if token == "(" or upper == "CASE":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InvalidQuery(f"the query is nested more than {MAX_DEPTH} levels deep")
+        elif token == ")" or upper == "END":
+            depth = max(depth - 1, 0)
+        run = run + 1 if upper in _UNARY else 0
+        if run > MAX_DEPTH:
+            raise InvalidQuery(f"the query repeats NOT or a sign more than {MAX_DEPTH} times")
+        if token[0].isdigit() or (token[0] == "." and len(token) > 1):
+            if len(token) > MAX_NUMBER_LENGTH:
+                raise InvalidQuery(
+                    f"number {token[:20]}... is longer than {MAX_NUMBER_LENGTH} characters"
+                )
+        elif token[0] in '"[`' and len(token) > MAX_NAME_LENGTH + 2:
+            raise InvalidQuery(f"a quoted name is longer than {MAX_NAME_LENGTH} characters")
+        elif (token[0].isalpha() or token[0] == "_") and len(token) > MAX_NAME_LENGTH:
+            raise InvalidQuery(f"a name is longer than {MAX_NAME_LENGTH} characters")
 
 
 def _parse(text: str) -> Query:
@@ -495,7 +542,8 @@ def _literal_type(node: Literal) -> str:
     if isinstance(value, bool):
         return BOOLEAN
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or abs(value) > MAX_LITERAL:
+        # Compare before any conversion: a long integer literal does not fit a float.
+        if abs(value) > MAX_LITERAL or not math.isfinite(value):
             raise InvalidQuery(f"number {node.text} is out of range (at most {MAX_LITERAL:g})")
         return NUMERIC
     if isinstance(value, str):

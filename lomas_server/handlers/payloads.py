@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from lomas_server.accounting import MAX_EPSILON
+from lomas_server.accounting.ranges import MAX_HALF_WIDTH, out_of_range
 from lomas_server.engines.opendp_engine import Noise
 from lomas_server.engines.sql_guard import MAX_QUERY_LENGTH
 from lomas_server.errors import InvalidRequest
@@ -41,6 +41,8 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise InvalidRequest("the request needs a JSON object body", code="invalid_json")
     try:
         value = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError as err:
+        raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from err
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidRequest(
             f"the request body is not valid JSON: {err}", code="invalid_json"
@@ -59,12 +61,8 @@ def parse_sql_request(body: dict[str, Any], *, for_release: bool) -> SqlRequest:
         raise InvalidRequest("'query' must be a non-empty string holding one SELECT statement")
     if len(query) > MAX_QUERY_LENGTH:
         raise InvalidRequest(f"'query' is longer than {MAX_QUERY_LENGTH} characters")
-    epsilon = _number(body, "epsilon")
-    if not 0 < epsilon <= MAX_EPSILON:
-        raise InvalidRequest(f"'epsilon' must be above 0 and at most {MAX_EPSILON}")
-    delta = _number(body, "delta", default=0.0)
-    if not 0 <= delta < 1:
-        raise InvalidRequest("'delta' must be at least 0 and below 1")
+    epsilon = _in_range(body, "epsilon")
+    delta = _in_range(body, "delta", default=0.0)
     flags = {
         name: body.get(name, default) for name, default in (("postprocess", True), ("fresh", False))
     }
@@ -103,6 +101,15 @@ def _required(body: dict[str, Any], name: str) -> Any:
     if name not in body:
         raise InvalidRequest(f"missing field '{name}'")
     return body[name]
+
+
+def _in_range(body: dict[str, Any], name: str, *, default: float | None = None) -> float:
+    """A privacy parameter, within its documented range (accounting/ranges.py)."""
+    value = _number(body, name, default=default)
+    problem = out_of_range(name, value)
+    if problem is not None:
+        raise InvalidRequest(problem)
+    return value
 
 
 def _number(body: dict[str, Any], name: str, *, default: float | None = None) -> float:
@@ -148,21 +155,17 @@ def parse_opendp_request(body: dict[str, Any], *, for_release: bool) -> OpenDPRe
     budget = half_width = None
     confidence = 0.95
     if name in body:
-        budget = _number(body, name)
-        if not 0 < budget <= MAX_EPSILON:
-            raise InvalidRequest(f"'{name}' must be above 0 and at most {MAX_EPSILON}")
+        budget = _in_range(body, name)
     else:
         accuracy = body["accuracy"]
         if not isinstance(accuracy, dict):
             raise InvalidRequest('\'accuracy\' is {"half_width": W, "confidence": 0.95}')
         _only(accuracy, {"half_width", "confidence"})
         half_width = _number(accuracy, "half_width")
-        confidence = _number(accuracy, "confidence", default=0.95)
-        if half_width <= 0 or not 0 < confidence < 1:
-            raise InvalidRequest("'half_width' must be above 0 and 'confidence' between 0 and 1")
-    delta = _number(body, "delta", default=0.0)
-    if not 0 <= delta < 1:
-        raise InvalidRequest("'delta' must be at least 0 and below 1")
+        if not 0 < half_width <= MAX_HALF_WIDTH:
+            raise InvalidRequest(f"'half_width' must be above 0 and at most {MAX_HALF_WIDTH:g}")
+        confidence = _in_range(accuracy, "confidence", default=0.95)
+    delta = _in_range(body, "delta", default=0.0)
     fresh = body.get("fresh", False)
     if not isinstance(fresh, bool):
         raise InvalidRequest("'fresh' must be true or false")

@@ -56,6 +56,11 @@ def test_malformed_json(user, raw, code):
         ({**GOOD, "epsilon": 10**400}, "epsilon"),
         ({**GOOD, "delta": -1e-9}, "delta"),
         ({**GOOD, "delta": 1}, "delta"),
+        ({**GOOD, "epsilon": 1e-5}, "'epsilon' must be from 0.0001 to 1000"),
+        ({**GOOD, "epsilon": 1e-300}, "'epsilon' must be from"),
+        ({**GOOD, "epsilon": 1e6}, "'epsilon' must be from"),
+        ({**GOOD, "delta": 1e-300}, "'delta' must be 0 or from 1e-15 to 0.1"),
+        ({**GOOD, "delta": 0.5}, "'delta' must be 0 or from"),
         ({**GOOD, "delta": None}, "delta"),
         ({**GOOD, "postprocess": "yes"}, "postprocess"),
     ],
@@ -66,6 +71,93 @@ def test_missing_wrong_or_unknown_fields(user, body, mentions):
     payload = reply.json()
     assert payload["error"] == "invalid_request"
     assert mentions in payload["message"]
+    _assert_nothing_spent(user)
+
+
+OPENDP_COST = "/datasets/PENGUIN/opendp/cost"
+COUNT_QUERY = {"aggregates": [{"op": "count"}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "mentions"),
+    [
+        # Each of these once held the engine for minutes or answered 500.
+        ({"mechanism": "gaussian", "rho": 1e-300}, "'rho' must be from 1e-08 to 1000"),
+        ({"mechanism": "gaussian", "rho": 1e-20}, "'rho' must be from"),
+        ({"mechanism": "gaussian", "rho": 1e6}, "'rho' must be from"),
+        ({"epsilon": 1e-300}, "'epsilon' must be from"),
+        ({"epsilon": 1e6}, "'epsilon' must be from"),
+        ({"epsilon": 1.0, "delta": 1e-300}, "'delta' must be 0 or from"),
+        ({"accuracy": {"half_width": 1e-300, "confidence": 1.5}}, "'confidence' must be from"),
+        ({"accuracy": {"half_width": 5, "confidence": 0.999999}}, "'confidence' must be from"),
+        ({"accuracy": {"half_width": 1e300}}, "'half_width' must be above 0 and at most"),
+        ({"accuracy": {"half_width": 0}}, "'half_width'"),
+    ],
+)
+@pytest.mark.parametrize("path", [OPENDP_COST, "/datasets/PENGUIN/opendp"])
+def test_privacy_parameters_outside_their_range(user, path, body, mentions):
+    reply = user.api.post(path, {"query": COUNT_QUERY, **body})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"] == "invalid_request"
+    assert mentions in reply.json()["message"]
+    _assert_nothing_spent(user)
+
+
+@pytest.mark.parametrize(
+    ("query", "mentions"),
+    [
+        (
+            "SELECT COUNT(*) AS n FROM df WHERE " + "(" * 3000 + "species = 'Adelie'" + ")" * 3000,
+            "nested more than 24 levels deep",
+        ),
+        (
+            "SELECT COUNT(*) AS n FROM df WHERE " + "NOT " * 4000 + "species = 'Adelie'",
+            "repeats NOT or a sign",
+        ),
+        (
+            "SELECT COUNT(*) AS n FROM df WHERE body_mass_g > " + "- " * 30 + "1",
+            "repeats NOT or a sign",
+        ),
+        (
+            "SELECT "
+            + "CASE WHEN species = 'Adelie' THEN " * 30
+            + "1"
+            + " END" * 30
+            + " AS x FROM df",
+            "nested more than 24 levels deep",
+        ),
+        (
+            "SELECT COUNT(*) AS n FROM df WHERE body_mass_g IN (" + "1," * 3000 + "1)",
+            "more than 3000 words and symbols",
+        ),
+        (
+            "SELECT COUNT(*) AS n FROM df WHERE body_mass_g > " + "1" * 400,
+            "longer than 40 characters",
+        ),
+        (
+            "SELECT COUNT(*) AS n FROM df WHERE body_mass_g > 0." + "0" * 400 + "1",
+            "longer than 40 characters",
+        ),
+        ("SELECT COUNT(*) AS n FROM df WHERE " + "x" * 200 + " = 1", "name is longer than"),
+        # Long but shallow: reaches the parser and the allow-list, refused there by type.
+        ("SELECT COUNT(*) AS n FROM df WHERE body_mass_g > 12345678901234567890", "out of range"),
+    ],
+)
+def test_oversized_queries_are_refused_before_parsing(user, query, mentions):
+    for path in (SQL + "/cost", SQL):
+        reply = user.api.post(path, {**GOOD, "query": query})
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"] == "invalid_query"
+        assert mentions in reply.json()["message"]
+    _assert_nothing_spent(user)
+
+
+def test_deeply_nested_json_is_a_400(user):
+    reply = user.api.post(
+        OPENDP_COST, data=b"[" * 60_000, headers={"Content-Type": "application/json"}
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"] == "invalid_json"
     _assert_nothing_spent(user)
 
 
