@@ -9,7 +9,10 @@ exact. Triggers make the ledger append-only at the database level.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +34,8 @@ from lomas_server.store.base import (
     UserRecord,
     utc_now,
 )
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 
@@ -116,13 +121,28 @@ class SqliteStore(AdminStore):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise StoreUnavailable(
-                f"cannot create the folder of the admin store {self.path}: {err}"
-            ) from err
+        self._create_private_file()
         self._create_schema()
+
+    def _create_private_file(self) -> None:
+        """Create the store readable by its owner only: it holds archives and dataset
+        credentials. SQLite gives its -wal and -shm files the database file's mode."""
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        except FileExistsError:
+            mode = self.path.stat().st_mode
+            if mode & 0o077:
+                log.warning(
+                    "the admin store %s can be read by other users (mode %o); "
+                    "chmod 600 it (and its -wal and -shm files)",
+                    self.path,
+                    stat.S_IMODE(mode),
+                )
+        except OSError as err:
+            raise StoreUnavailable(f"cannot create the admin store {self.path}: {err}") from err
 
     # -- connections ---------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
