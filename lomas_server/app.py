@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider
@@ -19,14 +18,18 @@ from traitlets import Float, Int, TraitError, Type, Unicode, default, validate
 
 from lomas_server import __version__
 from lomas_server.datasets import DatasetCache
-from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.engine_thread import EngineThread, TimeLimits
 from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.errors import LomasError, StoreUnavailable
 from lomas_server.handlers import API_PREFIX, api_routes
 from lomas_server.identity import LomasTokenIdentityProvider
+from lomas_server.request_pool import RequestPool
 from lomas_server.service.analyst import AnalystService, Limits
+from lomas_server.standalone import LomasOnlyServerApp
 from lomas_server.store import AdminStore, open_store
+
+STOP_WAIT_SECONDS = 3.0
 
 
 class LomasServerApp(ExtensionApp):
@@ -34,8 +37,10 @@ class LomasServerApp(ExtensionApp):
     description = "Differentially private queries on datasets that stay with their owner."
     version = __version__
     extension_url = f"{API_PREFIX}/health"
-    # Stand-alone, serve the DP API only: no notebook front-end or other extensions beside it.
+    # Stand-alone, serve the DP API only: no notebook front-end, no other extension, and none
+    # of Jupyter's own services (standalone.py).
     load_other_extensions = False
+    serverapp_class = LomasOnlyServerApp
 
     aliases = {
         **ExtensionApp.aliases,
@@ -79,12 +84,29 @@ class LomasServerApp(ExtensionApp):
         "bytes (default: DuckDB's own, most of the machine). A query that cannot fit even by "
         "spilling fails after its budget is reserved, so leave room for the largest dataset.",
     ).tag(config=True)
+    plan_time_limit = Float(
+        10.0,
+        help="Seconds the engine may spend planning one query and summarising its accuracy "
+        "(free requests included); past it the request is stopped and nothing is spent.",
+    ).tag(config=True)
+    query_time_limit = Float(
+        30.0,
+        help="Seconds one query may run on the rows; past it the query is stopped, its "
+        "budget stays spent and the archive records it as 'stopped'.",
+    ).tag(config=True)
     worker_threads = Int(8, help="Threads serving requests off the event loop.").tag(config=True)
     identity_provider_class = Type(
         default_value=LomasTokenIdentityProvider,
         klass=IdentityProvider,
         help="Identifies API callers; the default reads per-user tokens from the admin store.",
     ).tag(config=True)
+
+    @validate("plan_time_limit", "query_time_limit")
+    def _check_time_limit(self, proposal: dict[str, Any]) -> float:
+        value = proposal["value"]
+        if not 0 < value <= 3600:
+            raise TraitError(f"{proposal['trait'].name} must be above 0 and at most 3600 seconds")
+        return value
 
     @validate("duckdb_memory_bytes")
     def _check_duckdb_memory(self, proposal: dict[str, Any]) -> int | None:
@@ -122,7 +144,9 @@ class LomasServerApp(ExtensionApp):
                 interrupted,
             )
         # One thread for both DP libraries: OpenDP's feature switches are process-wide.
-        self.engine_thread = EngineThread()
+        self.engine_thread = EngineThread(
+            TimeLimits(plan_seconds=self.plan_time_limit, query_seconds=self.query_time_limit)
+        )
         self.engine = SmartnoiseSqlEngine(
             thread=self.engine_thread, duckdb_memory_bytes=self.duckdb_memory_bytes
         )
@@ -133,7 +157,7 @@ class LomasServerApp(ExtensionApp):
             Limits(self.max_query_epsilon, self.max_query_delta, self.max_dummy_rows),
             opendp=OpenDPEngine(thread=self.engine_thread),
         )
-        self.executor = ThreadPoolExecutor(self.worker_threads, thread_name_prefix="lomas")
+        self.executor = RequestPool(self.worker_threads)
         provider = self.identity_provider_class(parent=self, lookup=self.service.user_by_token_hash)
         self.settings.update(
             lomas_service=self.service,
@@ -149,8 +173,16 @@ class LomasServerApp(ExtensionApp):
         self.handlers.extend(api_routes())
 
     async def stop_extension(self) -> None:
+        # Stop within seconds whatever runs: no new work, engine jobs stopped, a short wait for
+        # requests in flight to record their outcome; the rest are cut off (request_pool.py).
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.engine_thread.close()
+        if not self.executor.wait_idle(STOP_WAIT_SECONDS):
+            self.log.warning(
+                "stopping with requests still running; their queries are "
+                "archived as 'interrupted' at the next start"
+            )
+            return  # they may still use the store: leave it to the process exit
         self.store.close()
 
 

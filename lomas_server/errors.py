@@ -117,3 +117,33 @@ class QueryFailed(LomasError):
 class StoreUnavailable(LomasError):
     status = 503
     code = "store_unavailable"
+
+
+class TimeLimitExceeded(LomasError):
+    """A job on the engine passed its time limit and was stopped.
+
+    ``stage`` is "plan" (nothing was spent) or "query" (the run on the rows: the budget
+    reserved for it stays spent; the service words the message with the query id).
+    """
+
+    status = 503
+    code = "time_limit_exceeded"
+
+    def __init__(self, stage: str, seconds: float) -> None:
+        self.stage, self.seconds = stage, seconds
+        if stage == "plan":
+            message = (
+                f"planning this query took longer than the limit of {seconds:g} s and was "
+                "stopped; nothing was spent. Ask for fewer aggregates or groups, or give "
+                "epsilon (or rho) instead of a target accuracy"
+            )
+        else:
+            message = f"the query took longer than the limit of {seconds:g} s and was stopped"
+        super().__init__(message)
+
+
+class EngineBusy(LomasError):
+    """The engine cannot take work now (stopping, or finishing stopped jobs); nothing was spent."""
+
+    status = 503
+    code = "engine_busy"

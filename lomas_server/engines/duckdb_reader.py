@@ -32,6 +32,7 @@ from snsql.sql.reader.base import SqlReader
 from snsql.sql.reader.engine import Engine
 
 from lomas_server.datasets.parquet_scan import ParquetScan
+from lomas_server.engines.engine_thread import interruptible
 
 TABLE = "df"
 RANDOM_COLUMN = "lomas_reservoir_key"
@@ -69,7 +70,7 @@ class DuckDBReader(SqlReader):
         self._lock = threading.Lock()
 
     def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
-        with self._lock:
+        with self._lock, interruptible(self._connection.interrupt):
             result = self._connection.execute(query)
             names = tuple(d[0] for d in result.description)
             return [names, *result.fetchall()]

@@ -1,26 +1,268 @@
-"""One thread for all DP library work in a process.
+"""One thread at a time for all DP library work in a process, and a time limit on each job.
 
 OpenDP keeps its feature switches ("contrib", "floating-point", ...) in one process-wide set,
 and SmartNoise-SQL turns "floating-point" on for its own mechanisms. Running every engine's
 work on one thread, one call at a time, is what lets the OpenDP path check that exactly
 "contrib" is on for its whole run: nothing else can flip a switch in between.
+
+One thread also means one slow job would hold up every user, so each job has a time limit
+(planning and its accuracy summary: ``plan_seconds``; a run on the rows: ``query_seconds``).
+When a job passes it, the job is stopped:
+
+1. its interrupters run (e.g. DuckDB's ``interrupt``, a PostgreSQL cancel), and a
+   ``JobStopped`` exception is raised inside the worker thread. ``JobStopped`` derives from
+   ``BaseException``, so the libraries' ``except Exception`` cannot swallow it; Python code
+   stops at its next instruction, native code as soon as it returns to Python;
+2. if the worker is still inside native code after a short grace period, it is left to
+   finish on its own and a fresh worker takes the next jobs. The pending ``JobStopped``
+   fires the moment the old worker returns to Python, before it can run another line of the
+   job (and so before it could flip a feature switch), and the old worker then exits.
+
+At most ``max_stuck`` such workers may be left behind; past that, new jobs are refused
+(``EngineBusy``) until one of them ends, so stuck native calls cannot pile up without bound.
+Workers are daemon threads: stopping the server never waits for a job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
+import ctypes
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from lomas_server.errors import EngineBusy, TimeLimitExceeded
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+PLAN = "plan"
+QUERY = "query"
+STOP_GRACE_SECONDS = 2.0
+
+
+class JobStopped(BaseException):
+    """Raised inside a job that passed its time limit or whose server is stopping."""
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """Seconds a job may run: planning (with its accuracy summary), and a run on the rows."""
+
+    plan_seconds: float = 10.0
+    query_seconds: float = 30.0
+    max_stuck: int = 2
+
+    def of(self, stage: str) -> float:
+        return self.plan_seconds if stage == PLAN else self.query_seconds
+
+
+@dataclass
+class _Job:
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    done: threading.Event = field(default_factory=threading.Event)
+    started: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+    interrupters: list[Callable[[], None]] = field(default_factory=list)
+
+
+class _Worker(threading.Thread):
+    def __init__(self, owner: EngineThread, number: int) -> None:
+        super().__init__(name=f"dp-engine-{number}", daemon=True)
+        self.owner = owner
+        self.current: _Job | None = None
+        self.abandoned = False
+
+    def run(self) -> None:
+        while not self.abandoned:
+            try:
+                if not self._serve_one():
+                    return
+            except JobStopped:
+                # A stop delivered after its job had ended (the waiter decided at the last
+                # moment): nothing is left to stop.
+                continue
+
+    def _serve_one(self) -> bool:
+        job = self.owner._queue.get()
+        if job is None:
+            return False
+        with self.owner._lock:
+            if self.abandoned:  # replaced while waiting: hand the job to the new worker
+                self.owner._queue.put(job)
+                return False
+            self.current = job
+        _local.job = job
+        job.started.set()
+        try:
+            job.value = job.fn(*job.args)
+        except BaseException as err:  # handed to the waiting caller
+            job.error = err
+        finally:
+            _local.job = None
+            with self.owner._lock:
+                self.current = None
+            job.done.set()
+        return True
+
+
+_local = threading.local()
+
+
+def on_stop(interrupt: Callable[[], None]) -> Callable[[], None]:
+    """Register a way to stop the current job's native work early (called from another
+    thread when the job passes its limit); returns a function that unregisters it."""
+    job: _Job | None = getattr(_local, "job", None)
+    if job is None:
+        return lambda: None
+    job.interrupters.append(interrupt)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            job.interrupters.remove(interrupt)
+
+    return remove
+
+
+@contextlib.contextmanager
+def interruptible(interrupt: Callable[[], None]) -> Iterator[None]:
+    """``with interruptible(connection.interrupt): connection.execute(...)``."""
+    remove = on_stop(interrupt)
+    try:
+        yield
+    finally:
+        remove()
 
 
 class EngineThread:
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dp-engine")
+    def __init__(self, limits: TimeLimits | None = None) -> None:
+        self.limits = limits or TimeLimits()
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._numbers = itertools.count(1)
+        self._stuck: list[_Worker] = []
+        self._closed = False
+        self._worker = self._new_worker()
 
-    def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._executor.submit(fn, *args).result()
+    def _new_worker(self) -> _Worker:
+        worker = _Worker(self, next(self._numbers))
+        worker.start()
+        return worker
+
+    def run(self, fn: Callable[..., T], *args: Any, stage: str = PLAN) -> T:
+        """Run ``fn(*args)`` on the engine thread within the stage's time limit.
+
+        Raises ``TimeLimitExceeded`` (the job was stopped) or ``EngineBusy``.
+        """
+        self.check_ready()
+        job = _Job(fn, args)
+        self._queue.put(job)
+        # The limit counts from when the job starts: waiting behind others is bounded by
+        # their own limits.
+        while not job.started.wait(1.0):
+            if self._closed:
+                raise EngineBusy("the server is stopping")
+        limit = self.limits.of(stage)
+        if not job.done.wait(limit):
+            self._stop(job)
+            raise TimeLimitExceeded(stage, limit)
+        if job.error is not None:
+            if isinstance(job.error, JobStopped):
+                raise EngineBusy("the server is stopping") from None
+            raise job.error
+        return job.value
+
+    def check_ready(self) -> None:
+        """Raise ``EngineBusy`` now if a job would be refused (before anything is spent)."""
+        if self._closed:
+            raise EngineBusy("the server is stopping")
+        self._check_stuck()
+
+    def _check_stuck(self) -> None:
+        with self._lock:
+            self._stuck = [w for w in self._stuck if w.is_alive()]
+            if len(self._stuck) >= self.limits.max_stuck:
+                raise EngineBusy(
+                    "the server is finishing queries that passed their time limit; "
+                    "try again in a minute"
+                )
+
+    def _stop(self, job: _Job) -> None:
+        """Stop a running job; replace its worker if it does not stop within the grace."""
+        with self._lock:
+            worker = self._worker
+            if worker.current is not job:
+                return  # it ended meanwhile
+            for interrupt in list(job.interrupters):
+                try:
+                    interrupt()
+                except Exception:  # an interrupter must not mask the stop
+                    log.exception("interrupting a job that passed its time limit failed")
+            _raise_in(worker, JobStopped)
+        if job.done.wait(STOP_GRACE_SECONDS):
+            return
+        with self._lock:
+            if worker.current is not job:
+                return
+            # Stuck in native code: leave it, with its JobStopped pending, to a fresh worker.
+            worker.abandoned = True
+            self._stuck.append(worker)
+            self._worker = self._new_worker()
+            log.warning(
+                "an engine job passed its time limit inside native code; %s left to end "
+                "on its own, %s takes over",
+                worker.name,
+                self._worker.name,
+            )
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop at once: no new jobs, queued ones refused, the running one stopped."""
+        self._closed = True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.error = JobStopped()
+                job.started.set()
+                job.done.set()
+        with self._lock:
+            worker = self._worker
+            job = worker.current
+            worker.abandoned = True
+            if job is not None:
+                for interrupt in list(job.interrupters):
+                    with contextlib.suppress(Exception):
+                        interrupt()
+                _raise_in(worker, JobStopped)
+                # Its caller is told now, not when native code returns.
+                job.error = JobStopped()
+                job.done.set()
+        self._queue.put(None)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no worker runs a job (used by tests and shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                busy = self._worker.current is not None or any(w.is_alive() for w in self._stuck)
+            if not busy:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _raise_in(thread: threading.Thread, exception: type[BaseException]) -> None:
+    """Raise ``exception`` in ``thread`` at its next Python instruction."""
+    ident = thread.ident
+    if ident is None:
+        return
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exception))

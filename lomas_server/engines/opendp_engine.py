@@ -39,9 +39,10 @@ from typing import Any
 import pandas as pd
 
 from lomas_server.accounting import MechanismLoss, PrivacyLoss
+from lomas_server.accounting.ranges import MIN_EPSILON, MIN_RHO
 from lomas_server.datasets.conform import empty_arrow, plain_strings
 from lomas_server.datasets.parquet_scan import ParquetScan
-from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.engine_thread import QUERY, EngineThread
 from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.opendp_calibration import Calibration, calibrate, measurement, resolve
 from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
@@ -54,6 +55,8 @@ ENGINE_NAME = "opendp"
 CONFIDENCE = 0.95
 QUANTILE_CANDIDATES = 201
 ACCURACY_SEARCH_STEPS = 24
+ACCURACY_BRACKET_STEPS = 8
+ACCURACY_PRECISION = 1e-4  # relative: the budget found is at most this much above the least
 MAX_SEARCH_EPSILON = 100.0
 SQUARED = "__squared_"
 KEY_COUNT = "__rows__n"
@@ -174,7 +177,7 @@ class OpenDPEngine:
         self, plan: OpenDPPlan, metadata: DatasetMetadata, table: Callable[[], Any]
     ) -> OpenDPResult:
         """Run a plan on the dataset's rows (an Arrow table read in place, or a ParquetScan)."""
-        return self._thread.run(self._execute, plan, metadata, table)
+        return self._thread.run(self._execute, plan, metadata, table, stage=QUERY)
 
     def _execute(
         self, plan: OpenDPPlan, metadata: DatasetMetadata, table: Callable[[], Any]
@@ -448,12 +451,40 @@ class _Compiler:
                 )
             return max(known)
 
-        low, high = 1e-6, MAX_SEARCH_EPSILON
-        if worst(high) > target:
+        lowest = MIN_RHO if self.noise.mechanism == "gaussian" else MIN_EPSILON
+        if worst(MAX_SEARCH_EPSILON) > target:
             raise InvalidQuery(
-                f"no budget up to {MAX_SEARCH_EPSILON:g} reaches a half-width of {target:g}; ask for less accuracy"
+                f"no budget up to {MAX_SEARCH_EPSILON:g} reaches a half-width of {target:g}; "
+                "ask for less accuracy"
             )
+        if worst(lowest) <= target:
+            return lowest
+        # The half-width falls as 1/epsilon (Laplace) or 1/sqrt(rho) (Gaussian), up to the
+        # rounding of discrete noise: one evaluation places the answer, a few steps bracket it
+        # and a short bisection settles it (instead of bisecting the whole range).
+        power = 2 if self.noise.mechanism == "gaussian" else 1
+        guess = min(max((worst(1.0) / target) ** power, lowest), MAX_SEARCH_EPSILON)
+        low, high = lowest, MAX_SEARCH_EPSILON
+        step = 1.02
+        for _ in range(ACCURACY_BRACKET_STEPS):
+            if worst(guess) <= target:
+                high = guess
+                below = max(guess / step, lowest)
+                if worst(below) > target:
+                    low = below
+                    break
+                guess = below
+            else:
+                low = guess
+                above = min(guess * step, MAX_SEARCH_EPSILON)
+                if worst(above) <= target:
+                    high = above
+                    break
+                guess = above
+            step *= step
         for _ in range(ACCURACY_SEARCH_STEPS):
+            if high / low < 1 + ACCURACY_PRECISION:
+                break
             middle = math.sqrt(low * high)
             if worst(middle) <= target:
                 high = middle

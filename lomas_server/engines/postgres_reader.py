@@ -24,6 +24,7 @@ from snsql.sql.reader.engine import Engine
 
 from lomas_server.datasets.sources import PostgresSource
 from lomas_server.engines.duckdb_reader import TABLE
+from lomas_server.engines.engine_thread import interruptible
 from lomas_server.metadata import DatasetMetadata
 
 
@@ -54,7 +55,9 @@ class PostgresTableReader(SqlReader):
             if self._connection is None or self._connection.closed:
                 self._connection = self._connect()
             try:
-                cursor = self._connection.execute(query)
+                connection = self._connection
+                with interruptible(lambda: connection.cancel_safe(timeout=2.0)):
+                    cursor = self._connection.execute(query)
             except Exception:
                 self._connection.close()  # a broken connection is opened again next time
                 raise

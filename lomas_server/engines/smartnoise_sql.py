@@ -40,7 +40,7 @@ from lomas_server.accounting import PrivacyLoss
 from lomas_server.datasets.conform import empty_arrow
 from lomas_server.datasets.sources import DatasetSource, PostgresSource, SparkSource
 from lomas_server.engines.duckdb_reader import DuckDBReader
-from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.engine_thread import PLAN, QUERY, EngineThread
 from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.postgres_reader import PostgresTableReader
@@ -146,8 +146,12 @@ class SmartnoiseSqlEngine:
         if self._own_thread:
             self._thread.close()
 
-    def _on_engine_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._thread.run(fn, *args)
+    def check_ready(self) -> None:
+        """Refuse now, before anything is spent, if the engine cannot take a query."""
+        self._thread.check_ready()
+
+    def _on_engine_thread(self, fn: Callable[..., T], *args: Any, stage: str = PLAN) -> T:
+        return self._thread.run(fn, *args, stage=stage)
 
     # -- planning (no data) ------------------------------------------------------------------
     def plan(
@@ -248,7 +252,9 @@ class SmartnoiseSqlEngine:
         postprocess: bool = True,
     ) -> SqlResult:
         """Run a plan on the rows: an Arrow table (DuckDB), or in place (PostgreSQL, Spark)."""
-        return self._on_engine_thread(self._execute, plan, metadata, version, table, postprocess)
+        return self._on_engine_thread(
+            self._execute, plan, metadata, version, table, postprocess, stage=QUERY
+        )
 
     def _execute(
         self,

@@ -23,6 +23,7 @@ from snsql.sql.reader.engine import Engine
 
 from lomas_server.datasets.sources import SparkSource
 from lomas_server.engines.duckdb_reader import TABLE
+from lomas_server.engines.engine_thread import interruptible
 from lomas_server.metadata import DatasetMetadata
 
 _session: Any = None
@@ -70,8 +71,11 @@ class SparkTableReader(SqlReader):
         ).createOrReplaceTempView(self.view)
 
     def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
-        frame = spark_session().sql(query)
-        return [tuple(frame.columns), *[tuple(row) for row in frame.collect()]]
+        session = spark_session()
+        frame = session.sql(query)
+        with interruptible(session.sparkContext.cancelAllJobs):
+            rows = frame.collect()
+        return [tuple(frame.columns), *[tuple(row) for row in rows]]
 
     def _execute_ast(self, query: Any, *ignore: Any, accuracy: bool = False) -> Any:
         query = copy.deepcopy(query)

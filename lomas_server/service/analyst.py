@@ -37,17 +37,21 @@ from lomas_server.engines.smartnoise_sql import (
 from lomas_server.errors import (
     BudgetExceeded,
     DatasetUnavailable,
+    EngineBusy,
     Forbidden,
     InvalidRequest,
     LomasError,
     NotFound,
     QueryFailed,
+    TimeLimitExceeded,
 )
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
 from lomas_server.store.base import (
     DONE,
     FAILED,
+    INTERRUPTED,
+    STOPPED,
     AdminStore,
     ArchiveEntry,
     DatasetRecord,
@@ -250,6 +254,7 @@ class AnalystService:
                     "budget": self._account(user, record).view(),
                 }
         data = self._reachable(record, in_place=in_place)
+        self.engine.check_ready()  # a refusal now costs nothing; after the reservation it would
         query_id = uuid.uuid4().hex
         draft = Reservation(
             query_id, user, record.name, engine, request, cost, PrivacyAmount.zero()
@@ -258,6 +263,20 @@ class AnalystService:
         # From here on the budget is spent, whatever happens.
         try:
             result = run(data)
+        except TimeLimitExceeded as err:
+            log.warning("query %s on %s by %s stopped: %s", query_id, record.name, user, err)
+            self._finish(query_id, STOPPED, error=err.message)
+            raise err.with_message(
+                f"{err.message}; its budget stays spent (query id {query_id}). Ask for less "
+                "(fewer groups, a smaller dataset) or ask the administrator about the time limit."
+            ) from None
+        except EngineBusy as err:
+            # The server is stopping (or cannot take the job after all): the query never ran.
+            self._finish(query_id, INTERRUPTED, error=err.message)
+            raise err.with_message(
+                f"the query could not run: {err.message}; its budget stays spent "
+                f"(query id {query_id})"
+            ) from None
         except Exception as err:
             log.exception(
                 "query %s on %s by %s failed after reservation", query_id, record.name, user

@@ -100,6 +100,8 @@ class ArchiveEntry:
 
 # Archive statuses. "running" entries left behind by a crash become "interrupted" at start-up.
 RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
+# Stopped at the server's time limit; its spend stays, like any query that ran.
+STOPPED = "stopped"
 
 
 class AdminStore(abc.ABC):

@@ -1,0 +1,119 @@
+"""The engine thread's time limits: a job past its limit is stopped, and never blocks the next."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import duckdb
+import pytest
+
+from lomas_server.engines.engine_thread import (
+    PLAN,
+    QUERY,
+    EngineThread,
+    TimeLimits,
+    interruptible,
+)
+from lomas_server.errors import EngineBusy, TimeLimitExceeded
+
+
+@pytest.fixture
+def engine():
+    thread = EngineThread(TimeLimits(plan_seconds=0.3, query_seconds=0.5, max_stuck=2))
+    yield thread
+    thread.close()
+
+
+def test_a_job_within_its_limit_returns_its_value_or_raises_its_error(engine):
+    assert engine.run(lambda a, b: a + b, 2, 3) == 5
+    with pytest.raises(ZeroDivisionError):
+        engine.run(lambda: 1 / 0)
+
+
+def test_python_code_past_its_limit_is_stopped_and_the_next_job_runs(engine):
+    steps = []
+
+    def endless() -> None:
+        while True:
+            steps.append(1)
+            time.sleep(0.001)
+
+    with pytest.raises(TimeLimitExceeded) as refused:
+        engine.run(endless, stage=PLAN)
+    assert refused.value.stage == PLAN and refused.value.status == 503
+    assert "nothing was spent" in refused.value.message
+    # The loop really stopped: it takes no more steps, and the engine serves the next job.
+    counted = len(steps)
+    time.sleep(0.2)
+    assert len(steps) == counted
+    assert engine.run(lambda: "next") == "next"
+    engine.check_ready()  # stopped in place: no worker was left behind
+
+
+def test_duckdb_past_its_limit_is_interrupted(engine):
+    connection = duckdb.connect(":memory:")
+
+    def long_scan() -> int:
+        with interruptible(connection.interrupt):
+            return connection.execute("SELECT SUM(i) FROM range(100000000000) t(i)").fetchone()[0]
+
+    with pytest.raises(TimeLimitExceeded) as refused:
+        engine.run(long_scan, stage=QUERY)
+    assert refused.value.stage == QUERY
+    engine.check_ready()  # DuckDB returned at once: the worker is still the engine's
+    assert engine.run(lambda: connection.execute("SELECT 42").fetchone()[0]) == 42
+
+
+def test_native_code_past_its_limit_is_left_behind_and_runs_no_further_line(engine):
+    """A wait on a lock stands for a native call that cannot be interrupted (a Polars plan):
+    the caller gets its answer at the limit, a fresh worker serves the next job, and the old
+    one stops the moment the native call returns, before the job's next line."""
+    release = threading.Event()
+    lines_after: list[int] = []
+
+    def stuck() -> None:
+        release.wait()  # blocks in C: a pending JobStopped fires only when it returns
+        lines_after.append(1)
+
+    with pytest.raises(TimeLimitExceeded):
+        engine.run(stuck, stage=QUERY)
+    # Another job runs while the first is still inside its native call.
+    assert engine.run(lambda: "served") == "served"
+    # max_stuck=2: with two workers left behind, new work is refused before anything is spent.
+    with pytest.raises(TimeLimitExceeded):
+        engine.run(stuck, stage=QUERY)
+    with pytest.raises(EngineBusy):
+        engine.check_ready()
+    with pytest.raises(EngineBusy):
+        engine.run(lambda: "refused")
+    left_behind = [t for t in threading.enumerate() if t.name.startswith("dp-engine")]
+    release.set()
+    for worker in left_behind:
+        if worker is not threading.current_thread():
+            worker.join(0.5)
+    assert lines_after == []  # JobStopped fired before the line after the native call
+    engine.check_ready()  # once they ended, the engine takes work again
+    assert engine.run(lambda: "again") == "again"
+
+
+def test_close_answers_waiting_callers_at_once_and_refuses_new_jobs():
+    engine = EngineThread(TimeLimits(plan_seconds=60, query_seconds=60))
+    started = threading.Event()
+    outcome: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            engine.run(lambda: (started.set(), time.sleep(30)), stage=QUERY)
+        except BaseException as err:  # recorded for the assertion below
+            outcome.append(err)
+
+    caller = threading.Thread(target=waiter)
+    caller.start()
+    assert started.wait(10)
+    engine.close()
+    caller.join(5)
+    assert not caller.is_alive(), "a caller kept waiting for a job of a closed engine"
+    assert isinstance(outcome[0], EngineBusy)
+    with pytest.raises(EngineBusy):
+        engine.run(lambda: 1)
