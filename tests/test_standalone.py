@@ -1,0 +1,72 @@
+"""Stand-alone ``lomas-server`` serves the lomas API and nothing of Jupyter's own."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.servers import Api
+
+JUPYTER_PATHS = [
+    "/api",
+    "/api/contents",
+    "/api/contents/admin.sqlite",
+    "/api/kernels",
+    "/api/kernelspecs",
+    "/api/sessions",
+    "/api/terminals",
+    "/api/status",
+    "/api/me",
+    "/api/spec.yaml",
+    "/api/config/notebook",
+    "/api/events",
+    "/api/nbconvert",
+    "/api/security/csp-report",
+    "/api/shutdown",
+    "/files/admin.sqlite",
+    "/view/admin.sqlite",
+    "/nbconvert/html/x.ipynb",
+    "/kernelspecs/python3/logo-64x64.png",
+    "/lab",
+    "/tree",
+    "/notebooks/x.ipynb",
+    "/login",
+    "/logout",
+    "/metrics",
+    "/static/style/index.css",
+    "/robots.txt",
+    "/",
+]
+
+
+@pytest.mark.parametrize("path", JUPYTER_PATHS)
+@pytest.mark.parametrize("who", ["nobody", "jupyter token", "lomas token"])
+def test_jupyters_services_are_not_served(server, make_user, path, who):
+    token = {
+        "nobody": None,
+        "jupyter token": server.jupyter_token,
+        "lomas token": make_user(PENGUIN=(1.0, 0.0)).token,
+    }[who]
+    api = Api(server.url, token)
+    for reply in (api.get(path), api.post(path, {}), api.session.put(server.url + path)):
+        assert reply.status_code == 404, (path, reply.status_code, reply.text[:200])
+        assert reply.json()["error"] == "not_found"
+        assert "/lomas/api/v1" in reply.json()["message"]
+
+
+def test_no_jupyter_token_in_the_log_or_the_runtime_files(server):
+    log = server.log()
+    assert "lomas-server is running at" in log
+    assert server.jupyter_token not in log
+    assert "token=" not in log
+    runtime = server.workdir / "runtime"
+    for path in runtime.rglob("*"):
+        if path.is_file():
+            assert server.jupyter_token not in path.read_text(errors="replace"), path
+    # Nothing about notebooks or kernels is announced either.
+    assert "Serving notebooks" not in log and "Jupyter Server" not in log
+
+
+def test_the_api_itself_is_served(server, make_user):
+    user = make_user(PENGUIN=(1.0, 0.0))
+    assert Api(server.api).get("/health").status_code == 200
+    assert user.api.get("/datasets").status_code == 200
