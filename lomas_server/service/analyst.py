@@ -40,9 +40,9 @@ from lomas_server.errors import (
     EngineBusy,
     Forbidden,
     InvalidRequest,
-    LomasError,
     NotFound,
     QueryFailed,
+    StoreUnavailable,
     TimeLimitExceeded,
 )
 from lomas_server.metadata import DatasetMetadata
@@ -259,7 +259,7 @@ class AnalystService:
         draft = Reservation(
             query_id, user, record.name, engine, request, cost, PrivacyAmount.zero()
         )
-        self._reserve(record, draft, fingerprint)
+        before = self._reserve(record, draft, fingerprint)
         # From here on the budget is spent, whatever happens.
         try:
             result = run(data)
@@ -287,16 +287,23 @@ class AnalystService:
                 f"the query id {query_id} to find the cause in the server log."
             ) from err
         self._finish(query_id, DONE, result=result)
+        try:
+            account = self._account(user, record)
+        except StoreUnavailable:
+            # A paid release is never hidden by the store going away now: the budget shown is
+            # the one read at the reservation, with this query's cost.
+            account = replace(before, spent=before.spent + cost)
         return {
             "query_id": query_id,
             "replay_of": None,
             "result": result,
-            "cost": self._account(user, record).cost_view(cost),
-            "budget": self._account(user, record).view(),
+            "cost": account.cost_view(cost),
+            "budget": account.view(),
         }
 
-    def _reserve(self, record: DatasetRecord, draft: Reservation, fingerprint: str) -> None:
-        """Reserve with the caps of the dataset's rule; word a refusal in (epsilon, delta)."""
+    def _reserve(self, record: DatasetRecord, draft: Reservation, fingerprint: str) -> Account:
+        """Reserve with the caps of the dataset's rule; word a refusal in (epsilon, delta).
+        Returns the account as read before the reservation."""
         account = self._account(draft.user, record)
         reservation = replace(
             draft, user_cap=account.cap, dataset_cap=account.dataset_cap, fingerprint=fingerprint
@@ -314,6 +321,7 @@ class AnalystService:
                 f"not enough budget: this query costs {_amount_text(cost)} but {what} is "
                 f"{_amount_text(left)}; nothing was spent"
             ) from None
+        return account
 
     def _plan_sql(
         self, user: str, dataset: str, query: str, epsilon: float, delta: float
@@ -394,7 +402,7 @@ class AnalystService:
     def _finish(self, query_id: str, status: str, **details: Any) -> None:
         try:
             self.store.finish(query_id, status, **details)
-        except LomasError:
+        except Exception:
             # The release already happened; failing to file it must not hide it. The entry
             # stays 'running' and becomes 'interrupted' at the next start.
             log.exception("could not record the outcome of query %s", query_id)

@@ -30,6 +30,7 @@ from lomas_server.accounting import PrivacyAmount
 from lomas_server.errors import BudgetExceeded, Conflict, NotFound, StoreUnavailable
 from lomas_server.store.base import (
     DONE,
+    FAILED,
     INTERRUPTED,
     RUNNING,
     AdminStore,
@@ -56,9 +57,7 @@ def _unavailable_on_connection_errors(method: F) -> F:
             self._ensure_ready()
             return method(self, *args, **kwargs)
         except ConnectionFailure as err:
-            raise StoreUnavailable(
-                "the admin database cannot be reached; nothing was recorded"
-            ) from err
+            raise StoreUnavailable("the admin database cannot be reached; try again later") from err
         except OperationFailure as err:
             raise StoreUnavailable(f"the admin database refused an operation ({err.code})") from err
         except PyMongoError as err:
@@ -126,6 +125,7 @@ class MongoStore(AdminStore):
                 ]
             )
             self.db.archive.create_index([("status", ASCENDING)])
+            self.db.ledger.create_index([("query_id", ASCENDING)], sparse=True)
             self._ready = True
 
     def schema_version(self) -> int:
@@ -289,9 +289,9 @@ class MongoStore(AdminStore):
             ):
                 raise BudgetExceeded("dataset", r.dataset_cap - dataset_total, r.cost)
 
-        now = self._append(
-            r.user, r.dataset, r.cost, kind="query", query_id=r.query_id, check=check
-        )
+        # Two writes, no transaction: the archive entry goes first, so that a connection cut
+        # between them can leave an entry without a spend (settled by mark_interrupted) but
+        # never a spend that no archive entry explains.
         self.db.archive.insert_one(
             {
                 "_id": r.query_id,
@@ -302,13 +302,27 @@ class MongoStore(AdminStore):
                 "eps_units": r.cost.eps_units,
                 "delta_units": r.cost.delta_units,
                 "status": RUNNING,
-                "created_at": now,
+                "created_at": utc_now(),
                 "finished_at": None,
                 "result": None,
                 "error": None,
                 "fingerprint": r.fingerprint,
             }
         )
+        from pymongo.errors import PyMongoError
+
+        try:
+            self._append(r.user, r.dataset, r.cost, kind="query", query_id=r.query_id, check=check)
+        except BudgetExceeded:
+            self.db.archive.delete_one({"_id": r.query_id})
+            raise
+        except PyMongoError as err:
+            # The spend may or may not have been written: say what is certain.
+            raise StoreUnavailable(
+                "the admin database failed while reserving this query's budget; the query did "
+                f"not run. Its archive entry ({r.query_id}) says whether anything was spent "
+                "once the server restarts"
+            ) from err
 
     @_unavailable_on_connection_errors
     def record_spend(
@@ -472,16 +486,26 @@ class MongoStore(AdminStore):
 
     @_unavailable_on_connection_errors
     def mark_interrupted(self) -> int:
-        return self.db.archive.update_many(
-            {"status": RUNNING},
-            {
-                "$set": {
-                    "status": INTERRUPTED,
-                    "finished_at": utc_now(),
-                    "error": "the server stopped while the query ran",
+        interrupted = 0
+        for entry in list(self.db.archive.find({"status": RUNNING}, {"_id": 1})):
+            if self.db.ledger.find_one({"query_id": entry["_id"]}, {"_id": 1}) is None:
+                # Its reservation never reached the ledger (the connection was cut in
+                # between): the query did not run and nothing was spent.
+                update = {
+                    "status": FAILED,
+                    "eps_units": 0,
+                    "delta_units": 0,
+                    "error": "the admin database failed before the budget was reserved; "
+                    "nothing was spent",
                 }
-            },
-        ).modified_count
+            else:
+                update = {"status": INTERRUPTED, "error": "the server stopped while the query ran"}
+                interrupted += 1
+            self.db.archive.update_one(
+                {"_id": entry["_id"], "status": RUNNING},
+                {"$set": {**update, "finished_at": utc_now()}},
+            )
+        return interrupted
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -37,6 +37,16 @@ from lomas_server.store.base import (
 
 log = logging.getLogger(__name__)
 
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is left of a transaction (SQLite ends some on its own, e.g. when full)."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.exception("rolling back a failed admin store transaction failed")
+
+
 SCHEMA_VERSION = 3
 
 # Upgrades, in order: entry i takes a store from version i + 1 to i + 2. The base schema
@@ -130,6 +140,11 @@ class SqliteStore(AdminStore):
         try:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreUnavailable(
+                f"cannot create the folder of the admin store {self.path}: {err}"
+            ) from err
+        try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             os.close(fd)
         except FileExistsError:
@@ -177,17 +192,17 @@ class SqliteStore(AdminStore):
             raise StoreUnavailable("the admin store is busy or unavailable; try again") from err
         try:
             yield conn
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as err:
+            # A full disk, a read-only file, an I/O error: SQLite may have rolled back already.
+            _rollback(conn)
+            raise StoreUnavailable(
+                "the admin store cannot be written (full, read-only or failing); "
+                "nothing was recorded"
+            ) from err
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
-        else:
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as err:
-                conn.execute("ROLLBACK")
-                raise StoreUnavailable(
-                    "the admin store could not commit; nothing was recorded"
-                ) from err
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
