@@ -423,7 +423,10 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                 **dataset_params,
                 "post": _operation(
                     "Exact cost of a SmartNoise-SQL query (no budget spent, no data touched)",
-                    {"200": _json(_ref("SqlCostResponse"), "Cost"), **_errors(400, 401, 404, 413)},
+                    {
+                        "200": _json(_ref("SqlCostResponse"), "Cost"),
+                        **_errors(400, 401, 403, 404, 413, 503),
+                    },
                     requestBody=_post_json("SqlCostRequest"),
                 ),
             },
@@ -444,7 +447,7 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                     "Exact cost and accuracy of an OpenDP query (no budget spent, no data touched)",
                     {
                         "200": _json({"type": "object"}, "Cost and accuracy"),
-                        **_errors(400, 401, 404, 413),
+                        **_errors(400, 401, 403, 404, 413, 503),
                     },
                     requestBody=_post_json("OpenDPRequest"),
                 ),

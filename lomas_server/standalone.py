@@ -98,6 +98,7 @@ class NotAnApiPath(RequestHandler):
         return None
 
     def prepare(self) -> None:
+        self.clear_header("Server")
         self.set_status(404)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")

@@ -64,6 +64,10 @@ class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
             )
         self.lomas_user = user.username
 
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.clear_header("Server")  # no need to name the web framework and its version
+
     def check_xsrf_cookie(self) -> None:
         # Identity comes only from the Authorization header, which a browser never adds to a
         # cross-site request on its own; cookies are ignored, so there is nothing to forge.
@@ -92,10 +96,9 @@ class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
             status, body = error.status, error.as_dict()
         elif isinstance(error, HTTPError):
             status = error.status_code
-            body = {
-                "error": _HTTP_CODES.get(status, "http_error"),
-                "message": error.log_message or self._reason,
-            }
+            # Tornado's and Jupyter's own texts may quote the request or name internals: give
+            # the status's standard phrase instead.
+            body = {"error": _HTTP_CODES.get(status, "http_error"), "message": self._reason}
         else:
             status, body = 500, {"error": "internal_error", "message": "internal server error"}
         self.set_status(status)

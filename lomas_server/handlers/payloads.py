@@ -39,13 +39,33 @@ class DummyRequest:
 def parse_json_object(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise InvalidRequest("the request needs a JSON object body", code="invalid_json")
+    # The parser's own messages name Python internals: each failure is worded here instead.
     try:
-        value = json.loads(body, parse_constant=_reject_constant)
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InvalidRequest("the request body is not UTF-8 text", code="invalid_json") from err
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError as err:
         raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from err
-    except (ValueError, UnicodeDecodeError) as err:
+    except json.JSONDecodeError as err:
         raise InvalidRequest(
-            f"the request body is not valid JSON: {err}", code="invalid_json"
+            f"the request body is not valid JSON (line {err.lineno}, column {err.colno})",
+            code="invalid_json",
+        ) from err
+    except ValueError as err:  # NaN or Infinity, or a number with thousands of digits
+        raise InvalidRequest(
+            "the request body holds a number JSON does not allow (NaN, Infinity) or one with "
+            "too many digits",
+            code="invalid_json",
+        ) from err
+    try:
+        # A lone surrogate (an escape such as "\ud800") is no text any engine can store.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise InvalidRequest(
+            "the request body holds a string that is not valid Unicode (a lone surrogate)",
+            code="invalid_json",
         ) from err
     if not isinstance(value, dict):
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
