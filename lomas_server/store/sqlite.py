@@ -38,6 +38,23 @@ from lomas_server.store.base import (
 log = logging.getLogger(__name__)
 
 
+def _opened_read_only(conn: sqlite3.Connection) -> bool:
+    """Whether SQLite opened the file read-only (it does so silently when it cannot write)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as err:
+        return err.sqlite_errorcode & 0xFF == sqlite3.SQLITE_READONLY
+    try:
+        # Rewrites the header with the value it holds: a write that changes nothing.
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+    except sqlite3.OperationalError as err:
+        return err.sqlite_errorcode & 0xFF == sqlite3.SQLITE_READONLY
+    finally:
+        _rollback(conn)
+    return False
+
+
 def _rollback(conn: sqlite3.Connection) -> None:
     """Roll back what is left of a transaction (SQLite ends some on its own, e.g. when full)."""
     if conn.in_transaction:
@@ -178,17 +195,28 @@ class SqliteStore(AdminStore):
             except sqlite3.Error as err:
                 raise StoreUnavailable(f"cannot open the admin store at {self.path}") from err
             self._local.conn = conn
+            self._local.read_only = _opened_read_only(conn)
             with self._all_lock:
                 self._all.append(conn)
+        return conn
+
+    def _writable_conn(self) -> sqlite3.Connection:
+        """This thread's connection, reopened if it was opened while the file could not be
+        written (SQLite then opens it read-only, and it stays so after the fault passes)."""
+        conn = self._conn()
+        if getattr(self._local, "read_only", False):
+            self._forget_connection(conn)
+            conn = self._conn()
         return conn
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """An IMMEDIATE transaction: takes the write lock up front, so reads inside it are current."""
-        conn = self._conn()
+        conn = self._writable_conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as err:
+            self._forget_connection(conn)
             raise StoreUnavailable("the admin store is busy or unavailable; try again") from err
         try:
             yield conn
@@ -196,6 +224,9 @@ class SqliteStore(AdminStore):
         except sqlite3.OperationalError as err:
             # A full disk, a read-only file, an I/O error: SQLite may have rolled back already.
             _rollback(conn)
+            # A connection opened while the file could not be written stays read-only for
+            # good: this thread opens a fresh one next time, once the fault has passed.
+            self._forget_connection(conn)
             raise StoreUnavailable(
                 "the admin store cannot be written (full, read-only or failing); "
                 "nothing was recorded"
@@ -250,6 +281,17 @@ class SqliteStore(AdminStore):
         return int(
             self._read("SELECT value FROM store_info WHERE key='schema_version'")[0]["value"]
         )
+
+    def _forget_connection(self, conn: sqlite3.Connection) -> None:
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._all_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        try:
+            conn.close()
+        except sqlite3.Error:
+            log.exception("closing a failed admin store connection failed")
 
     def close(self) -> None:
         with self._all_lock:
