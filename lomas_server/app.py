@@ -30,6 +30,7 @@ from lomas_server.standalone import LomasOnlyServerApp
 from lomas_server.store import AdminStore, open_store
 
 STOP_WAIT_SECONDS = 3.0
+READ_THREADS = 4
 
 
 class LomasServerApp(ExtensionApp):
@@ -94,12 +95,27 @@ class LomasServerApp(ExtensionApp):
         help="Seconds one query may run on the rows; past it the query is stopped, its "
         "budget stays spent and the archive records it as 'stopped'.",
     ).tag(config=True)
-    worker_threads = Int(8, help="Threads serving requests off the event loop.").tag(config=True)
+    worker_threads = Int(
+        8,
+        help="Threads serving requests that plan, price or run queries or make dummy rows "
+        "(reads such as budgets and /health have their own few threads).",
+    ).tag(config=True)
+    max_requests_per_user = Int(
+        4,
+        help="Requests that plan, price or run queries or make dummy rows one analyst may have "
+        "running at once; more answer 429, so that nobody holds every thread.",
+    ).tag(config=True)
     identity_provider_class = Type(
         default_value=LomasTokenIdentityProvider,
         klass=IdentityProvider,
         help="Identifies API callers; the default reads per-user tokens from the admin store.",
     ).tag(config=True)
+
+    @validate("max_requests_per_user", "worker_threads")
+    def _check_positive(self, proposal: dict[str, Any]) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"{proposal['trait'].name} must be at least 1")
+        return proposal["value"]
 
     @validate("plan_time_limit", "query_time_limit")
     def _check_time_limit(self, proposal: dict[str, Any]) -> float:
@@ -158,10 +174,14 @@ class LomasServerApp(ExtensionApp):
             opendp=OpenDPEngine(thread=self.engine_thread),
         )
         self.executor = RequestPool(self.worker_threads)
+        self.read_executor = RequestPool(READ_THREADS, name="lomas-read")
         provider = self.identity_provider_class(parent=self, lookup=self.service.user_by_token_hash)
         self.settings.update(
             lomas_service=self.service,
             lomas_executor=self.executor,
+            lomas_read_executor=self.read_executor,
+            lomas_in_flight={},
+            lomas_max_requests_per_user=self.max_requests_per_user,
             lomas_identity_provider=provider,
             lomas_max_request_bytes=self.max_request_bytes,
         )
@@ -176,8 +196,12 @@ class LomasServerApp(ExtensionApp):
         # Stop within seconds whatever runs: no new work, engine jobs stopped, a short wait for
         # requests in flight to record their outcome; the rest are cut off (request_pool.py).
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.read_executor.shutdown(wait=False, cancel_futures=True)
         self.engine_thread.close()
-        if not self.executor.wait_idle(STOP_WAIT_SECONDS):
+        if not (
+            self.executor.wait_idle(STOP_WAIT_SECONDS)
+            and self.read_executor.wait_idle(STOP_WAIT_SECONDS)
+        ):
             self.log.warning(
                 "stopping with requests still running; their queries are "
                 "archived as 'interrupted' at the next start"

@@ -81,6 +81,13 @@ class Conflict(LomasError):
     code = "conflict"
 
 
+class TooManyRequests(LomasError):
+    """An analyst has as many expensive requests running as the server allows at once."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class PayloadTooLarge(LomasError):
     status = 413
     code = "payload_too_large"

@@ -42,8 +42,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "Not enough budget, or not allowed (nothing spent)",
         404: "No such dataset for this user",
         413: "Request body too large",
+        429: "Too many of this analyst's requests running at once (nothing spent)",
         500: "The query failed after its budget was reserved (the spend stays)",
-        503: "The admin store is unavailable (nothing spent)",
+        503: "The admin store or dataset is unavailable, the engine is busy (nothing spent), "
+        "or the query passed its time limit (a release's spend stays; see the message)",
     }
     return {str(status): _json(_ref("Error"), texts[status]) for status in statuses}
 
@@ -390,7 +392,7 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                             },
                             "The user's datasets",
                         ),
-                        **_errors(401),
+                        **_errors(401, 503),
                     },
                 )
             },
@@ -398,14 +400,17 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                 **dataset_params,
                 "get": _operation(
                     "Public metadata: columns, types, bounds, categories",
-                    {"200": _json({"type": "object"}, "Metadata document"), **_errors(401, 404)},
+                    {
+                        "200": _json({"type": "object"}, "Metadata document"),
+                        **_errors(401, 404, 503),
+                    },
                 ),
             },
             "/datasets/{name}/budget": {
                 **dataset_params,
                 "get": _operation(
                     "Initial, spent and remaining budget",
-                    {"200": _json(_ref("Budget"), "Budget"), **_errors(401, 404)},
+                    {"200": _json(_ref("Budget"), "Budget"), **_errors(401, 404, 503)},
                 ),
             },
             "/datasets/{name}/dummy": {
@@ -414,7 +419,7 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                     "Synthetic rows from metadata only (no budget spent)",
                     {
                         "200": _json(_ref("DummyResponse"), "Dummy rows"),
-                        **_errors(400, 401, 404, 413),
+                        **_errors(400, 401, 404, 413, 429, 503),
                     },
                     requestBody=_post_json("DummyRequest"),
                 ),
@@ -425,7 +430,7 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                     "Exact cost of a SmartNoise-SQL query (no budget spent, no data touched)",
                     {
                         "200": _json(_ref("SqlCostResponse"), "Cost"),
-                        **_errors(400, 401, 403, 404, 413, 503),
+                        **_errors(400, 401, 403, 404, 413, 429, 503),
                     },
                     requestBody=_post_json("SqlCostRequest"),
                 ),
@@ -436,7 +441,7 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                     "Run a SmartNoise-SQL query; the cost is reserved before data is read",
                     {
                         "200": _json(_ref("SqlResponse"), "Noisy result"),
-                        **_errors(400, 401, 403, 404, 413, 500, 503),
+                        **_errors(400, 401, 403, 404, 413, 429, 500, 503),
                     },
                     requestBody=_post_json("SqlRequest"),
                 ),
@@ -447,7 +452,7 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                     "Exact cost and accuracy of an OpenDP query (no budget spent, no data touched)",
                     {
                         "200": _json({"type": "object"}, "Cost and accuracy"),
-                        **_errors(400, 401, 403, 404, 413, 503),
+                        **_errors(400, 401, 403, 404, 413, 429, 503),
                     },
                     requestBody=_post_json("OpenDPRequest"),
                 ),
@@ -458,7 +463,7 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                     "Run an OpenDP query built by the server from metadata; cost reserved first",
                     {
                         "200": _json(_ref("SqlResponse"), "Noisy result"),
-                        **_errors(400, 401, 403, 404, 413, 500, 503),
+                        **_errors(400, 401, 403, 404, 413, 429, 500, 503),
                     },
                     requestBody=_post_json("OpenDPRequest"),
                 ),
@@ -476,7 +481,7 @@ def openapi_document(server_url: str = "/lomas/api/v1") -> dict[str, Any]:
                             },
                             "Archive",
                         ),
-                        **_errors(401, 404),
+                        **_errors(401, 404, 503),
                     },
                     parameters=[
                         {

@@ -22,6 +22,12 @@ from traitlets import default, validate
 
 from lomas_server.handlers import API_PREFIX
 
+# Largest request the HTTP server reads (the API's own limit, max_request_bytes, is 64 KiB by
+# default; raise both together).
+MAX_BODY_BYTES = 1024 * 1024
+BODY_TIMEOUT_SECONDS = 30.0
+IDLE_TIMEOUT_SECONDS = 60.0
+
 
 class NoJupyterIdentity(IdentityProvider):
     """Jupyter's own login, turned off: no token, no login page, no Jupyter user.
@@ -68,6 +74,24 @@ class LomasOnlyServerApp(ServerApp):
     @default("open_browser")
     def _default_open_browser(self) -> bool:
         return False
+
+    # Tornado reads a whole body before any handler (and its token check) runs: Jupyter's
+    # 512 MiB default let anyone hold that much memory per connection.
+    @default("max_body_size")
+    def _default_max_body_size(self) -> int:
+        return MAX_BODY_BYTES
+
+    @default("max_buffer_size")
+    def _default_max_buffer_size(self) -> int:
+        return MAX_BODY_BYTES
+
+    def init_httpserver(self) -> None:
+        super().init_httpserver()
+        # A client that trickles its request in, or keeps an idle connection, holds it and its
+        # buffer: bounded (Tornado's header timeout is also its keep-alive idle timeout).
+        server: Any = self._http_server
+        server.conn_params.header_timeout = IDLE_TIMEOUT_SECONDS
+        server.conn_params.body_timeout = BODY_TIMEOUT_SECONDS
 
     def init_webapp(self) -> None:
         super().init_webapp()

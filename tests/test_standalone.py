@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from tests.servers import Api
+from tests.servers import Api, ServerProcess
 
 JUPYTER_PATHS = [
     "/api",
@@ -70,3 +72,28 @@ def test_the_api_itself_is_served(server, make_user):
     user = make_user(PENGUIN=(1.0, 0.0))
     assert Api(server.api).get("/health").status_code == 200
     assert user.api.get("/datasets").status_code == 200
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(server):
+    """Tornado reads a body before any handler runs: its limit is the server's, not 512 MiB."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /lomas/api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 524288000\r\n\r\n"
+        )
+        reply = conn.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+
+
+def test_a_body_that_never_finishes_arriving_is_dropped(tmp_path, store_path):
+    server = ServerProcess(store_path, tmp_path).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+            conn.sendall(
+                b"POST /lomas/api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+            # The server closes the connection after its body timeout, not after an hour.
+            assert conn.recv(4096) in (b"", b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    finally:
+        server.stop()

@@ -18,8 +18,10 @@ When a job passes it, the job is stopped:
    fires the moment the old worker returns to Python, before it can run another line of the
    job (and so before it could flip a feature switch), and the old worker then exits.
 
-At most ``max_stuck`` such workers may be left behind; past that, new jobs are refused
-(``EngineBusy``) until one of them ends, so stuck native calls cannot pile up without bound.
+While one of an analyst's jobs is left behind, that analyst's new jobs are refused
+(``EngineBusy``), and at most ``max_stuck`` may be left behind in all (past that, everyone's
+are refused until one ends): stuck native calls cannot pile up without bound, and one
+analyst's cannot stop the others.
 Workers are daemon threads: stopping the server never waits for a job.
 """
 
@@ -29,9 +31,9 @@ import contextlib
 import ctypes
 import itertools
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -56,7 +58,7 @@ class TimeLimits:
 
     plan_seconds: float = 10.0
     query_seconds: float = 30.0
-    max_stuck: int = 2
+    max_stuck: int = 6
 
     def of(self, stage: str) -> float:
         return self.plan_seconds if stage == PLAN else self.query_seconds
@@ -66,11 +68,67 @@ class TimeLimits:
 class _Job:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
+    owner: str = ""
     done: threading.Event = field(default_factory=threading.Event)
     started: threading.Event = field(default_factory=threading.Event)
     value: Any = None
     error: BaseException | None = None
     interrupters: list[Callable[[], None]] = field(default_factory=list)
+
+
+class _FairQueue:
+    """Jobs in turn per owner (the analyst): each owner's jobs run in order, and the next job
+    is always from the owner served least recently.
+
+    First come, first served would let one analyst with many requests make every other wait
+    for all of them; in turn, another analyst's job waits for at most one job of each owner
+    ahead of it.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._by_owner: dict[str, deque[_Job]] = {}
+        self._last_served: dict[str, int] = {}
+        self._turns = itertools.count()
+        self._closed = False
+
+    def put(self, job: _Job, *, first: bool = False) -> None:
+        with self._ready:
+            jobs = self._by_owner.setdefault(job.owner, deque())
+            if first:
+                jobs.appendleft(job)
+                self._last_served[job.owner] = -1
+            else:
+                jobs.append(job)
+            self._ready.notify()
+
+    def get(self) -> _Job | None:
+        """The next job, or None once closed."""
+        with self._ready:
+            while not self._by_owner and not self._closed:
+                self._ready.wait()
+            if self._closed:
+                return None
+            # Dicts keep insertion order: among owners never served, the earliest comes first.
+            owner = min(self._by_owner, key=lambda o: self._last_served.get(o, -1))
+            jobs = self._by_owner[owner]
+            job = jobs.popleft()
+            if not jobs:
+                del self._by_owner[owner]
+            self._last_served[owner] = next(self._turns)
+            if len(self._last_served) > 10_000:  # forget owners with nothing queued
+                self._last_served = {o: self._last_served[o] for o in self._by_owner}
+                self._last_served[owner] = next(self._turns)
+            return job
+
+    def close(self) -> list[_Job]:
+        """Stop handing out jobs; return those still waiting."""
+        with self._ready:
+            self._closed = True
+            waiting = [job for jobs in self._by_owner.values() for job in jobs]
+            self._by_owner.clear()
+            self._ready.notify_all()
+            return waiting
 
 
 class _Worker(threading.Thread):
@@ -96,7 +154,7 @@ class _Worker(threading.Thread):
             return False
         with self.owner._lock:
             if self.abandoned:  # replaced while waiting: hand the job to the new worker
-                self.owner._queue.put(job)
+                self.owner._queue.put(job, first=True)
                 return False
             self.current = job
         _local.job = job
@@ -144,10 +202,10 @@ def interruptible(interrupt: Callable[[], None]) -> Iterator[None]:
 class EngineThread:
     def __init__(self, limits: TimeLimits | None = None) -> None:
         self.limits = limits or TimeLimits()
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queue = _FairQueue()
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
-        self._stuck: list[_Worker] = []
+        self._stuck: list[tuple[_Worker, str]] = []  # left behind, with their job's owner
         self._closed = False
         self._worker = self._new_worker()
 
@@ -156,13 +214,14 @@ class EngineThread:
         worker.start()
         return worker
 
-    def run(self, fn: Callable[..., T], *args: Any, stage: str = PLAN) -> T:
-        """Run ``fn(*args)`` on the engine thread within the stage's time limit.
+    def run(self, fn: Callable[..., T], *args: Any, stage: str = PLAN, owner: str = "") -> T:
+        """Run ``fn(*args)`` on the engine thread within the stage's time limit; ``owner``
+        (the analyst) takes turns with other owners.
 
         Raises ``TimeLimitExceeded`` (the job was stopped) or ``EngineBusy``.
         """
-        self.check_ready()
-        job = _Job(fn, args)
+        self.check_ready(owner)
+        job = _Job(fn, args, owner)
         self._queue.put(job)
         # The limit counts from when the job starts: waiting behind others is bounded by
         # their own limits.
@@ -179,15 +238,19 @@ class EngineThread:
             raise job.error
         return job.value
 
-    def check_ready(self) -> None:
-        """Raise ``EngineBusy`` now if a job would be refused (before anything is spent)."""
+    def check_ready(self, owner: str = "") -> None:
+        """Raise ``EngineBusy`` now if a job of ``owner`` would be refused (before anything
+        is spent): while one of their own jobs is still finishing after its time limit, or
+        while ``max_stuck`` jobs of anyone are."""
         if self._closed:
             raise EngineBusy("the server is stopping")
-        self._check_stuck()
-
-    def _check_stuck(self) -> None:
         with self._lock:
-            self._stuck = [w for w in self._stuck if w.is_alive()]
+            self._stuck = [(w, o) for w, o in self._stuck if w.is_alive()]
+            if any(o == owner for _, o in self._stuck):
+                raise EngineBusy(
+                    "your earlier query that passed its time limit is still finishing; "
+                    "try again in a minute"
+                )
             if len(self._stuck) >= self.limits.max_stuck:
                 raise EngineBusy(
                     "the server is finishing queries that passed their time limit; "
@@ -213,7 +276,7 @@ class EngineThread:
                 return
             # Stuck in native code: leave it, with its JobStopped pending, to a fresh worker.
             worker.abandoned = True
-            self._stuck.append(worker)
+            self._stuck.append((worker, job.owner))
             self._worker = self._new_worker()
             log.warning(
                 "an engine job passed its time limit inside native code; %s left to end "
@@ -225,15 +288,10 @@ class EngineThread:
     def close(self) -> None:
         """Stop at once: no new jobs, queued ones refused, the running one stopped."""
         self._closed = True
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                job.error = JobStopped()
-                job.started.set()
-                job.done.set()
+        for job in self._queue.close():
+            job.error = JobStopped()
+            job.started.set()
+            job.done.set()
         with self._lock:
             worker = self._worker
             job = worker.current
@@ -246,14 +304,13 @@ class EngineThread:
                 # Its caller is told now, not when native code returns.
                 job.error = JobStopped()
                 job.done.set()
-        self._queue.put(None)
 
     def wait_idle(self, timeout: float) -> bool:
         """True once no worker runs a job (used by tests and shutdown)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                busy = self._worker.current is not None or any(w.is_alive() for w in self._stuck)
+                busy = self._worker.current is not None or any(w.is_alive() for w, _ in self._stuck)
             if not busy:
                 return True
             time.sleep(0.05)

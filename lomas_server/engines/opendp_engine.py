@@ -127,7 +127,7 @@ class OpenDPEngine:
         """The query's measurement and cost, from metadata alone. Plans are remembered per
         ``scope`` (the analyst: how fast a query is planned must not say what others asked)
         and metadata, not per dataset: datasets with the same metadata share them."""
-        return self._thread.run(self._plan, scope, metadata, query, noise)
+        return self._thread.run(self._plan, scope, metadata, query, noise, owner=scope)
 
     def _plan(
         self, scope: str, metadata: DatasetMetadata, query: OpenDPQuery, noise: Noise
@@ -174,10 +174,16 @@ class OpenDPEngine:
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(
-        self, plan: OpenDPPlan, metadata: DatasetMetadata, table: Callable[[], Any]
+        self,
+        plan: OpenDPPlan,
+        metadata: DatasetMetadata,
+        table: Callable[[], Any],
+        *,
+        owner: str = "",
     ) -> OpenDPResult:
-        """Run a plan on the dataset's rows (an Arrow table read in place, or a ParquetScan)."""
-        return self._thread.run(self._execute, plan, metadata, table, stage=QUERY)
+        """Run a plan on the dataset's rows (an Arrow table read in place, or a ParquetScan);
+        ``owner`` (the analyst) takes turns on the engine with other analysts."""
+        return self._thread.run(self._execute, plan, metadata, table, stage=QUERY, owner=owner)
 
     def _execute(
         self, plan: OpenDPPlan, metadata: DatasetMetadata, table: Callable[[], Any]

@@ -146,12 +146,14 @@ class SmartnoiseSqlEngine:
         if self._own_thread:
             self._thread.close()
 
-    def check_ready(self) -> None:
-        """Refuse now, before anything is spent, if the engine cannot take a query."""
-        self._thread.check_ready()
+    def check_ready(self, owner: str = "") -> None:
+        """Refuse now, before anything is spent, if the engine cannot take ``owner``'s query."""
+        self._thread.check_ready(owner)
 
-    def _on_engine_thread(self, fn: Callable[..., T], *args: Any, stage: str = PLAN) -> T:
-        return self._thread.run(fn, *args, stage=stage)
+    def _on_engine_thread(
+        self, fn: Callable[..., T], *args: Any, stage: str = PLAN, owner: str = ""
+    ) -> T:
+        return self._thread.run(fn, *args, stage=stage, owner=owner)
 
     # -- planning (no data) ------------------------------------------------------------------
     def plan(
@@ -181,7 +183,9 @@ class SmartnoiseSqlEngine:
         if not guarded.thresholded:
             # Only a threshold uses delta: SmartNoise-SQL would charge it to the count anyway.
             delta = 0.0
-        plan = self._on_engine_thread(self._plan, dataset, metadata, guarded, epsilon, delta)
+        plan = self._on_engine_thread(
+            self._plan, dataset, metadata, guarded, epsilon, delta, owner=scope
+        )
         self._plans.put(key, plan)
         return plan
 
@@ -250,10 +254,12 @@ class SmartnoiseSqlEngine:
         table: Callable[[], Any] | DatasetSource,
         *,
         postprocess: bool = True,
+        owner: str = "",
     ) -> SqlResult:
-        """Run a plan on the rows: an Arrow table (DuckDB), or in place (PostgreSQL, Spark)."""
+        """Run a plan on the rows: an Arrow table (DuckDB), or in place (PostgreSQL, Spark);
+        ``owner`` (the analyst) takes turns on the engine with other analysts."""
         return self._on_engine_thread(
-            self._execute, plan, metadata, version, table, postprocess, stage=QUERY
+            self._execute, plan, metadata, version, table, postprocess, stage=QUERY, owner=owner
         )
 
     def _execute(

@@ -21,52 +21,58 @@ class HealthHandler(LomasHandler):
         try:
             await self.run(self.service.store.ping)
         except LomasError as err:
-            self.reply({"status": "unhealthy", "version": __version__, "reason": err.message}, 503)
+            await self.reply(
+                {"status": "unhealthy", "version": __version__, "reason": err.message}, 503
+            )
             return
-        self.reply({"status": "ok", "version": __version__})
+        await self.reply({"status": "ok", "version": __version__})
 
 
 class OpenApiHandler(LomasHandler):
     requires_user = False
 
     @public_to_jupyter
-    def get(self) -> None:
+    async def get(self) -> None:
         base = self.settings.get("base_url", "/").rstrip("/")
-        self.reply(openapi_document(server_url=f"{base}/lomas/api/v1"))
+        await self.reply(openapi_document(server_url=f"{base}/lomas/api/v1"))
 
 
 class DatasetsHandler(LomasHandler):
     @public_to_jupyter
     async def get(self) -> None:
-        self.reply({"datasets": await self.run(self.service.list_datasets, self.lomas_user)})
+        await self.reply({"datasets": await self.run(self.service.list_datasets, self.lomas_user)})
 
 
 class MetadataHandler(LomasHandler):
     @public_to_jupyter
     async def get(self, name: str) -> None:
-        self.reply(await self.run(self.service.metadata, self.lomas_user, name))
+        await self.reply(await self.run(self.service.metadata, self.lomas_user, name))
 
 
 class BudgetHandler(LomasHandler):
     @public_to_jupyter
     async def get(self, name: str) -> None:
-        self.reply(await self.run(self.service.budget, self.lomas_user, name))
+        await self.reply(await self.run(self.service.budget, self.lomas_user, name))
 
 
 class DummyHandler(LomasHandler):
+    engine_work = True
+
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_dummy_request(self.json_body())
-        self.reply(
+        await self.reply(
             await self.run(self.service.dummy, self.lomas_user, name, request.rows, request.seed)
         )
 
 
 class SmartnoiseSqlCostHandler(LomasHandler):
+    engine_work = True
+
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_sql_request(self.json_body(), for_release=False)
-        self.reply(
+        await self.reply(
             await self.run(
                 self.service.smartnoise_sql_cost,
                 self.lomas_user,
@@ -79,10 +85,12 @@ class SmartnoiseSqlCostHandler(LomasHandler):
 
 
 class SmartnoiseSqlHandler(LomasHandler):
+    engine_work = True
+
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_sql_request(self.json_body(), for_release=True)
-        self.reply(
+        await self.reply(
             await self.run(
                 self.service.smartnoise_sql_query,
                 self.lomas_user,
@@ -97,10 +105,12 @@ class SmartnoiseSqlHandler(LomasHandler):
 
 
 class OpenDPCostHandler(LomasHandler):
+    engine_work = True
+
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_opendp_request(self.json_body(), for_release=False)
-        self.reply(
+        await self.reply(
             await self.run(
                 self.service.opendp_cost, self.lomas_user, name, request.query, request.noise
             )
@@ -108,10 +118,12 @@ class OpenDPCostHandler(LomasHandler):
 
 
 class OpenDPHandler(LomasHandler):
+    engine_work = True
+
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_opendp_request(self.json_body(), for_release=True)
-        self.reply(
+        await self.reply(
             await self.run(
                 self.service.opendp_query,
                 self.lomas_user,
@@ -127,7 +139,9 @@ class QueriesHandler(LomasHandler):
     @public_to_jupyter
     async def get(self) -> None:
         dataset = self.get_query_argument("dataset", None)
-        self.reply({"queries": await self.run(self.service.queries, self.lomas_user, dataset)})
+        await self.reply(
+            {"queries": await self.run(self.service.queries, self.lomas_user, dataset)}
+        )
 
 
 class NotFoundHandler(LomasHandler):

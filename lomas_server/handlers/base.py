@@ -16,7 +16,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado.web import HTTPError
 
-from lomas_server.errors import LomasError, PayloadTooLarge, Unauthorized
+from lomas_server.errors import LomasError, PayloadTooLarge, TooManyRequests, Unauthorized
 from lomas_server.handlers.payloads import parse_json_object
 from lomas_server.service.analyst import AnalystService
 
@@ -31,6 +31,7 @@ _HTTP_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
 }
 
 # Jupyter's own login does not guard this API: every method is marked so for jupyter_server,
@@ -40,6 +41,10 @@ public_to_jupyter = allow_unauthenticated
 
 class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
     requires_user = True
+    # Work that may plan, price, run a query or generate rows: it runs on its own pool, and
+    # each analyst may have at most ``max_requests_per_user`` such requests at once, so that
+    # nobody can hold every thread (reads, /health and other analysts keep being served).
+    engine_work = False
     lomas_user: str
 
     @property
@@ -48,7 +53,8 @@ class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
 
     @property
     def executor(self) -> Executor:
-        return self.settings["lomas_executor"]
+        key = "lomas_executor" if self.engine_work else "lomas_read_executor"
+        return self.settings[key]
 
     async def prepare(self) -> None:  # type: ignore[override]
         await super().prepare(_redirect_to_login=False)
@@ -82,13 +88,35 @@ class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking use case on the worker pool, keeping the event loop free."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(fn, *args, **kwargs)
+        if not self.engine_work:
+            return await loop.run_in_executor(self.executor, call)
+        in_flight: dict[str, int] = self.settings["lomas_in_flight"]
+        limit = self.settings["lomas_max_requests_per_user"]
+        if in_flight.get(self.lomas_user, 0) >= limit:
+            raise TooManyRequests(
+                f"you already have {limit} queries, estimates or dummy-data requests running; "
+                "wait for one to finish"
+            )
+        # Counted on the event loop, which runs one handler step at a time: no lock needed.
+        in_flight[self.lomas_user] = in_flight.get(self.lomas_user, 0) + 1
+        try:
+            return await loop.run_in_executor(self.executor, call)
+        finally:
+            in_flight[self.lomas_user] -= 1
+            if not in_flight[self.lomas_user]:
+                del in_flight[self.lomas_user]
 
-    def reply(self, payload: Any, status: int = 200) -> None:
+    async def reply(self, payload: Any, status: int = 200) -> None:
+        # A large reply (100,000 dummy rows) takes a while to write as JSON: off the event loop.
+        loop = asyncio.get_running_loop()
+        text = await loop.run_in_executor(
+            self.executor, functools.partial(json.dumps, payload, allow_nan=False)
+        )
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(payload, allow_nan=False))
+        self.finish(text)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]

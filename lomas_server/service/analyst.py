@@ -169,7 +169,7 @@ class AnalystService:
             # In place (PostgreSQL, Spark), the SQL runs where the data lives.
             rows: Any = data.source if data.frame is None else (lambda: data.frame)
             outcome = self.engine.execute(
-                plan, _metadata(record), data.version, rows, postprocess=postprocess
+                plan, _metadata(record), data.version, rows, postprocess=postprocess, owner=user
             )
             return rows_payload(outcome.columns, outcome.rows)
 
@@ -202,7 +202,7 @@ class AnalystService:
         }
 
         def run(data: Reachable) -> dict[str, Any]:
-            outcome = self.opendp.execute(plan, _metadata(record), lambda: data.frame)
+            outcome = self.opendp.execute(plan, _metadata(record), lambda: data.frame, owner=user)
             return rows_payload(outcome.columns, outcome.rows)
 
         reply = self._release(
@@ -254,7 +254,8 @@ class AnalystService:
                     "budget": self._account(user, record).view(),
                 }
         data = self._reachable(record, in_place=in_place)
-        self.engine.check_ready()  # a refusal now costs nothing; after the reservation it would
+        # A refusal now costs nothing; after the reservation it would.
+        self.engine.check_ready(user)
         query_id = uuid.uuid4().hex
         draft = Reservation(
             query_id, user, record.name, engine, request, cost, PrivacyAmount.zero()

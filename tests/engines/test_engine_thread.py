@@ -77,24 +77,28 @@ def test_native_code_past_its_limit_is_left_behind_and_runs_no_further_line(engi
         lines_after.append(1)
 
     with pytest.raises(TimeLimitExceeded):
-        engine.run(stuck, stage=QUERY)
-    # Another job runs while the first is still inside its native call.
-    assert engine.run(lambda: "served") == "served"
-    # max_stuck=2: with two workers left behind, new work is refused before anything is spent.
+        engine.run(stuck, stage=QUERY, owner="alice")
+    # Another analyst's job runs while the first is still inside its native call; alice's own
+    # new work is refused until hers has ended.
+    assert engine.run(lambda: "served", owner="bob") == "served"
+    with pytest.raises(EngineBusy, match="your earlier query"):
+        engine.run(lambda: "refused", owner="alice")
+    # max_stuck=2: with two workers left behind, everyone's work is refused before anything
+    # is spent.
     with pytest.raises(TimeLimitExceeded):
-        engine.run(stuck, stage=QUERY)
+        engine.run(stuck, stage=QUERY, owner="carol")
     with pytest.raises(EngineBusy):
-        engine.check_ready()
+        engine.check_ready("bob")
     with pytest.raises(EngineBusy):
-        engine.run(lambda: "refused")
+        engine.run(lambda: "refused", owner="bob")
     left_behind = [t for t in threading.enumerate() if t.name.startswith("dp-engine")]
     release.set()
     for worker in left_behind:
         if worker is not threading.current_thread():
             worker.join(0.5)
     assert lines_after == []  # JobStopped fired before the line after the native call
-    engine.check_ready()  # once they ended, the engine takes work again
-    assert engine.run(lambda: "again") == "again"
+    engine.check_ready("alice")  # once they ended, the engine takes work again
+    assert engine.run(lambda: "again", owner="alice") == "again"
 
 
 def test_close_answers_waiting_callers_at_once_and_refuses_new_jobs():
@@ -117,3 +121,33 @@ def test_close_answers_waiting_callers_at_once_and_refuses_new_jobs():
     assert isinstance(outcome[0], EngineBusy)
     with pytest.raises(EngineBusy):
         engine.run(lambda: 1)
+
+
+def test_owners_take_turns():
+    """One analyst's queued jobs do not make another's wait for all of them."""
+    engine = EngineThread(TimeLimits(plan_seconds=30, query_seconds=30))
+    gate = threading.Event()
+    order: list[str] = []
+
+    def job(name: str) -> None:
+        gate.wait(10)
+        order.append(name)
+
+    try:
+        callers = [
+            threading.Thread(target=engine.run, args=(job, f"a{i}"), kwargs={"owner": "alice"})
+            for i in range(4)
+        ]
+        for caller in callers:
+            caller.start()
+            time.sleep(0.05)  # queued in this order
+        late = threading.Thread(target=engine.run, args=(job, "b0"), kwargs={"owner": "bob"})
+        late.start()
+        time.sleep(0.1)
+        gate.set()
+        for caller in [*callers, late]:
+            caller.join(10)
+        # alice's first job was already running; bob's comes before the rest of hers.
+        assert order == ["a0", "b0", "a1", "a2", "a3"]
+    finally:
+        engine.close()
