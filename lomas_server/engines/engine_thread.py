@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 PLAN = "plan"
 QUERY = "query"
 STOP_GRACE_SECONDS = 2.0
+STOP_RETRY_SECONDS = 0.05
 
 
 class JobStopped(BaseException):
@@ -268,9 +269,16 @@ class EngineThread:
                     interrupt()
                 except Exception:  # an interrupter must not mask the stop
                     log.exception("interrupting a job that passed its time limit failed")
-            _raise_in(worker, JobStopped)
-        if job.done.wait(STOP_GRACE_SECONDS):
-            return
+        # Raised again until it takes: Python drops an exception that arrives while a
+        # finalizer (``__del__``) runs, and the libraries free many objects that way.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            with self._lock:
+                if worker.current is not job:
+                    return  # stopped (or ended meanwhile)
+                _raise_in(worker, JobStopped)
+            if job.done.wait(STOP_RETRY_SECONDS):
+                return
         with self._lock:
             if worker.current is not job:
                 return
