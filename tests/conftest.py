@@ -15,6 +15,7 @@ from lomas_server.store.sqlite import SqliteStore
 from tests.servers import Api, FerretDB, FileServer, MotoS3, PostgresServer, ServerProcess
 
 SAMPLE_DATA = Path(lomas_server.__file__).parent / "sample_data"
+MANY_AT_ONCE = ("--LomasServerApp.max_requests_per_user=64",)
 
 
 def sample_metadata(name: str) -> dict:
@@ -53,7 +54,9 @@ def admin(store_path: Path) -> Iterator[AdminService]:
 
 @pytest.fixture(scope="session")
 def server(store_path: Path, shared_dir: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(store_path, shared_dir).start()
+    # Some tests fire 50 requests of one analyst at once to prove reservations atomic: the
+    # per-analyst share of threads (tested on its own in test_time_limits.py) is raised here.
+    process = ServerProcess(store_path, shared_dir, extra_args=MANY_AT_ONCE).start()
     yield process
     process.stop()
 

@@ -12,7 +12,7 @@ import pytest
 from lomas_server.accounting import PrivacyAmount
 from lomas_server.service.admin import AdminService
 from lomas_server.store.mongo import MongoStore
-from tests.conftest import SAMPLE_DATA, sample_metadata
+from tests.conftest import MANY_AT_ONCE, SAMPLE_DATA, sample_metadata
 from tests.servers import Api, FerretDB, ServerProcess
 
 QUERY = "SELECT COUNT(*) AS n FROM df"
@@ -31,7 +31,7 @@ def _seed(url: str) -> str:
 def test_two_servers_on_one_database_never_overspend(ferretdb, tmp_path):
     url = ferretdb.database_url(f"two_{uuid.uuid4().hex[:8]}")
     token = _seed(url)
-    servers = [ServerProcess(url, tmp_path).start() for _ in range(2)]
+    servers = [ServerProcess(url, tmp_path, extra_args=MANY_AT_ONCE).start() for _ in range(2)]
     try:
         apis = [Api(server.api, token) for server in servers]
         barrier = threading.Barrier(50)
