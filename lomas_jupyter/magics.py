@@ -188,11 +188,9 @@ class LomasMagic(Magics, Configurable):
         dataset = self._dataset(args.dataset)
         client = self._client()
         budget = client.budget(dataset)
-        display(
-            BudgetDisplay(
-                dataset, budget, queries_left=_queries_left(client.queries(dataset), budget)
-            )
-        )
+        # Counted by the server in its own ledger units (rho on zCDP datasets).
+        last = budget.get("last_query") or {}
+        display(BudgetDisplay(dataset, budget, queries_left=last.get("queries_left")))
 
     @magic_arguments()
     @argument("dataset", nargs="?", help="only queries on this dataset")
@@ -527,13 +525,3 @@ def _assignment(tokens: list[str], cell: str) -> tuple[str | None, str]:
     if match:
         return match.group(1), cell[match.end() :]
     return None, cell
-
-
-def _queries_left(history: list[dict[str, Any]], budget: dict[str, Any]) -> int | None:
-    """How many more queries costing what the last paid one cost still fit."""
-    paid = [q for q in history if q["cost"]["epsilon"] > 0 or q["cost"]["delta"] > 0]
-    if not paid:
-        return None
-    cost, remaining = paid[-1]["cost"], budget["remaining"]
-    fits = [math.floor(remaining[k] / cost[k] + 1e-9) for k in ("epsilon", "delta") if cost[k] > 0]
-    return max(0, min(fits))

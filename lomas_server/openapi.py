@@ -80,6 +80,17 @@ _SCHEMAS: dict[str, Any] = {
             "initial": _ref("Privacy"),
             "spent": _ref("Privacy"),
             "remaining": _ref("Privacy"),
+            "last_query": {
+                "type": ["object", "null"],
+                "description": "GET /budget only: the analyst's last paid query on the dataset, "
+                "and how many more like it fit the grant (and the dataset-wide cap), counted "
+                "exactly as reservations count",
+                "properties": {
+                    "query_id": {"type": "string"},
+                    "cost": _ref("Privacy"),
+                    "queries_left": {"type": "integer", "minimum": 0},
+                },
+            },
         },
         "required": ["initial", "spent", "remaining"],
     },
@@ -136,6 +147,11 @@ _SCHEMAS: dict[str, Any] = {
             "cost": _ref("Privacy"),
             "budget": _ref("Budget"),
             "fits": {"type": "boolean"},
+            "queries_left": {
+                "type": ["integer", "null"],
+                "minimum": 0,
+                "description": "How many queries like this one fit what is left (null: free)",
+            },
             "normalized_query": {"type": "string"},
             "replay_of": {
                 "type": ["string", "null"],

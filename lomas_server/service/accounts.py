@@ -39,6 +39,29 @@ class Account:
     def fits(self, cost: PrivacyAmount) -> bool:
         return (self.spent + cost).fits_within(self.cap)
 
+    def times_fit(
+        self, cost: PrivacyAmount, dataset_spent: PrivacyAmount | None = None
+    ) -> int | None:
+        """How many more queries costing ``cost`` (ledger currency) fit what is left of the
+        grant, and of the dataset-wide cap when ``dataset_spent`` is given; None if it is free.
+
+        Counted in the ledger's exact units, so it agrees with what reservations will do (on
+        zCDP datasets, rho adds up; the (epsilon, delta) it converts to does not)."""
+        if cost.is_zero():
+            return None
+        rooms = [self.cap - self.spent]
+        if self.dataset_cap is not None and dataset_spent is not None:
+            rooms.append(self.dataset_cap - dataset_spent)
+        return min(
+            have // need
+            for room in rooms
+            for have, need in (
+                (room.eps_units, cost.eps_units),
+                (room.delta_units, cost.delta_units),
+            )
+            if need > 0
+        )
+
     def cost_view(self, cost: PrivacyAmount) -> dict[str, float]:
         """A charge as analysts read it; zCDP charges also give their rho."""
         view: dict[str, float] = self.rule.as_approx_dp(cost).as_dict()

@@ -114,8 +114,19 @@ class AnalystService:
         return _metadata(record).public_view()
 
     def budget(self, user: str, dataset: str) -> dict[str, Any]:
+        """The budget, and how many more queries like the analyst's last paid one fit."""
         record = self._granted(user, dataset)
-        return {"dataset": dataset, **self._account(user, record).view()}
+        account = self._account(user, record)
+        paid = [e for e in self.store.archive(user, dataset=dataset) if not e.cost.is_zero()]
+        last = None
+        if paid:
+            entry = max(paid, key=lambda e: e.created_at)
+            last = {
+                "query_id": entry.query_id,
+                "cost": account.cost_view(entry.cost),
+                "queries_left": account.times_fit(entry.cost, self._dataset_spent(record)),
+            }
+        return {"dataset": dataset, **account.view(), "last_query": last}
 
     def queries(self, user: str, dataset: str | None = None) -> list[dict[str, Any]]:
         if dataset is not None:
@@ -220,8 +231,13 @@ class AnalystService:
             "cost": account.cost_view(cost),
             "budget": account.view(),
             "fits": account.fits(cost),
+            "queries_left": account.times_fit(cost, self._dataset_spent(record)),
             "replay_of": earlier.query_id if earlier else None,
         }
+
+    def _dataset_spent(self, record: DatasetRecord) -> PrivacyAmount | None:
+        """The dataset-wide spend, when the dataset has a cap that it counts against."""
+        return self.store.dataset_spent(record.name) if record.cap is not None else None
 
     def _release(
         self,

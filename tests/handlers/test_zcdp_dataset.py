@@ -62,3 +62,28 @@ def test_grant_below_the_conversion_delta_is_refused(zcdp_dataset, admin):
     admin.add_user(f"tiny-{uuid.uuid4().hex[:6]}")
     with pytest.raises(InvalidRequest, match="conversion delta"):
         admin.grant(admin.list_users()[-1].name, zcdp_dataset, 1.0, 0.0)
+
+
+def test_queries_left_is_counted_as_the_ledger_counts(zcdp_dataset, make_user):
+    """Summing epsilons would say far fewer queries fit than zCDP really allows: the server
+    counts in rho, exactly as reservations do, and the count comes true."""
+    user = make_user(**{zcdp_dataset: (6.0, 1e-5)})
+    assert user.api.get(f"/datasets/{zcdp_dataset}/budget").json()["last_query"] is None
+    estimate = user.api.post(
+        f"/datasets/{zcdp_dataset}/smartnoise-sql/cost", {"query": COUNT, "epsilon": 0.5}
+    ).json()
+    first = estimate["queries_left"]
+    assert user.api.sql(zcdp_dataset, COUNT, 0.5, fresh=True).status_code == 200
+    budget = user.api.get(f"/datasets/{zcdp_dataset}/budget").json()
+    left = budget["last_query"]["queries_left"]
+    assert left == first - 1
+    rho_left, rho_each = budget["accounting"]["remaining"]["rho"], 0.5**2 / 2
+    assert left == int(rho_left / rho_each + 1e-9)
+    # far more than the epsilon arithmetic would say (remaining epsilon / the epsilon charged)
+    assert left >= 2 * budget["remaining"]["epsilon"] / budget["last_query"]["cost"]["epsilon"]
+    for _ in range(left):
+        assert user.api.sql(zcdp_dataset, COUNT, 0.5, fresh=True).status_code == 200
+    assert user.api.sql(zcdp_dataset, COUNT, 0.5, fresh=True).status_code == 403
+    assert (
+        user.api.get(f"/datasets/{zcdp_dataset}/budget").json()["last_query"]["queries_left"] == 0
+    )
