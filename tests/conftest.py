@@ -114,3 +114,19 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+# What each test needs beyond Python, marked from the fixtures it uses (so a new test is
+# marked without thinking of it): a quick inner loop is
+# scripts/test -m "not slow and not postgres and not ferretdb and not java".
+_NEEDS = {"postgres_server": "postgres", "ferretdb": "ferretdb"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in _NEEDS.items():
+            if fixture in used:
+                item.add_marker(marker)
+        if "spark" in item.nodeid.lower():
+            item.add_marker("java")
