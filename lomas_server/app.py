@@ -47,6 +47,9 @@ class LomasServerApp(ExtensionApp):
         **ExtensionApp.aliases,
         "store": "LomasServerApp.store_url",
     }
+    subcommands = {  # type: ignore[assignment]
+        "demo": ("lomas_server.demo.DemoApp", "Start a demo DP server with sample datasets."),
+    }
 
     store_url = Unicode(
         help="Admin store: sqlite:///PATH (embedded, the default). Env: LOMAS_STORE_URL."
@@ -211,18 +214,16 @@ class LomasServerApp(ExtensionApp):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "demo":
-        from lomas_server.demo import main as demo_main
-
-        sys.exit(demo_main(args[1:]))
-    sys.exit(launch(args))
+    sys.exit(launch(sys.argv[1:] if argv is None else argv))
 
 
 def launch(args: list[str]) -> int:
     """Start the stand-alone server; a broken configuration stops it with one clear line."""
     # Stand-alone, the server is pointless without its extension: fail instead of serving nothing.
-    if not any(arg.startswith("--ServerApp.reraise_server_extension_failures") for arg in args):
+    subcommand = bool(args) and args[0] in LomasServerApp.subcommands
+    if not subcommand and not any(
+        arg.startswith("--ServerApp.reraise_server_extension_failures") for arg in args
+    ):
         args = [*args, "--ServerApp.reraise_server_extension_failures=True"]
     try:
         LomasServerApp.launch_instance(args)

@@ -7,16 +7,18 @@ starts the server on 127.0.0.1. Re-running it keeps the store, hence the budget 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import yaml
+from traitlets import Bool, Int, Unicode
+from traitlets.config import Application
 
 from lomas_server.errors import LomasError
 from lomas_server.service.admin import AdminService
@@ -127,43 +129,55 @@ From Python:
 """
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="lomas-server demo",
-        description="Start a demo DP server with sample datasets on 127.0.0.1.",
-    )
-    parser.add_argument(
-        "--dir", default="lomas-demo", help="folder for the demo store (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=0, help="port to listen on (default: a free one)"
-    )
-    parser.add_argument(
-        "--setup-only",
-        action="store_true",
-        help="create the store and connection file, do not start",
-    )
-    args = parser.parse_args(argv)
-    folder = Path(args.dir).resolve()
-    try:
-        token, datasets = prepare_demo(folder)
-    except LomasError as err:
-        parser.exit(2, f"lomas-server demo: {err.message}\n")
-    port = args.port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    connection = write_connection(folder, url, token, datasets)
-    print(_instructions(url, connection, token), flush=True)
-    if args.setup_only:
-        return 0
-    from lomas_server.app import launch
+class DemoApp(Application):
+    """``lomas-server demo``: the server's subcommand that starts a demo on 127.0.0.1."""
 
-    server_args = [
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={folder}",
-        f"--LomasServerApp.store_url=sqlite:///{folder / STORE_FILE}",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        server_args.append("--allow-root")
-    return launch(server_args)
+    name = "lomas-server demo"
+    description = "Start a demo DP server with sample datasets on 127.0.0.1."
+
+    dir = Unicode("lomas-demo", help="Folder for the demo store and connection file.").tag(
+        config=True
+    )
+    port = Int(0, help="Port to listen on (default: a free one).").tag(config=True)
+    setup_only = Bool(
+        False, help="Create the store and connection file, do not start the server."
+    ).tag(config=True)
+
+    aliases = {"dir": "DemoApp.dir", "port": "DemoApp.port"}
+    flags = {
+        "setup-only": (
+            {"DemoApp": {"setup_only": True}},
+            "Create the store and connection file, do not start the server.",
+        )
+    }
+
+    def start(self) -> None:
+        self.exit(self.run())
+
+    def run(self) -> int:
+        folder = Path(self.dir).resolve()
+        try:
+            token, datasets = prepare_demo(folder)
+        except LomasError as err:
+            print(f"lomas-server demo: {err.message}", file=sys.stderr)
+            return 2
+        port = self.port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        connection = write_connection(folder, url, token, datasets)
+        print(_instructions(url, connection, token), flush=True)
+        if self.setup_only:
+            return 0
+        from lomas_server.app import launch
+
+        # The server is the process's one application from here on (traitlets keeps one).
+        type(self).clear_instance()
+        server_args = [
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={folder}",
+            f"--LomasServerApp.store_url=sqlite:///{folder / STORE_FILE}",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            server_args.append("--allow-root")
+        return launch(server_args)
