@@ -23,16 +23,20 @@ import tempfile
 import threading
 from typing import Any
 
-from snsql._ast.ast import AliasedSubquery, Query
-from snsql._ast.expressions.logical import BooleanCompare
-from snsql._ast.expressions.numeric import BareFunction
-from snsql._ast.expressions.sql import RankingFunction
-from snsql._ast.tokens import Literal, Sql, Token
-from snsql.sql.reader.base import SqlReader
-from snsql.sql.reader.engine import Engine
-
 from lomas_server.datasets.parquet_scan import ParquetScan
 from lomas_server.engines.engine_thread import interruptible
+from lomas_server.engines.snsql_adapter import (
+    AliasedSubquery,
+    BareFunction,
+    BooleanCompare,
+    Engine,
+    Literal,
+    Query,
+    RankingFunction,
+    Sql,
+    SqlReader,
+    Token,
+)
 
 TABLE = "df"
 RANDOM_COLUMN = "lomas_reservoir_key"

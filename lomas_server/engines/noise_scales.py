@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from snsql.sql._mechanisms.gaussian import Gaussian
-from snsql.sql._mechanisms.laplace import Laplace
-
 from lomas_server.engines.memo import BoundedMemo
+from lomas_server.engines.snsql_adapter import Gaussian, Laplace
 
 MAX_ENTRIES = 4096
 _scales: BoundedMemo[tuple[Any, ...], float] = BoundedMemo(MAX_ENTRIES)

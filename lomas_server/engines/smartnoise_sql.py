@@ -30,11 +30,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opendp.mod import disable_features
-from snsql import Privacy
-from snsql._ast.expression import NestedExpression
-from snsql._ast.tokens import Column
-from snsql.sql.odometer import OdometerHeterogeneous
-from snsql.sql.private_reader import PrivateReader
 
 from lomas_server.accounting import PrivacyLoss
 from lomas_server.datasets.conform import empty_arrow
@@ -44,14 +39,19 @@ from lomas_server.engines.engine_thread import PLAN, QUERY, EngineThread
 from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.postgres_reader import PostgresTableReader
+from lomas_server.engines.snsql_adapter import (
+    Column,
+    NestedExpression,
+    OdometerHeterogeneous,
+    Privacy,
+    PrivateReader,
+)
 from lomas_server.engines.sql_guard import CANONICAL_TABLE, GuardedQuery, guard_query
 from lomas_server.engines.xpath_memo import remember_xpaths
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
 
 log = logging.getLogger(__name__)
-remember_noise_scales()
-remember_xpaths()
 T = TypeVar("T")
 ENGINE_NAME = "smartnoise_sql"
 CONFIDENCE = 0.95
@@ -133,6 +133,10 @@ class SmartnoiseSqlEngine:
         thread: EngineThread | None = None,
         duckdb_memory_bytes: int | None = None,
     ) -> None:
+        # SmartNoise-SQL searches each noise scale and parses each XPath selector again at
+        # every use; the engine makes it remember both (pure functions of their inputs).
+        remember_noise_scales()
+        remember_xpaths()
         self._own_thread = thread is None
         self._duckdb_memory_bytes = duckdb_memory_bytes
         self._thread = thread or EngineThread()

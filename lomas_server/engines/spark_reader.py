@@ -16,14 +16,10 @@ import os
 import threading
 from typing import Any
 
-from snsql._ast.ast import Table
-from snsql._ast.tokens import Identifier
-from snsql.sql.reader.base import SqlReader
-from snsql.sql.reader.engine import Engine
-
 from lomas_server.datasets.sources import SparkSource
 from lomas_server.engines.duckdb_reader import TABLE
 from lomas_server.engines.engine_thread import interruptible
+from lomas_server.engines.snsql_adapter import Engine, Identifier, SqlReader, Table
 from lomas_server.metadata import DatasetMetadata
 
 _session: Any = None

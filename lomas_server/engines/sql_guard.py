@@ -15,23 +15,31 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from snsql._ast.ast import Query, Relation, Table, Top
-from snsql._ast.expression import NamedExpression, NestedExpression
-from snsql._ast.expressions.logical import (
+from lomas_server.engines.snsql_adapter import (
+    AggFunction,
+    AllColumns,
+    ArithmeticExpression,
     BetweenCondition,
     BooleanCompare,
+    Column,
     ColumnBoolean,
     InCondition,
     IsCondition,
+    Literal,
     LogicalNot,
+    MathFunction,
+    NamedExpression,
     NestedBoolean,
+    NestedExpression,
     PredicatedExpression,
+    Query,
+    QueryParser,
+    Relation,
+    RoundFunction,
+    SortItem,
+    Table,
+    Top,
 )
-from snsql._ast.expressions.numeric import ArithmeticExpression, MathFunction, RoundFunction
-from snsql._ast.expressions.sql import AggFunction, AllColumns, SortItem
-from snsql._ast.tokens import Column, Literal
-from snsql.sql.parse import QueryParser
-
 from lomas_server.errors import InvalidQuery
 from lomas_server.literals import sql_text, typed_value
 from lomas_server.metadata import ColumnSpec, DatasetMetadata

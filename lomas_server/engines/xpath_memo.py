@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from snsql.xpath.parse import XPath
-
 from lomas_server.engines.memo import BoundedMemo
+from lomas_server.engines.snsql_adapter import XPath
 
 MAX_ENTRIES = 4096
 _parsed: BoundedMemo[str, Any] = BoundedMemo(MAX_ENTRIES)

@@ -8,9 +8,15 @@ from snsql.sql.parse import QueryParser
 from snsql.xpath.parse import XPath
 
 from lomas_server.engines import xpath_memo
-from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine  # noqa: F401 - installs it
 from lomas_server.metadata import DatasetMetadata
 from tests.conftest import sample_metadata
+
+
+@pytest.fixture(autouse=True)
+def remembering():
+    """What the SmartNoise-SQL engine installs when it starts."""
+    xpath_memo.remember_xpaths()
+
 
 PENGUIN = DatasetMetadata.from_dict(sample_metadata("penguin"))
 SELECTORS = [
