@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lomas_server.accounting import PrivacyAmount, PrivacyLoss
+from lomas_server.accounting import ZCDP, AccountingRule, PrivacyAmount, PrivacyLoss
 from lomas_server.datasets import (
     DatasetCache,
     conformed_table,
@@ -131,7 +131,12 @@ class AnalystService:
     def queries(self, user: str, dataset: str | None = None) -> list[dict[str, Any]]:
         if dataset is not None:
             self._granted(user, dataset)
-        return [_archive_view(entry) for entry in self.store.archive(user, dataset=dataset)]
+        entries = self.store.archive(user, dataset=dataset)
+        rules: dict[str, AccountingRule] = {}
+        for name in {entry.dataset for entry in entries}:
+            record = self.store.get_dataset(name)
+            rules[name] = rule_of(record) if record is not None else AccountingRule()
+        return [_archive_view(entry, rules[entry.dataset]) for entry in entries]
 
     def dummy(self, user: str, dataset: str, rows: int, seed: int) -> dict[str, Any]:
         record = self._granted(user, dataset)
@@ -513,13 +518,18 @@ def _metadata(record: DatasetRecord) -> DatasetMetadata:
     return DatasetMetadata.from_dict(record.metadata)
 
 
-def _archive_view(entry: ArchiveEntry) -> dict[str, Any]:
+def _archive_view(entry: ArchiveEntry, rule: AccountingRule) -> dict[str, Any]:
+    """An archived query, its cost worded as every reply words it: (epsilon, delta), with
+    rho beside them on zCDP datasets (whose ledger counts rho)."""
+    cost: dict[str, float] = rule.as_approx_dp(entry.cost).as_dict()
+    if rule.mode == ZCDP:
+        cost["rho"] = entry.cost.epsilon
     return {
         "query_id": entry.query_id,
         "dataset": entry.dataset,
         "engine": entry.engine,
         **entry.request,
-        "cost": entry.cost.as_dict(),
+        "cost": cost,
         "status": entry.status,
         "created_at": entry.created_at,
         "finished_at": entry.finished_at,

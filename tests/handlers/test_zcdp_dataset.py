@@ -87,3 +87,11 @@ def test_queries_left_is_counted_as_the_ledger_counts(zcdp_dataset, make_user):
     assert (
         user.api.get(f"/datasets/{zcdp_dataset}/budget").json()["last_query"]["queries_left"] == 0
     )
+
+
+def test_the_archive_words_costs_as_the_replies_do(zcdp_dataset, make_user):
+    user = make_user(**{zcdp_dataset: (6.0, 1e-5)})
+    reply = user.api.sql(zcdp_dataset, COUNT, 0.5, fresh=True).json()
+    (archived,) = user.api.get("/queries", params={"dataset": zcdp_dataset}).json()["queries"]
+    assert archived["cost"] == reply["cost"]
+    assert archived["cost"]["rho"] == pytest.approx(0.5**2 / 2)
