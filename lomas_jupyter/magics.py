@@ -113,7 +113,7 @@ class LomasMagic(Magics, Configurable):
         )
 
     def _new_client(self, args: Any) -> Client:
-        options = {"timeout": self.timeout}
+        options: dict[str, Any] = {"timeout": self.timeout}
         if args.file:
             return Client.from_file(args.file, **options)
         if args.url:
@@ -376,7 +376,7 @@ class LomasMagic(Magics, Configurable):
             return cell
         try:
             template = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(cell)
-            return template.render(**self.shell.user_ns)
+            return template.render(**self._namespace())
         except jinja2.UndefinedError as err:
             raise LomasError(f"template: {err.message}") from None
         except jinja2.TemplateError as err:
@@ -385,8 +385,13 @@ class LomasMagic(Magics, Configurable):
     def _deliver(self, target: str | None, result: pd.DataFrame | None) -> pd.DataFrame | None:
         if result is None or not target:
             return result
-        self.shell.user_ns[target] = result
+        self._namespace()[target] = result
         return None
+
+    def _namespace(self) -> dict[str, Any]:
+        """The notebook's variables (magics always run inside a shell)."""
+        assert self.shell is not None
+        return self.shell.user_ns
 
     def _show_estimate(self, dataset: str, estimate: dict[str, Any]) -> pd.DataFrame:
         note = None
@@ -409,7 +414,7 @@ class LomasMagic(Magics, Configurable):
             if shares and all(
                 share is not None for share in shares
             ):  # SmartNoise-SQL says per value
-                row["epsilon"] = sum(shares)  # type: ignore[arg-type]
+                row["epsilon"] = sum(shares)
             row[level] = c["half_width"]
             rows.append(row)
         return pd.DataFrame(rows)

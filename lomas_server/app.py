@@ -47,7 +47,7 @@ class LomasServerApp(ExtensionApp):
         **ExtensionApp.aliases,
         "store": "LomasServerApp.store_url",
     }
-    subcommands = {  # type: ignore[assignment]
+    subcommands = {
         "demo": ("lomas_server.demo.DemoApp", "Start a demo DP server with sample datasets."),
     }
 

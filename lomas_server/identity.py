@@ -28,7 +28,7 @@ class LomasTokenIdentityProvider(IdentityProvider):
         help="Function from a token hash to the user record (set by the server app)."
     )
 
-    def get_user(self, handler: RequestHandler) -> User | None:  # type: ignore[override]
+    def get_user(self, handler: RequestHandler) -> User | None:
         token = bearer_token(handler.request.headers.get("Authorization", ""))
         if token is None or self.lookup is None:
             return None

@@ -101,6 +101,17 @@ class ColumnSpec:
     def is_bounded(self) -> bool:
         return self.lower is not None and self.upper is not None
 
+    def numeric_bounds(self) -> tuple[float, float]:
+        """The bounds of a bounded numeric column, as floats."""
+        lower, upper = self.lower, self.upper
+        if (
+            not self.is_numeric
+            or not isinstance(lower, (int, float))
+            or not isinstance(upper, (int, float))
+        ):
+            raise ValueError(f"column {self.name!r} has no numeric bounds")
+        return float(lower), float(upper)
+
     @property
     def public_values(self) -> tuple[Any, ...] | None:
         """The values the admin declared public for grouping, in their declared order."""
@@ -142,15 +153,16 @@ class DatasetMetadata:
         """Every combination of the declared public values of ``columns``, in declared order;
         None when one of them has no public values (its groups are then thresholded)."""
         values = [self.columns[name].public_values for name in columns]
-        if not columns or any(v is None for v in values):
+        grid = [v for v in values if v is not None]
+        if not columns or len(grid) < len(values):
             return None
-        size = math.prod(len(v) for v in values)  # type: ignore[arg-type]
+        size = math.prod(len(v) for v in grid)
         if size > MAX_GRID:
             raise InvalidQuery(
                 f"grouping by {', '.join(columns)} would show {size} declared groups; "
                 f"at most {MAX_GRID} can be released at once"
             )
-        return list(itertools.product(*values))  # type: ignore[arg-type]
+        return list(itertools.product(*grid))
 
     def threshold_needs_delta(self, columns: list[str]) -> InvalidQuery:
         """The refusal of a grouped query without delta whose keys are not all public (the

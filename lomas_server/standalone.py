@@ -50,7 +50,7 @@ class NoJupyterIdentity(IdentityProvider):
     def _need_token_default(self) -> bool:
         return False
 
-    def get_user(self, handler: RequestHandler) -> User | None:  # type: ignore[override]
+    def get_user(self, handler: RequestHandler) -> User | None:
         return None
 
     def get_handlers(self) -> list[tuple[str, object]]:
@@ -65,7 +65,7 @@ class LomasOnlyServerApp(ServerApp):
     """A Jupyter server that serves the lomas API only."""
 
     name = "lomas-server"
-    default_services = ()
+    default_services = ()  # type: ignore[assignment]  # none of Jupyter's services
 
     @default("identity_provider_class")
     def _default_identity_provider_class(self) -> type[IdentityProvider]:

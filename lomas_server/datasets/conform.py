@@ -387,7 +387,8 @@ def _arrow_text(column: Any) -> tuple[Any, int]:
         return column.cast(pa.string()), 0
     except pa.ArrowInvalid:
         pass
-    values, failed = [], 0
+    values: list[str | None] = []
+    failed = 0
     for raw in column.cast(pa.large_binary()).to_pylist():
         if raw is None:
             values.append(None)
@@ -427,6 +428,7 @@ def _arrow_timestamps(column: Any) -> tuple[Any, int]:
     import pyarrow as pa
 
     kind = column.type
+    per_unit: int | None
     if pa.types.is_date32(kind):
         raw, per_unit = column.cast(pa.int32()).cast(pa.int64()), 86_400_000_000
     elif pa.types.is_date64(kind):

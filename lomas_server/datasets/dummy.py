@@ -40,14 +40,14 @@ def _values(spec: ColumnSpec, rows: int, rng: np.random.Generator) -> pd.Series:
         return _typed(series, spec)
     if spec.type == "int":
         low, high = (
-            (spec.lower, spec.upper) if spec.is_bounded else (-_UNBOUNDED_RANGE, _UNBOUNDED_RANGE)
+            spec.numeric_bounds() if spec.is_bounded else (-_UNBOUNDED_RANGE, _UNBOUNDED_RANGE)
         )
         return pd.Series(rng.integers(int(low), int(high) + 1, rows), dtype="Int64")
     if spec.type == "float":
         low, high = (
-            (spec.lower, spec.upper) if spec.is_bounded else (-_UNBOUNDED_RANGE, _UNBOUNDED_RANGE)
+            spec.numeric_bounds() if spec.is_bounded else (-_UNBOUNDED_RANGE, _UNBOUNDED_RANGE)
         )
-        return pd.Series(rng.uniform(float(low), float(high), rows), dtype="float64")
+        return pd.Series(rng.uniform(low, high, rows), dtype="float64")
     if spec.type == "boolean":
         return pd.Series(rng.random(rows) < 0.5, dtype="boolean")
     if spec.type == "datetime":

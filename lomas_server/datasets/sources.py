@@ -501,6 +501,7 @@ class PostgresSource(DatasetSource):
         for name, spec in metadata.columns.items():
             column = self._column_for(name, found)
             stored, stored_type = sql.Identifier(column), found[column]
+            value: sql.Composable
             if spec.type == "float" and stored_type in ("real", "double precision", "numeric"):
                 value = sql.SQL("NULLIF({}, 'NaN')").format(stored)
             elif spec.type == "datetime":

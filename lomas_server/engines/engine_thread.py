@@ -302,16 +302,16 @@ class EngineThread:
             job.done.set()
         with self._lock:
             worker = self._worker
-            job = worker.current
+            running = worker.current
             worker.abandoned = True
-            if job is not None:
-                for interrupt in list(job.interrupters):
+            if running is not None:
+                for interrupt in list(running.interrupters):
                     with contextlib.suppress(Exception):
                         interrupt()
                 _raise_in(worker, JobStopped)
                 # Its caller is told now, not when native code returns.
-                job.error = JobStopped()
-                job.done.set()
+                running.error = JobStopped()
+                running.done.set()
 
     def wait_idle(self, timeout: float) -> bool:
         """True once no worker runs a job (used by tests and shutdown)."""

@@ -43,7 +43,8 @@ def _remembering(search: Any) -> Any:
             self.scale = known
             return
         search(self)
-        _scales.put(key, self.scale)
+        if self.scale is not None:
+            _scales.put(key, self.scale)
 
     compute.__wrapped__ = search  # type: ignore[attr-defined]
     return compute

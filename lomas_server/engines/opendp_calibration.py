@@ -24,7 +24,7 @@ class Calibration:
     threshold: int | None
 
 
-def _maker(built: Any) -> tuple[Callable[[float, int | None], Any], Any, Any, bool]:
+def _maker(built: Any) -> tuple[Callable[..., Any], Any, Any, bool]:
     """A constructor of the query's measurement at a given scale and threshold."""
     from opendp.measurements import make_private_lazyframe
 
@@ -90,7 +90,7 @@ def calibrate(built: Any) -> Calibration:
     except OpenDPException:
         pass  # groups need a threshold
     threshold = binary_search(lambda t: make(scale, t).map(d_in)[1] < d_out[1], T=int)
-    return Calibration(scale, threshold)
+    return Calibration(scale, int(threshold))
 
 
 def measurement(built: Any, calibration: Calibration) -> Any:

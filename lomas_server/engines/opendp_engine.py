@@ -265,14 +265,16 @@ class _Compiler:
         else:
             source = plain_strings(table) if table is not None else empty_arrow(self.metadata)
             lazy = pl.from_arrow(source).lazy()  # type: ignore[union-attr]
-        squares = {a.column for a in self.query.aggregates if a.op == "variance"}
+        squares = {
+            a.column for a in self.query.aggregates if a.op == "variance" and a.column is not None
+        }
         if squares:
             # The square of the value clamped to its bounds, as the sum and SQL's variance see
             # it (a value past the bounds would otherwise enter squared, then clamped).
             lazy = lazy.with_columns(
                 pl.col(c)
                 .cast(pl.Float64)
-                .clip(float(self.metadata.columns[c].lower), float(self.metadata.columns[c].upper))  # type: ignore[arg-type]
+                .clip(*self.metadata.columns[c].numeric_bounds())
                 .pow(2)
                 .alias(SQUARED + c)
                 for c in sorted(squares)
@@ -290,14 +292,16 @@ class _Compiler:
         if self.group_columns and self.grid is None and not self._counts_rows():
             # Groups whose keys are not public are released above a threshold on a noisy
             # count of rows, which OpenDP needs among the expressions.
-            expressions.append(pl.len().dp.noise().alias(KEY_COUNT))
+            expressions.append(_dp(pl.len()).noise().alias(KEY_COUNT))
         batches = [[e] for e in expressions] if self.grid is not None else [expressions]
         person = self.metadata.id_column
         try:
             if person is None:
                 unit = dp.unit_of(contributions=self.metadata.max_ids)
             else:
-                unit = dp.unit_of(contributions=1, identifier=pl.col(person))
+                # OpenDP takes the identifier as an expression, whatever its annotation says.
+                identifier: Any = pl.col(person)
+                unit = dp.unit_of(contributions=1, identifier=identifier)
             context = dp.Context.compositor(
                 data=lazy,
                 privacy_unit=unit,
@@ -370,30 +374,27 @@ class _Compiler:
 
         name, op = aggregate.name, aggregate.op
         if op in ("count", "histogram") and aggregate.column is None or op == "histogram":
-            return [pl.len().dp.noise().alias(f"{name}__n")]
+            return [_dp(pl.len()).noise().alias(f"{name}__n")]
         spec = self.metadata.columns[aggregate.column]  # type: ignore[index]
         column = pl.col(spec.name)
         if op == "count":
-            return [column.dp.count().alias(f"{name}__n")]
-        total = _null_free(column, spec).dp.sum(_bounds_with_zero(spec)).alias(f"{name}__sum")
-        count = column.dp.count().alias(f"{name}__n")
+            return [_dp(column).count().alias(f"{name}__n")]
+        total = _dp(_null_free(column, spec)).sum(_bounds_with_zero(spec)).alias(f"{name}__sum")
+        count = _dp(column).count().alias(f"{name}__n")
         if op == "sum":
             return [total]
         if op == "mean":
             return [total, count]
         if op == "variance":
-            largest = max(float(spec.lower) ** 2, float(spec.upper) ** 2)  # type: ignore[arg-type]
-            smallest = (
-                0.0
-                if spec.lower <= 0 <= spec.upper
-                else min(float(spec.lower) ** 2, float(spec.upper) ** 2)
-            )  # type: ignore[operator]
-            squares = (
-                pl.col(SQUARED + spec.name).fill_null(0.0).dp.sum((min(smallest, 0.0), largest))
+            lower, upper = spec.numeric_bounds()
+            largest = max(lower**2, upper**2)
+            smallest = 0.0 if lower <= 0 <= upper else min(lower**2, upper**2)
+            squares = _dp(pl.col(SQUARED + spec.name).fill_null(0.0)).sum(
+                (min(smallest, 0.0), largest)
             )
             return [total, squares.alias(f"{name}__squares"), count]
         q = 0.5 if op == "median" else aggregate.q
-        return [column.dp.quantile(q, candidates=_candidates(spec)).alias(f"{name}__q")]
+        return [_dp(column).quantile(q, candidates=_candidates(spec)).alias(f"{name}__q")]
 
     def loss(self, context: Any) -> PrivacyLoss:
         declared = context.accountant.map(context.d_in)
@@ -575,8 +576,15 @@ def _null_free(column: Any, spec: ColumnSpec) -> Any:
     return column.fill_null(0 if spec.type == "int" else 0.0)
 
 
+def _dp(expression: Any) -> Any:
+    """OpenDP's ``.dp`` namespace of a Polars expression (added when OpenDP is imported, so
+    unknown to the type checker)."""
+    return expression.dp
+
+
 def _bounds_with_zero(spec: ColumnSpec) -> tuple[Any, Any]:
-    lower, upper = min(spec.lower, 0), max(spec.upper, 0)  # type: ignore[type-var]
+    low, high = spec.numeric_bounds()
+    lower, upper = min(low, 0.0), max(high, 0.0)
     if spec.type == "int":
         return int(lower), int(upper)
     return float(lower), float(upper)

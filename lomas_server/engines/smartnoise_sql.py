@@ -347,6 +347,7 @@ def _open_reader(
         from lomas_server.engines.spark_reader import SparkTableReader
 
         return SparkTableReader(table, metadata)
+    assert callable(table)
     return DuckDBReader(table(), memory_limit_bytes=duckdb_memory_bytes)
 
 
@@ -460,19 +461,19 @@ class _ReleasedKeys:
             return [header, *body]
         by_name = {name.lower(): n for n, name in enumerate(self._plan.group_columns)}
         order = [by_name[str(symbols[i].name).lower()] for i in keys]
-        found = {}
+        found: dict[tuple[Any, ...], list[Any]] = {}
         for row in body:
             key = tuple(_key_value(row[i]) for i in keys)
             found[key] = row
         released = []
         for declared in self._plan.key_grid:
             key = tuple(declared[n] for n in order)
-            row = found.get(tuple(_key_value(v) for v in key))
-            if row is None:
-                row = [None] * len(symbols)
+            known = found.get(tuple(_key_value(v) for v in key))
+            if known is None:
+                known = [None] * len(symbols)  # a declared group without rows
                 for position, value in zip(keys, key, strict=True):
-                    row[position] = value
-            released.append(row)
+                    known[position] = value
+            released.append(known)
         return [header, *released]
 
 

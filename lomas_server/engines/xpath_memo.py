@@ -37,7 +37,7 @@ def remember_xpaths() -> None:
     global _installed
     if _installed:
         return
-    XPath.parse = _remembering(XPath.parse)  # type: ignore[method-assign]
+    XPath.parse = _remembering(XPath.parse)
     _installed = True
 
 
@@ -46,6 +46,6 @@ def forget_xpaths() -> None:
     global _installed
     if not _installed:
         return
-    XPath.parse = XPath.parse.__wrapped__  # type: ignore[attr-defined]
+    XPath.parse = XPath.parse.__wrapped__
     _parsed.clear()
     _installed = False

@@ -127,10 +127,10 @@ def restore_store(store: AdminStore, backup: Any) -> dict[str, int]:
                     a["dataset"],
                     a["engine"],
                     a["request"],
-                    _amount(a["cost"]),
+                    _amount(a["cost"]) or PrivacyAmount.zero(),
                     a["status"],
                     a["created_at"],
-                    a["finished_at"],  # type: ignore[arg-type]
+                    a["finished_at"],
                     a["result"],
                     a["error"],
                     a["fingerprint"],

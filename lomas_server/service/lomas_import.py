@@ -114,7 +114,8 @@ class LomasImporter:
         self.check_data = check_data
 
     def run(self, files: list[Path]) -> ImportReport:
-        users, datasets = [], []
+        users: list[Any] = []
+        datasets: list[tuple[Any, Path]] = []
         for path in files:
             document = _read_yaml(path)
             if not isinstance(document, dict):

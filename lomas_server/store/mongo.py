@@ -74,7 +74,7 @@ class MongoStore(AdminStore):
         name = urlparse(url).path.lstrip("/").split("?")[0] or "lomas"
         # An unreachable database fails a call within timeout_ms (a 503), unless the URL
         # says otherwise (e.g. ?serverSelectionTimeoutMS=30000 to ride out a failover).
-        timeouts = {
+        timeouts: dict[str, Any] = {
             option: timeout_ms
             for option in ("serverSelectionTimeoutMS", "connectTimeoutMS")
             if option.lower() not in url.lower()
@@ -130,7 +130,10 @@ class MongoStore(AdminStore):
 
     def schema_version(self) -> int:
         self._ensure_ready()
-        return int(self.db.store_info.find_one({"_id": "schema"})["version"])
+        info = self.db.store_info.find_one({"_id": "schema"})
+        if info is None:
+            raise StoreUnavailable("the admin database has no schema version")
+        return int(info["version"])
 
     def close(self) -> None:
         self.client.close()
