@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Protocol
 
 from jupyter_server.auth.identity import IdentityProvider, User
 from tornado.web import RequestHandler
 from traitlets import Any
 
-from lomas_server.store.base import UserRecord
 from lomas_server.tokens import hash_token
 
 _AUTH_HEADER = re.compile(r"^\s*(token|bearer)\s+(\S+)\s*$", re.IGNORECASE)
 
 
+class KnownUser(Protocol):
+    """What the lookup returns for a token it knows (the store's user record)."""
+
+    name: str
+
+
 class LomasTokenIdentityProvider(IdentityProvider):
     """Identifies users by the hash of their API token, looked up in the admin store."""
 
-    lookup: Callable[[str], UserRecord | None] = Any(  # type: ignore[assignment]
+    lookup: Callable[[str], KnownUser | None] = Any(  # type: ignore[assignment]
         help="Function from a token hash to the user record (set by the server app)."
     )
 

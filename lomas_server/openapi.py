@@ -8,22 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_server import __version__
-from lomas_server.accounting import ranges
-from lomas_server.engines.sql_guard import MAX_QUERY_LENGTH
+from lomas_server import __version__, limits
+from lomas_server.limits import MAX_QUERY_LENGTH
 
-# Privacy parameters: the ranges the server enforces (accounting/ranges.py).
+# Privacy parameters: the ranges the server enforces (limits.py).
 _EPSILON = {
     "type": "number",
-    "minimum": ranges.MIN_EPSILON,
-    "maximum": ranges.MAX_QUERY_EPSILON,
+    "minimum": limits.MIN_EPSILON,
+    "maximum": limits.MAX_QUERY_EPSILON,
 }
 _DELTA = {
     "type": "number",
     "minimum": 0,
-    "maximum": ranges.MAX_DELTA,
+    "maximum": limits.MAX_DELTA,
     "default": 0,
-    "description": f"0, or from {ranges.MIN_DELTA:g} to {ranges.MAX_DELTA:g}",
+    "description": f"0, or from {limits.MIN_DELTA:g} to {limits.MAX_DELTA:g}",
 }
 
 
@@ -277,8 +276,8 @@ _SCHEMAS: dict[str, Any] = {
             "epsilon": {**_EPSILON, "description": "Laplace budget"},
             "rho": {
                 "type": "number",
-                "minimum": ranges.MIN_RHO,
-                "maximum": ranges.MAX_RHO,
+                "minimum": limits.MIN_RHO,
+                "maximum": limits.MAX_RHO,
                 "description": "Gaussian budget (zCDP)",
             },
             "accuracy": {
@@ -289,12 +288,12 @@ _SCHEMAS: dict[str, Any] = {
                     "half_width": {
                         "type": "number",
                         "exclusiveMinimum": 0,
-                        "maximum": ranges.MAX_HALF_WIDTH,
+                        "maximum": limits.MAX_HALF_WIDTH,
                     },
                     "confidence": {
                         "type": "number",
-                        "minimum": ranges.MIN_CONFIDENCE,
-                        "maximum": ranges.MAX_CONFIDENCE,
+                        "minimum": limits.MIN_CONFIDENCE,
+                        "maximum": limits.MAX_CONFIDENCE,
                         "default": 0.95,
                     },
                 },

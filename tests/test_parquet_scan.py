@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from lomas_server.arrow_schema import plain_strings
 from lomas_server.datasets import DatasetCache, LocalFileSource, S3Source, conformed_table, to_arrow
-from lomas_server.datasets.conform import plain_strings
 from lomas_server.datasets.parquet_scan import ParquetScan, plan_scan
 from lomas_server.engines.duckdb_reader import DuckDBReader
 from lomas_server.engines.engine_thread import EngineThread

@@ -13,9 +13,10 @@ import pytest
 from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.datasets.sources import SparkSource
 from lomas_server.engines.duckdb_reader import DuckDBReader
-from lomas_server.engines.spark_reader import SparkTableReader, file_listing
+from lomas_server.engines.spark_reader import SparkTableReader
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
+from lomas_server.spark_session import file_listing
 from tests.conftest import SAMPLE_DATA, sample_metadata
 from tests.engines.test_engines_agree import PEOPLE, bounded_count, exact_aggregates, people_rows
 

@@ -38,6 +38,7 @@ from typing import Any
 
 import pandas as pd
 
+from lomas_server.arrow_schema import arrow_schema, arrow_type
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
 
@@ -177,7 +178,7 @@ def _column_as(kind: str, column: Any, name: str) -> tuple[Any, int]:
     )
     temporal = pa.types.is_timestamp(stored) or pa.types.is_date(stored)
     if pa.types.is_null(stored):
-        return pa.nulls(len(column), _arrow_type(kind)), 0
+        return pa.nulls(len(column), arrow_type(kind)), 0
     if texty:
         text, misfits = _arrow_text(column)
         if kind == "string":
@@ -478,27 +479,6 @@ def _required_rows(table: Any, metadata: DatasetMetadata, strict: bool) -> Any:
 
 
 # -- the engines' common ground ---------------------------------------------------------------
-def _arrow_type(kind: str) -> Any:
-    import pyarrow as pa
-
-    return {
-        "int": pa.int64(),
-        "float": pa.float64(),
-        "string": pa.string(),
-        "boolean": pa.bool_(),
-        "datetime": pa.timestamp("us"),
-    }[kind]
-
-
-def arrow_schema(metadata: DatasetMetadata) -> Any:
-    """The Arrow schema of a dataset, from its metadata (the engines' common ground)."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [pa.field(name, _arrow_type(spec.type)) for name, spec in metadata.columns.items()]
-    )
-
-
 def to_arrow(frame: pd.DataFrame, metadata: DatasetMetadata) -> Any:
     """A conformed frame as an Arrow table: one columnar copy that DuckDB and Polars read in place."""
     import pyarrow as pa
@@ -511,11 +491,6 @@ def to_arrow(frame: pd.DataFrame, metadata: DatasetMetadata) -> Any:
             series = pd.to_datetime(series).astype("datetime64[us]")
         columns.append(pa.array(series, type=field.type, from_pandas=True))
     return pa.Table.from_arrays(columns, schema=schema)
-
-
-def empty_arrow(metadata: DatasetMetadata) -> Any:
-    """No rows, the dataset's schema: what engines plan against."""
-    return arrow_schema(metadata).empty_table()
 
 
 def compact_strings(table: Any) -> Any:
@@ -536,17 +511,4 @@ def compact_strings(table: Any) -> Any:
         distinct = sum(len(chunk.dictionary) for chunk in encoded.chunks)
         if distinct * 2 <= table.num_rows:
             table = table.set_column(index, field.name, encoded)
-    return table
-
-
-def plain_strings(table: Any) -> Any:
-    """The same table with dictionary columns decoded (Polars would make them Categorical,
-    which is not the type the OpenDP path plans with)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for index, field in enumerate(table.schema):
-        if pa.types.is_dictionary(field.type):
-            decoded = pc.cast(table.column(index), field.type.value_type)
-            table = table.set_column(index, field.name, decoded)
     return table

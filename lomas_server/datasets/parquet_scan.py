@@ -27,6 +27,7 @@ from lomas_server.datasets.conform import check_rows, declared_columns
 from lomas_server.datasets.sources import DatasetSource, LocalFileSource, S3Source
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
+from lomas_server.readable import PARQUET_SCAN
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def _widens_without_failure(kind: str, arrow_type: Any) -> bool:
 
 @dataclass(frozen=True)
 class ParquetScan:
+    reads_as = PARQUET_SCAN
     """How to read one version of a Parquet dataset in place, shaped to its metadata."""
 
     source: DatasetSource
@@ -94,7 +96,7 @@ class ParquetScan:
     def lazy_frame(self) -> Any:
         import polars as pl
 
-        from lomas_server.datasets.conform import empty_arrow
+        from lomas_server.arrow_schema import empty_arrow
 
         schema = pl.from_arrow(empty_arrow(self.metadata)).schema  # type: ignore[union-attr]
         frame = pl.scan_pyarrow_dataset(self.arrow_dataset()).select(

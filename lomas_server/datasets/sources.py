@@ -27,6 +27,7 @@ import pandas as pd
 
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata
 from lomas_server.metadata import DatasetMetadata
+from lomas_server.readable import POSTGRES, SPARK
 
 FORMATS = ("csv", "parquet")
 log = logging.getLogger(__name__)
@@ -377,6 +378,7 @@ def source_from_description(description: dict[str, Any]) -> DatasetSource:
 
 
 class PostgresSource(DatasetSource):
+    reads_as = POSTGRES
     """A table in a PostgreSQL database: SQL queries run there, rows are not copied out.
 
     Only the OpenDP path reads the rows (into the cache). The table's column types must match
@@ -559,6 +561,7 @@ class PostgresSource(DatasetSource):
 
 
 class SparkSource(DatasetSource):
+    reads_as = SPARK
     """A Parquet dataset that Apache Spark reads where it lives (a local path, or any URI the
     Spark cluster reaches, such as hdfs:// or s3a://): for data past one machine.
 
@@ -607,7 +610,7 @@ class SparkSource(DatasetSource):
             except (OSError, ValueError) as err:
                 raise DatasetUnavailable(f"{self.where()} is not readable Parquet") from err
             return {field.name: _spark_type_name(field.type) for field in schema}
-        from lomas_server.engines.spark_reader import spark_session
+        from lomas_server.spark_session import spark_session
 
         try:
             frame = spark_session().read.parquet(self.path)
@@ -630,7 +633,7 @@ class SparkSource(DatasetSource):
 
     def count_rows(self, required: list[str]) -> tuple[int, int]:
         """How many rows the files hold, and how many lack a value in ``required``."""
-        from lomas_server.engines.spark_reader import spark_session
+        from lomas_server.spark_session import spark_session
 
         try:
             frame = spark_session().read.parquet(self.path)
@@ -647,7 +650,7 @@ class SparkSource(DatasetSource):
     def check_engine(self) -> None:
         """Start Spark now, so that a server without Java or a cluster that is down refuses
         the query before its budget is reserved rather than failing after."""
-        from lomas_server.engines.spark_reader import spark_session
+        from lomas_server.spark_session import spark_session
 
         try:
             spark_session()
@@ -658,7 +661,7 @@ class SparkSource(DatasetSource):
         if not self.local:
             # Listed through Spark's own file system, so the version follows the files on
             # any storage the cluster reads (and readers and the cache are kept between queries).
-            from lomas_server.engines.spark_reader import file_listing
+            from lomas_server.spark_session import file_listing
 
             try:
                 parts = file_listing(self.path)
@@ -693,7 +696,7 @@ class SparkSource(DatasetSource):
             return pq.read_table(self.path.removeprefix("file://"))
         import pyarrow as pa
 
-        from lomas_server.engines.spark_reader import spark_session
+        from lomas_server.spark_session import spark_session
 
         return pa.Table.from_pandas(
             spark_session().read.parquet(self.path).toPandas(), preserve_index=False

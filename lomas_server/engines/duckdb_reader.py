@@ -23,7 +23,6 @@ import tempfile
 import threading
 from typing import Any
 
-from lomas_server.datasets.parquet_scan import ParquetScan
 from lomas_server.engines.engine_thread import interruptible
 from lomas_server.engines.snsql_adapter import (
     AliasedSubquery,
@@ -37,6 +36,7 @@ from lomas_server.engines.snsql_adapter import (
     SqlReader,
     Token,
 )
+from lomas_server.readable import PARQUET_SCAN, reads_as
 
 TABLE = "df"
 RANDOM_COLUMN = "lomas_reservoir_key"
@@ -59,7 +59,7 @@ class DuckDBReader(SqlReader):
         self._connection.execute(f"SET temp_directory = '{spill}'")
         if memory_limit_bytes is not None:
             self._connection.execute(f"SET memory_limit = '{int(memory_limit_bytes)}B'")
-        if isinstance(table, ParquetScan):
+        if reads_as(table) == PARQUET_SCAN:
             # Streaming from the file: row order is irrelevant to aggregates, and not keeping
             # it lets DuckDB hold less in memory.
             self._connection.execute("SET preserve_insertion_order = false")

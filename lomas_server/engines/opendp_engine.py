@@ -39,20 +39,20 @@ from typing import Any
 import pandas as pd
 
 from lomas_server.accounting import MechanismLoss, PrivacyLoss
-from lomas_server.accounting.ranges import MIN_EPSILON, MIN_RHO
-from lomas_server.datasets.conform import empty_arrow, plain_strings
-from lomas_server.datasets.parquet_scan import ParquetScan
+from lomas_server.arrow_schema import empty_arrow, plain_strings
 from lomas_server.engines.engine_thread import QUERY, EngineThread
 from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.opendp_calibration import Calibration, calibrate, measurement, resolve
 from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
 from lomas_server.errors import InvalidQuery
+from lomas_server.limits import MIN_EPSILON, MIN_RHO
 from lomas_server.literals import epoch_microseconds
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
+from lomas_server.noise import Noise
+from lomas_server.readable import PARQUET_SCAN, reads_as
 
 log = logging.getLogger(__name__)
 ENGINE_NAME = "opendp"
-CONFIDENCE = 0.95
 QUANTILE_CANDIDATES = 201
 ACCURACY_SEARCH_STEPS = 24
 ACCURACY_BRACKET_STEPS = 8
@@ -61,25 +61,6 @@ MAX_SEARCH_EPSILON = 100.0
 SQUARED = "__squared_"
 KEY_COUNT = "__rows__n"
 PLAN_MEMORY = 256  # the noisy count behind thresholded groups
-
-
-@dataclass(frozen=True)
-class Noise:
-    """The client's noise choice. ``budget`` is epsilon (Laplace) or rho (Gaussian); or a
-    target ``half_width`` at ``confidence`` lets the server find the cheapest budget."""
-
-    mechanism: str
-    budget: float | None
-    delta: float | None = None
-    half_width: float | None = None
-    confidence: float = CONFIDENCE
-
-    def loss_of(self, budget: float, delta: float | None) -> Any:
-        import opendp.prelude as dp
-
-        if self.mechanism == "laplace":
-            return dp.loss_of(epsilon=budget, delta=delta)
-        return dp.loss_of(rho=budget, delta=delta)
 
 
 @dataclass(frozen=True)
@@ -260,7 +241,7 @@ class _Compiler:
         table read in place, or a Parquet file scanned in streaming)."""
         import polars as pl
 
-        if isinstance(table, ParquetScan):
+        if table is not None and reads_as(table) == PARQUET_SCAN:
             lazy = table.lazy_frame()  # built here from the admin's source, never by a client
         else:
             source = plain_strings(table) if table is not None else empty_arrow(self.metadata)

@@ -17,11 +17,11 @@ import copy
 import threading
 from typing import Any
 
-from lomas_server.datasets.sources import PostgresSource
 from lomas_server.engines.duckdb_reader import TABLE
 from lomas_server.engines.engine_thread import interruptible
 from lomas_server.engines.snsql_adapter import Engine, Identifier, SqlReader, Table
 from lomas_server.metadata import DatasetMetadata
+from lomas_server.readable import PostgresTable
 
 
 class PostgresTableReader(SqlReader):
@@ -29,7 +29,7 @@ class PostgresTableReader(SqlReader):
 
     VIEW = "lomas_rows"
 
-    def __init__(self, source: PostgresSource, metadata: DatasetMetadata) -> None:
+    def __init__(self, source: PostgresTable, metadata: DatasetMetadata) -> None:
         super().__init__(self.ENGINE)
         self.source = source
         self.metadata = metadata

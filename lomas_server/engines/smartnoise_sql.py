@@ -32,8 +32,7 @@ from typing import Any, TypeVar
 from opendp.mod import disable_features
 
 from lomas_server.accounting import PrivacyLoss
-from lomas_server.datasets.conform import empty_arrow
-from lomas_server.datasets.sources import DatasetSource, PostgresSource, SparkSource
+from lomas_server.arrow_schema import empty_arrow
 from lomas_server.engines.duckdb_reader import DuckDBReader
 from lomas_server.engines.engine_thread import PLAN, QUERY, EngineThread
 from lomas_server.engines.memo import BoundedMemo
@@ -50,8 +49,10 @@ from lomas_server.engines.sql_guard import CANONICAL_TABLE, GuardedQuery, guard_
 from lomas_server.engines.xpath_memo import remember_xpaths
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
+from lomas_server.readable import POSTGRES, SPARK, PostgresTable, SparkFiles, reads_as
 
 log = logging.getLogger(__name__)
+InPlace = PostgresTable | SparkFiles  # rows a query reads where they live
 T = TypeVar("T")
 ENGINE_NAME = "smartnoise_sql"
 CONFIDENCE = 0.95
@@ -255,7 +256,7 @@ class SmartnoiseSqlEngine:
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any] | DatasetSource,
+        table: InPlace | Callable[[], Any],
         *,
         postprocess: bool = True,
         owner: str = "",
@@ -271,7 +272,7 @@ class SmartnoiseSqlEngine:
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any] | DatasetSource,
+        table: InPlace | Callable[[], Any],
         postprocess: bool,
     ) -> SqlResult:
         try:
@@ -317,7 +318,7 @@ class SmartnoiseSqlEngine:
         dataset: str,
         metadata: DatasetMetadata,
         version: str,
-        table: Callable[[], Any] | DatasetSource,
+        table: InPlace | Callable[[], Any],
     ) -> Any:
         key = f"{version}:{_fingerprint(metadata)}"
         cached = self._readers.get(dataset)
@@ -334,21 +335,36 @@ class SmartnoiseSqlEngine:
         return reader
 
 
+def _postgres_reader(source: PostgresTable, metadata: DatasetMetadata) -> Any:
+    return PostgresTableReader(source, metadata)
+
+
+def _spark_reader(source: SparkFiles, metadata: DatasetMetadata) -> Any:
+    # Imported here so that servers without Spark datasets never load pyspark.
+    from lomas_server.engines.spark_reader import SparkTableReader
+
+    return SparkTableReader(source, metadata)
+
+
+# Readers for rows read where they live, by what the source says it is (readable.py).
+IN_PLACE_READERS: dict[str, Callable[[Any, DatasetMetadata], Any]] = {
+    POSTGRES: _postgres_reader,
+    SPARK: _spark_reader,
+}
+
+
 def _open_reader(
-    table: Callable[[], Any] | DatasetSource,
+    rows: InPlace | Callable[[], Any],
     metadata: DatasetMetadata,
     duckdb_memory_bytes: int | None = None,
 ) -> Any:
-    """The reader for where the rows live: in place for databases and Spark, else in memory."""
-    if isinstance(table, PostgresSource):
-        return PostgresTableReader(table, metadata)
-    if isinstance(table, SparkSource):
-        # Imported here so that servers without Spark datasets never load pyspark.
-        from lomas_server.engines.spark_reader import SparkTableReader
-
-        return SparkTableReader(table, metadata)
-    assert callable(table)
-    return DuckDBReader(table(), memory_limit_bytes=duckdb_memory_bytes)
+    """The reader for where the rows live: in place for databases and Spark, else DuckDB over
+    what ``rows()`` gives (an Arrow table, or a Parquet file scanned at each query)."""
+    in_place = IN_PLACE_READERS.get(reads_as(rows))
+    if in_place is not None:
+        return in_place(rows, metadata)
+    assert callable(rows)
+    return DuckDBReader(rows(), memory_limit_bytes=duckdb_memory_bytes)
 
 
 def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]) -> None:

@@ -12,50 +12,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
-import os
-import threading
 from typing import Any
 
-from lomas_server.datasets.sources import SparkSource
 from lomas_server.engines.duckdb_reader import TABLE
 from lomas_server.engines.engine_thread import interruptible
 from lomas_server.engines.snsql_adapter import Engine, Identifier, SqlReader, Table
 from lomas_server.metadata import DatasetMetadata
+from lomas_server.readable import SparkFiles
+from lomas_server.spark_session import spark_session
 
-_session: Any = None
-_session_lock = threading.Lock()
 _view_numbers = itertools.count(1)
-
-
-def spark_session() -> Any:
-    global _session
-    with _session_lock:
-        if _session is None:
-            from pyspark.sql import SparkSession
-
-            _session = (
-                SparkSession.builder.master(os.environ.get("LOMAS_SPARK_MASTER", "local[*]"))
-                .appName("lomas-jupyter")
-                .config("spark.ui.enabled", "false")
-                .config(
-                    "spark.sql.shuffle.partitions", os.environ.get("LOMAS_SPARK_PARTITIONS", "8")
-                )
-                .config("spark.driver.bindAddress", "127.0.0.1")
-                # No per-row failures: overflows and bad casts give NULL instead of an error,
-                # and old dates are read as written (proleptic calendar) instead of refused.
-                .config("spark.sql.ansi.enabled", "false")
-                .config("spark.sql.parquet.datetimeRebaseModeInRead", "CORRECTED")
-                .config("spark.sql.parquet.int96RebaseModeInRead", "CORRECTED")
-                .getOrCreate()
-            )
-            _session.sparkContext.setLogLevel("ERROR")
-        return _session
 
 
 class SparkTableReader(SqlReader):
     ENGINE = Engine.SPARK
 
-    def __init__(self, source: SparkSource, metadata: DatasetMetadata) -> None:
+    def __init__(self, source: SparkFiles, metadata: DatasetMetadata) -> None:
         super().__init__(self.ENGINE)
         self.source = source
         # One view per reader: closing a reader must not drop a view another reader uses.
@@ -107,20 +79,3 @@ def rows_as_described(frame: Any, metadata: DatasetMetadata) -> Any:
     for name in metadata.required_columns:
         frame = frame.filter(F.col(f"`{name}`").isNotNull())
     return frame
-
-
-def file_listing(path: str) -> list[tuple[str, int, int]]:
-    """Every data file under ``path`` as Spark's own file system sees it (HDFS, S3A, ...):
-    (path, length, modification time), sorted. Names starting with ``_`` or ``.`` (markers,
-    checksums) are skipped, as Spark skips them when reading."""
-    session = spark_session()
-    hadoop_path = session._jvm.org.apache.hadoop.fs.Path(path)
-    filesystem = hadoop_path.getFileSystem(session._jsc.hadoopConfiguration())
-    files = filesystem.listFiles(hadoop_path, True)
-    found = []
-    while files.hasNext():
-        status = files.next()
-        if status.getPath().getName().startswith(("_", ".")):
-            continue
-        found.append((status.getPath().toString(), status.getLen(), status.getModificationTime()))
-    return sorted(found)

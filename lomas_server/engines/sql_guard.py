@@ -41,15 +41,17 @@ from lomas_server.engines.snsql_adapter import (
     Top,
 )
 from lomas_server.errors import InvalidQuery
+from lomas_server.limits import (
+    MAX_DEPTH,
+    MAX_NAME_LENGTH,
+    MAX_NUMBER_LENGTH,
+    MAX_QUERY_LENGTH,
+    MAX_TOKENS,
+)
 from lomas_server.literals import sql_text, typed_value
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
 
 CANONICAL_TABLE = "df"
-MAX_QUERY_LENGTH = 20_000
-MAX_DEPTH = 24
-MAX_TOKENS = 3_000
-MAX_NUMBER_LENGTH = 40
-MAX_NAME_LENGTH = 128
 _UNARY = {"NOT", "-", "+", "~"}
 # One token of SQL text: blanks, comments, quoted text and names, numbers, words, symbols.
 _TOKEN = re.compile(

@@ -12,10 +12,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from lomas_server.accounting.ranges import MAX_HALF_WIDTH, out_of_range
-from lomas_server.engines.opendp_engine import Noise
-from lomas_server.engines.sql_guard import MAX_QUERY_LENGTH
 from lomas_server.errors import InvalidRequest
+from lomas_server.limits import MAX_HALF_WIDTH, MAX_QUERY_LENGTH, out_of_range
+from lomas_server.noise import Noise
 
 MAX_SEED = 2**32 - 1
 DEFAULT_DUMMY_ROWS = 100
@@ -124,7 +123,7 @@ def _required(body: dict[str, Any], name: str) -> Any:
 
 
 def _in_range(body: dict[str, Any], name: str, *, default: float | None = None) -> float:
-    """A privacy parameter, within its documented range (accounting/ranges.py)."""
+    """A privacy parameter, within its documented range (limits.py)."""
     value = _number(body, name, default=default)
     problem = out_of_range(name, value)
     if problem is not None:

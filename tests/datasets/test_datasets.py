@@ -263,7 +263,8 @@ def test_parquet_that_does_not_cast_takes_the_general_rules(tmp_path):
 def test_text_with_few_distinct_values_is_kept_as_a_dictionary():
     import pyarrow as pa
 
-    from lomas_server.datasets.conform import compact_strings, plain_strings
+    from lomas_server.arrow_schema import plain_strings
+    from lomas_server.datasets.conform import compact_strings
 
     table = pa.table(
         {

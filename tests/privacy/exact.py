@@ -56,7 +56,7 @@ def _subquery_symbols(plan: SqlPlan, metadata: DatasetMetadata) -> list[Any]:
     import snsql
     from snsql.sql.private_reader import PrivateReader
 
-    from lomas_server.datasets.conform import empty_arrow
+    from lomas_server.arrow_schema import empty_arrow
     from lomas_server.engines.duckdb_reader import DuckDBReader
 
     document = {"": {"": {"df": metadata.smartnoise_table(censor_dims=plan.thresholded)}}}

@@ -1,10 +1,10 @@
-"""The range of every privacy parameter a request may carry.
+"""What one request may carry: the range of every privacy parameter, and the size of a query.
 
-Outside these ranges a request is refused before any work: a tiny epsilon or rho asks the
-engines for noise so large that calibrating it takes minutes (and gives a useless answer),
-and a huge one breaks the conversions between privacy measures. Every such value is pointless
-for an analysis, so nothing useful is lost. The OpenAPI document and docs/SECURITY.md state
-the same ranges; this module is where they are defined.
+Outside these ranges a request is refused before any work. A tiny epsilon or rho asks the
+engines for noise so large that calibrating it takes minutes (and gives a useless answer), and
+a huge one breaks the conversions between privacy measures: nothing useful is lost. A query's
+text is measured before the parser sees it, whose time grows fast with nesting. The OpenAPI
+document and docs/SECURITY.md state the same numbers; this module is where they are defined.
 """
 
 from __future__ import annotations
@@ -38,3 +38,11 @@ def out_of_range(name: str, value: float) -> str | None:
     if low <= value <= high:
         return None
     return f"'{name}' must be from {low:g} to {high:g}"
+
+
+# SQL text (engines/sql_guard.py check_size): measured by one scan before parsing.
+MAX_QUERY_LENGTH = 20_000
+MAX_TOKENS = 3_000
+MAX_DEPTH = 24
+MAX_NUMBER_LENGTH = 40
+MAX_NAME_LENGTH = 128
