@@ -51,6 +51,20 @@ class DatasetSource(abc.ABC):
     def version(self) -> str:
         """A token that changes whenever the data changes; raises DatasetUnavailable."""
 
+    # Sources read in place (``in_place``) check these where the data lives; the others
+    # are shaped to the metadata when loaded, and have nothing to check beforehand.
+    def check_columns(self, columns: dict[str, str]) -> None:
+        """Refuse (DatasetUnavailable) columns whose stored type would need a cast."""
+        return None
+
+    def count_rows(self, required: list[str]) -> tuple[int, int]:
+        """(rows, rows lacking a required value): only for sources read in place."""
+        raise NotImplementedError
+
+    def check_engine(self) -> None:
+        """Refuse (DatasetUnavailable) if the engine that reads it in place cannot start."""
+        return None
+
     @abc.abstractmethod
     def read_bytes(self) -> bytes | Path:
         """The raw file (or its local path); raises DatasetUnavailable."""

@@ -19,10 +19,14 @@ from lomas_server.accounting import (
     AccountingRule,
     PrivacyAmount,
 )
-from lomas_server.datasets import conformed_table, source_from_description, source_from_location
+from lomas_server.datasets import (
+    DatasetSource,
+    conformed_table,
+    source_from_description,
+    source_from_location,
+)
 from lomas_server.datasets.conform import check_rows
 from lomas_server.datasets.parquet_scan import plan_scan, scannable
-from lomas_server.datasets.sources import PostgresSource, SparkSource
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata, InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
@@ -93,7 +97,7 @@ class AdminService:
         source = source_from_location(
             location, file_format, engine=engine, **(source_options or {})
         )
-        if isinstance(source, (PostgresSource, SparkSource)):
+        if source.in_place:
             # The table stays in its database: its columns must have the metadata's types.
             source.check_columns({name: spec.type for name, spec in parsed.columns.items()})
             if check_data:
@@ -173,7 +177,7 @@ class AdminService:
         return self.store.archive(user, dataset=dataset)
 
 
-def _check_in_place_rows(source: PostgresSource | SparkSource, metadata: DatasetMetadata) -> None:
+def _check_in_place_rows(source: DatasetSource, metadata: DatasetMetadata) -> None:
     """What ``conformed_table(strict=True)`` checks of a file, asked of the database or Spark:
     no more rows than ``rows``, and none without a required value."""
     total, lacking = source.count_rows(metadata.required_columns)

@@ -24,7 +24,7 @@ from lomas_server.datasets import (
     source_from_description,
 )
 from lomas_server.datasets.parquet_scan import ScanPlans, scannable
-from lomas_server.datasets.sources import DatasetSource, PostgresSource, SparkSource
+from lomas_server.datasets.sources import DatasetSource
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
 from lomas_server.engines.opendp_engine import Noise, OpenDPEngine, OpenDPPlan
 from lomas_server.engines.opendp_query import parse_opendp_query
@@ -390,11 +390,11 @@ class AnalystService:
         try:
             source = source_from_description(record.source)
             metadata = _metadata(record)
-            if isinstance(source, (PostgresSource, SparkSource)):
+            if source.in_place:
                 columns = {name: spec.type for name, spec in metadata.columns.items()}
                 source.check_columns(columns)  # types that would need a cast mean no query
-            if isinstance(source, SparkSource) and in_place:
-                source.check_engine()
+                if in_place:
+                    source.check_engine()
             version = source.version()
             if in_place and source.in_place:
                 return Reachable(version, source, None)
