@@ -9,7 +9,9 @@ from opendp.mod import GLOBAL_FEATURES, enable_features
 
 from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.engines.engine_thread import EngineThread
-from lomas_server.engines.opendp_engine import Noise, OpenDPEngine, _Compiler, resolve
+from lomas_server.engines.opendp_calibration import resolve
+from lomas_server.engines.opendp_compiler import Compiler
+from lomas_server.engines.opendp_engine import Noise, OpenDPEngine
 from lomas_server.engines.opendp_query import parse_opendp_query
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.errors import InvalidQuery
@@ -55,7 +57,7 @@ def rows(frame):
 def test_calibration_matches_opendps_own_search(query, noise):
     """Our one-step calibration lands on the scale OpenDP's generic search finds, or a hair below
     its noise (never above the budget: both are checked by OpenDP's privacy map)."""
-    compiler = _Compiler(BANDED, parse_opendp_query(query, BANDED), noise)
+    compiler = Compiler(BANDED, parse_opendp_query(query, BANDED), noise)
     enable_features("contrib")
     _, (built,) = compiler.build(compiler.frame(None), noise.budget)
     ours = summarize_polars_measurement(resolve(built), alpha=0.05).to_dicts()

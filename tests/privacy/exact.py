@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from lomas_server.engines.opendp_engine import OpenDPPlan, _Compiler, _only_contrib
+from lomas_server.engines.opendp_compiler import Compiler
+from lomas_server.engines.opendp_engine import OpenDPPlan, _only_contrib
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine, SqlPlan
 from lomas_server.metadata import DatasetMetadata
 
@@ -89,7 +90,7 @@ def opendp_exact(
     from opendp.measurements import make_private_lazyframe
 
     _only_contrib()
-    compiler = _Compiler(metadata, plan.query, plan.noise)
+    compiler = Compiler(metadata, plan.query, plan.noise)
     keys = compiler.group_columns
     merged: dict[tuple[Any, ...], dict[str, float]] = {}
     for part in compiler.build(compiler.frame(table), plan.budget)[1]:
