@@ -1,0 +1,72 @@
+"""How much work one SmartNoise-SQL release costs the server, counted rather than timed.
+
+Runs one warm ``%%lomas_sql``-like release (a grouped COUNT on PENGUIN, planned and loaded
+once before) through the analyst service in-process, under cProfile, and prints the calls
+to lomas_server functions on the request thread, the metadata parses, the data source
+builds and the store reads it made. (The engine thread's own work is not counted: cProfile
+follows one thread.)
+
+    .venv/bin/python benchmarks/count_request_work.py
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lomas_server.datasets import DatasetCache
+from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.opendp_engine import OpenDPEngine
+from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
+from lomas_server.service.admin import AdminService
+from lomas_server.service.analyst import AnalystService
+from lomas_server.store.sqlite import SqliteStore
+from tests.conftest import seed_datasets
+
+QUERY = "SELECT species, COUNT(*) AS n FROM df GROUP BY species"
+STORE_READS = ("get_dataset", "get_grant", "get_user", "spent", "dataset_spent", "find_release")
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp())
+    store = SqliteStore(folder / "admin.sqlite")
+    admin = AdminService(store)
+    seed_datasets(admin, folder / "data")
+    admin.add_user("analyst")
+    admin.grant("analyst", "PENGUIN", 100.0, 1e-3)
+    thread = EngineThread()
+    service = AnalystService(
+        store,
+        SmartnoiseSqlEngine(thread=thread),
+        DatasetCache(2**30, None),
+        opendp=OpenDPEngine(thread=thread),
+    )
+    release = (service.smartnoise_sql_query, "analyst", "PENGUIN", QUERY, 0.5, 0.0, True)
+    release[0](*release[1:], fresh=True)  # loads the data and remembers the plan
+    profile = cProfile.Profile()
+    profile.enable()
+    release[0](*release[1:], fresh=True)
+    profile.disable()
+    thread.close()
+    stats = pstats.Stats(profile).stats
+    ours = {key: value for key, value in stats.items() if "/lomas_server/" in key[0]}
+
+    def calls(name: str, module: str = "") -> int:
+        return sum(v[1] for k, v in ours.items() if k[2] == name and k[0].endswith(module))
+
+    reads = {name: calls(name, "store/sqlite.py") for name in STORE_READS}
+    print(f"one warm release of: {QUERY}")
+    print(f"  calls to lomas_server functions: {sum(v[1] for v in ours.values())}")
+    print(f"  distinct lomas_server functions: {len(ours)}")
+    print(f"  metadata parses (DatasetMetadata.from_dict): {calls('from_dict', 'metadata.py')}")
+    print(f"  data source builds (source_from_description): {calls('source_from_description')}")
+    print(f"  store reads: {sum(reads.values())} {reads}")
+
+
+if __name__ == "__main__":
+    main()
