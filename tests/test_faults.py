@@ -52,25 +52,14 @@ from lomas_server.store import open_store
 from lomas_server.store.mongo import MongoStore
 from tests.conftest import seed_datasets
 from tests.servers import Api, FerretDB, ServerProcess
+from tests.test_restart import BIG_META as RESTART_META
 
 # The big dataset is streamed from its Parquet file at each query (nothing kept loaded), so a
 # query runs for a second or more after its reservation: time to strike.
 SCANNING = ("--LomasServerApp.scan_parquet_above_bytes=0",)
 BIG_ROWS = 6_000_000
-BIG_META = {
-    "max_ids": 1,
-    "row_privacy": True,
-    "rows": 10_000_000,
-    "columns": {
-        "g": {
-            "type": "string",
-            "categories": ["a", "b", "c"],
-            "nullable": False,
-            "public_keys": True,
-        },
-        "x": {"type": "float", "lower": 0.0, "upper": 100.0},
-    },
-}
+# The restart test's big dataset, declared with its size (these tests skip the add-time check).
+BIG_META = {**RESTART_META, "rows": 10_000_000}
 SLOW_SQL = "SELECT g, AVG(x) AS m FROM df GROUP BY g"
 SLOW_OPENDP = {"group_by": ["g"], "aggregates": [{"op": "count"}, {"op": "mean", "column": "x"}]}
 COUNT = "SELECT COUNT(*) AS n FROM df"

@@ -177,24 +177,30 @@ def _timed(api: Api, path: str, body: dict | None, finished: list) -> None:
     finished.append((time.monotonic(), reply))
 
 
-def test_one_analyst_cannot_make_another_wait_for_all_their_requests(limited, admin):
-    _, alice = _user(admin, limited)
-    _, bob = _user(admin, limited)
-    hers: list = []
+def _slow_estimates(api: Api, count: int, finished: list) -> list[threading.Thread]:
+    """``count`` slow estimates sent at once, each different (no plan is remembered)."""
     threads = [
         threading.Thread(
             target=_timed,
             args=(
-                alice,
+                api,
                 "/datasets/PENGUIN/opendp/cost",
                 {**SLOW_ESTIMATE, "delta": i * 1e-9},
-                hers,
+                finished,
             ),
         )
-        for i in range(4)
+        for i in range(count)
     ]
     for thread in threads:
         thread.start()
+    return threads
+
+
+def test_one_analyst_cannot_make_another_wait_for_all_their_requests(limited, admin):
+    _, alice = _user(admin, limited)
+    _, bob = _user(admin, limited)
+    hers: list = []
+    threads = _slow_estimates(alice, 4, hers)
     time.sleep(0.3)  # hers are queued on the engine
     his: list = []
     _timed(
@@ -212,20 +218,7 @@ def test_one_analyst_cannot_make_another_wait_for_all_their_requests(limited, ad
 def test_an_analyst_gets_429_past_their_share_of_requests(limited, admin):
     _, alice = _user(admin, limited)
     replies: list = []
-    threads = [
-        threading.Thread(
-            target=_timed,
-            args=(
-                alice,
-                "/datasets/PENGUIN/opendp/cost",
-                {**SLOW_ESTIMATE, "delta": i * 1e-9},
-                replies,
-            ),
-        )
-        for i in range(7)
-    ]
-    for thread in threads:
-        thread.start()
+    threads = _slow_estimates(alice, 7, replies)
     for thread in threads:
         thread.join(60)
     statuses = sorted(reply.status_code for _, reply in replies)
@@ -239,16 +232,7 @@ def test_an_analyst_gets_429_past_their_share_of_requests(limited, admin):
 def test_reads_and_health_are_served_while_engine_work_waits(limited, admin):
     analysts = [_user(admin, limited)[1] for _ in range(2)]
     slow: list = []
-    threads = [
-        threading.Thread(
-            target=_timed,
-            args=(api, "/datasets/PENGUIN/opendp/cost", {**SLOW_ESTIMATE, "delta": i * 1e-9}, slow),
-        )
-        for api in analysts
-        for i in range(4)
-    ]
-    for thread in threads:
-        thread.start()
+    threads = [thread for api in analysts for thread in _slow_estimates(api, 4, slow)]
     time.sleep(0.5)  # every engine-work thread is taken or waiting on the engine
     reads: list = []
     _, reader = _user(admin, limited)
