@@ -117,10 +117,9 @@ class AnalystService:
         """The budget, and how many more queries like the analyst's last paid one fit."""
         record = self._granted(user, dataset)
         account = self._account(user, record)
-        paid = [e for e in self.store.archive(user, dataset=dataset) if not e.cost.is_zero()]
+        entry = self.store.last_paid(user, dataset)
         last = None
-        if paid:
-            entry = max(paid, key=lambda e: e.created_at)
+        if entry is not None:
             last = {
                 "query_id": entry.query_id,
                 "cost": account.cost_view(entry.cost),

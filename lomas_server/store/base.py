@@ -204,6 +204,10 @@ class AdminStore(abc.ABC):
     def archive_entry(self, query_id: str) -> ArchiveEntry | None: ...
 
     @abc.abstractmethod
+    def last_paid(self, user: str, dataset: str) -> ArchiveEntry | None:
+        """The user's most recent archived query on the dataset that cost something."""
+
+    @abc.abstractmethod
     def find_release(self, user: str, dataset: str, fingerprint: str) -> ArchiveEntry | None:
         """The first completed release of this user's request with this fingerprint, if any."""
 

@@ -455,6 +455,16 @@ class MongoStore(AdminStore):
         return [_archive(doc) for doc in docs]
 
     @_unavailable_on_connection_errors
+    def last_paid(self, user: str, dataset: str) -> ArchiveEntry | None:
+        paid = {"$or": [{"eps_units": {"$gt": 0}}, {"delta_units": {"$gt": 0}}]}
+        docs = list(
+            self.db.archive.find({"user": user, "dataset": dataset, **paid})
+            .sort([("created_at", -1)])
+            .limit(1)
+        )
+        return _archive(docs[0]) if docs else None
+
+    @_unavailable_on_connection_errors
     def archive_entry(self, query_id: str) -> ArchiveEntry | None:
         doc = self.db.archive.find_one({"_id": query_id})
         return None if doc is None else _archive(doc)

@@ -534,6 +534,14 @@ class SqliteStore(AdminStore):
         )
         return _archive(rows[0]) if rows else None
 
+    def last_paid(self, user: str, dataset: str) -> ArchiveEntry | None:
+        rows = self._read(
+            "SELECT * FROM archive WHERE user=? AND dataset=? AND (eps_units > 0 OR "
+            "delta_units > 0) ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (user, dataset),
+        )
+        return _archive(rows[0]) if rows else None
+
     def archive_entry(self, query_id: str) -> ArchiveEntry | None:
         rows = self._read("SELECT * FROM archive WHERE query_id=?", (query_id,))
         return _archive(rows[0]) if rows else None

@@ -117,6 +117,22 @@ def test_grants(store):
         store.set_grant("u", "NOPE", PrivacyAmount.budget(1, 0))
 
 
+def test_last_paid_is_the_latest_query_that_cost_something(store):
+    store.add_user("u", "sha256:u")
+    _dataset(store)
+    _dataset(store, "E")
+    store.set_grant("u", "D", PrivacyAmount.budget(1, 1e-5))
+    store.set_grant("u", "E", PrivacyAmount.budget(1, 1e-5))
+    assert store.last_paid("u", "D") is None
+    store.reserve(_reservation(query_id="q1", eps=0.25))
+    store.reserve(_reservation(query_id="q2", eps=0.1))
+    store.reserve(_reservation(query_id="q3", dataset="E", eps=0.3))
+    last = store.last_paid("u", "D")
+    assert last is not None and last.query_id == "q2"
+    assert last.cost == PrivacyAmount.cost(0.1, 0)
+    assert store.last_paid("other", "D") is None
+
+
 def test_reserve_records_spend_and_running_archive_entry(store):
     store.add_user("u", "sha256:u")
     _dataset(store)
