@@ -313,17 +313,6 @@ class EngineThread:
                 running.error = JobStopped()
                 running.done.set()
 
-    def wait_idle(self, timeout: float) -> bool:
-        """True once no worker runs a job (used by tests and shutdown)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                busy = self._worker.current is not None or any(w.is_alive() for w, _ in self._stuck)
-            if not busy:
-                return True
-            time.sleep(0.05)
-        return False
-
 
 def _raise_in(thread: threading.Thread, exception: type[BaseException]) -> None:
     """Raise ``exception`` in ``thread`` at its next Python instruction."""
