@@ -47,7 +47,7 @@ def _friendly_errors(method: F) -> F:
 
 
 try:  # errors of the local dummy run, which uses the server's own guard and engine
-    from lomas_server.errors import LomasError as _ServerSideError
+    from lomas_server.errors import ServiceError as _ServerSideError
 except ImportError:  # pragma: no cover - the client installed without the server
     _ServerSideError = LomasError  # type: ignore[misc,assignment]
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from lomas_server.accounting import DEFAULT_CONVERSION_DELTA
-from lomas_server.errors import LomasError
+from lomas_server.errors import ServiceError
 from lomas_server.service.admin import AdminService
 from lomas_server.service.backup import export_store, restore_store
 from lomas_server.service.lomas_import import LomasImporter
@@ -183,7 +183,7 @@ def _pair(epsilon: float | None, delta: float | None, what: str) -> tuple[float,
     if epsilon is None and delta is None:
         return None
     if epsilon is None:
-        raise LomasError(f"give --{what}-epsilon together with --{what}-delta")
+        raise ServiceError(f"give --{what}-epsilon together with --{what}-delta")
     return (epsilon, delta if delta is not None else 0.0)
 
 
@@ -221,9 +221,9 @@ def _add_dataset(admin: AdminService, args: argparse.Namespace) -> Any:
     try:
         metadata = yaml.safe_load(Path(args.metadata).read_text(encoding="utf-8"))
     except OSError as err:
-        raise LomasError(f"cannot read metadata file {args.metadata}: {err.strerror}") from err
+        raise ServiceError(f"cannot read metadata file {args.metadata}: {err.strerror}") from err
     except yaml.YAMLError as err:
-        raise LomasError(f"metadata file {args.metadata} is not valid YAML: {err}") from err
+        raise ServiceError(f"metadata file {args.metadata} is not valid YAML: {err}") from err
     record = admin.add_dataset(
         args.name,
         args.file,
@@ -259,7 +259,7 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.http_header_from_env:
         header, sep, variable = item.partition("=")
         if not sep or not header.strip() or not variable.strip():
-            raise LomasError(f"--http-header-from-env takes HEADER=ENVVAR, not {item!r}")
+            raise ServiceError(f"--http-header-from-env takes HEADER=ENVVAR, not {item!r}")
         headers[header.strip()] = _env(variable.strip())
     if headers:
         options["headers"] = headers
@@ -269,7 +269,7 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
 def _env(variable: str) -> str:
     value = os.environ.get(variable)
     if not value:
-        raise LomasError(f"environment variable {variable} is not set")
+        raise ServiceError(f"environment variable {variable} is not set")
     return value
 
 
@@ -333,7 +333,7 @@ def _import_lomas(admin: AdminService, args: argparse.Namespace) -> Any:
     for item in args.remap:
         old, sep, new = item.partition("=")
         if not sep or not old:
-            raise LomasError(f"--remap {item!r}: write OLD=NEW")
+            raise ServiceError(f"--remap {item!r}: write OLD=NEW")
         remap[old] = new
     importer = LomasImporter(
         admin, remap=remap, base=args.relative_to, check_data=not args.no_check
@@ -351,7 +351,7 @@ def _export(admin: AdminService, args: argparse.Namespace) -> Any:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as err:
-        raise LomasError(f"cannot write {args.file}: {err.strerror}") from err
+        raise ServiceError(f"cannot write {args.file}: {err.strerror}") from err
     counts = {
         part: len(backup[part]) for part in ("users", "datasets", "grants", "ledger", "archive")
     }
@@ -366,9 +366,9 @@ def _restore(admin: AdminService, args: argparse.Namespace) -> Any:
     try:
         backup = yaml.safe_load(args.file.read_text(encoding="utf-8"))
     except OSError as err:
-        raise LomasError(f"cannot read {args.file}: {err.strerror}") from err
+        raise ServiceError(f"cannot read {args.file}: {err.strerror}") from err
     except yaml.YAMLError as err:
-        raise LomasError(f"{args.file} is not valid YAML: {err}") from err
+        raise ServiceError(f"{args.file} is not valid YAML: {err}") from err
     return {"file": str(args.file), **restore_store(admin.store, backup)}
 
 
@@ -434,12 +434,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         store = open_store(args.store)
-    except LomasError as err:
+    except ServiceError as err:
         print(f"lomas-admin: {err.message}", file=sys.stderr)
         return 2
     try:
         result = COMMANDS[args.command](AdminService(store), args)
-    except LomasError as err:
+    except ServiceError as err:
         print(f"lomas-admin: {err.message}", file=sys.stderr)
         return 2
     finally:

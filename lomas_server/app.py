@@ -21,7 +21,7 @@ from lomas_server.datasets import DatasetCache
 from lomas_server.engines.engine_thread import EngineThread, TimeLimits
 from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
-from lomas_server.errors import LomasError, StoreUnavailable
+from lomas_server.errors import ServiceError, StoreUnavailable
 from lomas_server.handlers import API_PREFIX, api_routes
 from lomas_server.identity import LomasTokenIdentityProvider
 from lomas_server.request_pool import RequestPool
@@ -227,7 +227,7 @@ def launch(args: list[str]) -> int:
         args = [*args, "--ServerApp.reraise_server_extension_failures=True"]
     try:
         LomasServerApp.launch_instance(args)
-    except LomasError as err:
+    except ServiceError as err:
         print(f"lomas-server: {err.message}", file=sys.stderr)
         return 2
     return 0

@@ -20,7 +20,7 @@ import yaml
 from traitlets import Bool, Int, Unicode
 from traitlets.config import Application
 
-from lomas_server.errors import LomasError
+from lomas_server.errors import ServiceError
 from lomas_server.service.admin import AdminService
 from lomas_server.store.sqlite import SqliteStore
 
@@ -158,7 +158,7 @@ class DemoApp(Application):
         folder = Path(self.dir).resolve()
         try:
             token, datasets = prepare_demo(folder)
-        except LomasError as err:
+        except ServiceError as err:
             print(f"lomas-server demo: {err.message}", file=sys.stderr)
             return 2
         port = self.port or free_port()

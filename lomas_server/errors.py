@@ -9,7 +9,7 @@ metadata says, nothing else.
 from __future__ import annotations
 
 
-class LomasError(Exception):
+class ServiceError(Exception):
     """Base of every error that reaches a client as ``{"error": code, "message": ...}``."""
 
     status: int = 400
@@ -24,38 +24,38 @@ class LomasError(Exception):
     def as_dict(self) -> dict[str, str]:
         return {"error": self.code, "message": self.message}
 
-    def with_message(self, message: str) -> LomasError:
+    def with_message(self, message: str) -> ServiceError:
         """The same error, worded for its reader."""
         self.message = message
         self.args = (message,)
         return self
 
 
-class InvalidRequest(LomasError):
+class InvalidRequest(ServiceError):
     """The request body or parameters are malformed or out of range."""
 
     status = 400
     code = "invalid_request"
 
 
-class InvalidQuery(LomasError):
+class InvalidQuery(ServiceError):
     """The query text is not accepted (syntax, allow-list, unknown names, engine rules)."""
 
     status = 400
     code = "invalid_query"
 
 
-class Unauthorized(LomasError):
+class Unauthorized(ServiceError):
     status = 401
     code = "unauthorized"
 
 
-class Forbidden(LomasError):
+class Forbidden(ServiceError):
     status = 403
     code = "forbidden"
 
 
-class BudgetExceeded(LomasError):
+class BudgetExceeded(ServiceError):
     """The reservation would take a spend past a cap; nothing was spent.
 
     ``scope`` is "user" or "dataset"; ``remaining`` and ``cost`` are in the ledger's currency
@@ -71,36 +71,36 @@ class BudgetExceeded(LomasError):
         super().__init__(f"not enough budget: this query does not fit {what}; nothing was spent")
 
 
-class NotFound(LomasError):
+class NotFound(ServiceError):
     status = 404
     code = "not_found"
 
 
-class Conflict(LomasError):
+class Conflict(ServiceError):
     status = 409
     code = "conflict"
 
 
-class TooManyRequests(LomasError):
+class TooManyRequests(ServiceError):
     """An analyst has as many expensive requests running as the server allows at once."""
 
     status = 429
     code = "too_many_requests"
 
 
-class PayloadTooLarge(LomasError):
+class PayloadTooLarge(ServiceError):
     status = 413
     code = "payload_too_large"
 
 
-class InvalidMetadata(LomasError):
+class InvalidMetadata(ServiceError):
     """Admin-supplied metadata or dataset description is unusable."""
 
     status = 400
     code = "invalid_metadata"
 
 
-class DatasetUnavailable(LomasError):
+class DatasetUnavailable(ServiceError):
     """The dataset's rows cannot be read, or do not match the metadata.
 
     The message names the place and the cause for the administrator and the server log; an
@@ -111,7 +111,7 @@ class DatasetUnavailable(LomasError):
     code = "dataset_unavailable"
 
 
-class QueryFailed(LomasError):
+class QueryFailed(ServiceError):
     """Execution failed after the budget was reserved: the spend stays.
 
     The message is deliberately generic; the cause goes to the server log under the query id.
@@ -121,12 +121,12 @@ class QueryFailed(LomasError):
     code = "query_failed"
 
 
-class StoreUnavailable(LomasError):
+class StoreUnavailable(ServiceError):
     status = 503
     code = "store_unavailable"
 
 
-class TimeLimitExceeded(LomasError):
+class TimeLimitExceeded(ServiceError):
     """A job on the engine passed its time limit and was stopped.
 
     ``stage`` is "plan" (nothing was spent) or "query" (the run on the rows: the budget
@@ -149,7 +149,7 @@ class TimeLimitExceeded(LomasError):
         super().__init__(message)
 
 
-class EngineBusy(LomasError):
+class EngineBusy(ServiceError):
     """The engine cannot take work now (stopping, or finishing stopped jobs); nothing was spent."""
 
     status = 503

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lomas_server import __version__
-from lomas_server.errors import LomasError, NotFound
+from lomas_server.errors import NotFound, ServiceError
 from lomas_server.handlers.base import LomasHandler, public_to_jupyter
 from lomas_server.handlers.payloads import (
     parse_dummy_request,
@@ -20,7 +20,7 @@ class HealthHandler(LomasHandler):
     async def get(self) -> None:
         try:
             await self.run(self.service.store.ping)
-        except LomasError as err:
+        except ServiceError as err:
             await self.reply(
                 {"status": "unhealthy", "version": __version__, "reason": err.message}, 503
             )

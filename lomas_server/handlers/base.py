@@ -16,7 +16,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado.web import HTTPError
 
-from lomas_server.errors import LomasError, PayloadTooLarge, TooManyRequests, Unauthorized
+from lomas_server.errors import PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
 from lomas_server.handlers.payloads import parse_json_object
 from lomas_server.service.analyst import AnalystService
 
@@ -120,7 +120,7 @@ class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, LomasError):
+        if isinstance(error, ServiceError):
             status, body = error.status, error.as_dict()
         elif isinstance(error, HTTPError):
             status = error.status_code
@@ -137,7 +137,7 @@ class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         # Expected errors are one log line; only the unexpected get a traceback.
         # A failing query's cause was already logged, with its query id, where it happened.
-        if isinstance(value, LomasError):
+        if isinstance(value, ServiceError):
             level = logging.INFO if value.status < 500 else logging.WARNING
             log.log(
                 level,

@@ -24,7 +24,7 @@ import yaml
 
 from lomas_server.accounting import PrivacyAmount
 from lomas_server.datasets import source_from_location
-from lomas_server.errors import Conflict, InvalidRequest, LomasError
+from lomas_server.errors import Conflict, InvalidRequest, ServiceError
 from lomas_server.metadata import WEAKENING_TABLE_OPTIONS
 from lomas_server.service.admin import AdminService
 
@@ -146,7 +146,7 @@ class LomasImporter:
             report.changed.extend(f"dataset {name}: {note}" for note in notes)
         except Conflict:
             report.skipped.append(f"dataset {name}: already exists")
-        except LomasError as err:
+        except ServiceError as err:
             report.skipped.append(f"dataset {name}: {err.message}")
         except (KeyError, TypeError) as err:
             report.skipped.append(f"dataset {name}: incomplete entry ({err})")
@@ -198,7 +198,7 @@ class LomasImporter:
         except Conflict:
             report.skipped.append(f"user {name}: already exists")
             return
-        except LomasError as err:
+        except ServiceError as err:
             report.skipped.append(f"user {name}: {err.message}")
             return
         if entry.get("may_query") is False:
@@ -221,7 +221,7 @@ class LomasImporter:
         except (KeyError, TypeError, ValueError) as err:
             report.skipped.append(f"budget of {user} on {dataset}: {err}")
             return
-        except LomasError as err:
+        except ServiceError as err:
             report.skipped.append(f"budget of {user} on {dataset}: {err.message}")
             return
         if not spent.is_zero():

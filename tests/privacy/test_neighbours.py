@@ -31,7 +31,7 @@ from lomas_server.datasets import conformed_table
 from lomas_server.engines.opendp_engine import Noise, OpenDPEngine
 from lomas_server.engines.opendp_query import parse_opendp_query
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
-from lomas_server.errors import LomasError
+from lomas_server.errors import ServiceError
 from lomas_server.metadata import DatasetMetadata
 from tests.privacy.exact import largest_change, opendp_exact, sql_exact
 from tests.privacy.neighbours import (
@@ -291,7 +291,7 @@ def test_exact_aggregates_move_by_at_most_the_sensitivity(counts, capsys):
                 continue  # thresholds are the delta part of the guarantee: over HTTP above
             try:
                 names, on_base, bounds = _exact(case, metadata, base_rows, engines, "base")
-            except LomasError:
+            except ServiceError:
                 continue  # refused alike on both: over HTTP above
             tally["queries"] += 1
             for pair in kind_pairs:
