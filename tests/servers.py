@@ -4,6 +4,7 @@ started as a subprocess on a free loopback port, and spoken to over HTTP."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +15,28 @@ from typing import Any
 
 import requests
 
+from lomas_server import api_contract
+
 API = "/lomas/api/v1"
+_TEMPLATES = [
+    (re.compile("^" + re.sub(r"\{\w+\}", "[^/]+", path) + "$"), path, method)
+    for path, method, _ in api_contract.operations()
+]
+
+
+def check_reply(response: requests.Response) -> requests.Response:
+    """Fail unless a reply to a documented operation is what api.yaml says it is."""
+    path = response.request.path_url.split("?")[0].split(API, 1)[-1]
+    method = (response.request.method or "").lower()
+    for pattern, template, documented in _TEMPLATES:
+        if documented == method and pattern.match(path):
+            if not response.headers.get("Content-Type", "").startswith("application/json"):
+                return response
+            problem = api_contract.reply_problem(
+                template, method, response.status_code, response.json()
+            )
+            assert problem is None, f"{method.upper()} {path} -> {response.status_code}: {problem}"
+    return response
 
 
 def free_port() -> int:
@@ -112,7 +134,7 @@ class ServerProcess:
 
 
 class Api:
-    """HTTP calls to the API with an optional token."""
+    """HTTP calls to the API with an optional token; every reply is checked against api.yaml."""
 
     def __init__(self, base: str, token: str | None = None) -> None:
         self.base = base
@@ -121,12 +143,12 @@ class Api:
             self.session.headers["Authorization"] = f"token {token}"
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.session.get(self.base + path, timeout=120, **kwargs)
+        return check_reply(self.session.get(self.base + path, timeout=120, **kwargs))
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
         if body is not None:
             kwargs["json"] = body
-        return self.session.post(self.base + path, timeout=120, **kwargs)
+        return check_reply(self.session.post(self.base + path, timeout=120, **kwargs))
 
     def sql(
         self, dataset: str, query: str, epsilon: float, delta: float = 0.0, **extra: Any

@@ -14,6 +14,7 @@ def api_routes() -> list[tuple[str, type[Any]]]:
     routes = [
         ("/health", api.HealthHandler),
         ("/openapi.json", api.OpenApiHandler),
+        ("/openapi.yaml", api.OpenApiYamlHandler),
         ("/datasets", api.DatasetsHandler),
         (f"/datasets/{_NAME}/metadata", api.MetadataHandler),
         (f"/datasets/{_NAME}/budget", api.BudgetHandler),

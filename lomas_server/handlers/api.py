@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from lomas_server import __version__
-from lomas_server.errors import NotFound, ServiceError
-from lomas_server.handlers.base import LomasHandler, public_to_jupyter
-from lomas_server.handlers.payloads import (
+from lomas_server import __version__, api_contract
+from lomas_server.api_requests import (
     parse_dummy_request,
     parse_opendp_request,
     parse_sql_request,
 )
-from lomas_server.openapi import openapi_document
+from lomas_server.errors import NotFound, ServiceError
+from lomas_server.handlers.base import LomasHandler, public_to_jupyter
 
 
 class HealthHandler(LomasHandler):
@@ -29,12 +28,30 @@ class HealthHandler(LomasHandler):
 
 
 class OpenApiHandler(LomasHandler):
+    """The contract as JSON, its server URL behind Jupyter's base URL where there is one."""
+
     requires_user = False
 
     @public_to_jupyter
     async def get(self) -> None:
+        document = api_contract.document()
         base = self.settings.get("base_url", "/").rstrip("/")
-        await self.reply(openapi_document(server_url=f"{base}/lomas/api/v1"))
+        document["servers"] = [{"url": f"{base}{document['servers'][0]['url']}"}]
+        await self.reply(document)
+
+
+class OpenApiYamlHandler(LomasHandler):
+    """The contract as written (api.yaml)."""
+
+    requires_user = False
+
+    @public_to_jupyter
+    async def get(self) -> None:
+        self.set_header("Content-Type", "application/yaml; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(
+            api_contract.document_text(), set_content_type="application/yaml; charset=UTF-8"
+        )
 
 
 class DatasetsHandler(LomasHandler):

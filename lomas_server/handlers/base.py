@@ -12,12 +12,12 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import allow_unauthenticated
-from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado.web import HTTPError
 
+from lomas_server.api_requests import parse_json_object
 from lomas_server.errors import PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
-from lomas_server.handlers.payloads import parse_json_object
 from lomas_server.service.analyst import AnalystService
 
 log = logging.getLogger("lomas_server.api")
@@ -39,7 +39,10 @@ _HTTP_CODES = {
 public_to_jupyter = allow_unauthenticated
 
 
-class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
+class LomasHandler(ExtensionHandlerMixin, APIHandler):
+    """jupyter_server's API handler (origin checks, JSON content type, a strict content
+    security policy) with lomas's identity, error shape and worker pools."""
+
     requires_user = True
     # Work that may plan, price, run a query or generate rows: it runs on its own pool, and
     # each analyst may have at most ``max_requests_per_user`` such requests at once, so that
@@ -57,7 +60,7 @@ class LomasHandler(ExtensionHandlerMixin, JupyterHandler):
         return self.settings[key]
 
     async def prepare(self) -> None:  # type: ignore[override]
-        await super().prepare(_redirect_to_login=False)
+        await super().prepare()
         if not self.requires_user:
             return
         provider = self.settings["lomas_identity_provider"]

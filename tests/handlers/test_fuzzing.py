@@ -60,7 +60,7 @@ EXAMPLES = int(os.environ.get("LOMAS_FUZZ_EXAMPLES", "40"))
 BASE_SEED = int(os.environ.get("LOMAS_FUZZ_SEED", "0"))
 DATASETS = ("PENGUIN", "TITANIC")
 RELEASES = {("POST", "/datasets/{name}/smartnoise-sql"), ("POST", "/datasets/{name}/opendp")}
-PUBLIC = {("GET", "/health"), ("GET", "/openapi.json")}
+PUBLIC = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/openapi.yaml")}
 MAX_FINDINGS_SHOWN = 12
 # Kinds of findings, worst first (the order they are reported in).
 SEVERITY = [
