@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lomas_server.api_requests import SqlRequest
 from lomas_server.datasets import DatasetCache
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_engine import OpenDPEngine
@@ -46,11 +47,11 @@ def main() -> None:
         DatasetCache(2**30, None),
         opendp=OpenDPEngine(thread=thread),
     )
-    release = (service.smartnoise_sql_query, "analyst", "PENGUIN", QUERY, 0.5, 0.0, True)
-    release[0](*release[1:], fresh=True)  # loads the data and remembers the plan
+    request = SqlRequest(QUERY, 0.5, 0.0, postprocess=True, fresh=True)
+    service.release("analyst", "PENGUIN", request)  # loads the data and remembers the plan
     profile = cProfile.Profile()
     profile.enable()
-    release[0](*release[1:], fresh=True)
+    service.release("analyst", "PENGUIN", request)
     profile.disable()
     thread.close()
     stats = pstats.Stats(profile).stats
@@ -59,7 +60,10 @@ def main() -> None:
     def calls(name: str, module: str = "") -> int:
         return sum(v[1] for k, v in ours.items() if k[2] == name and k[0].endswith(module))
 
-    reads = {name: calls(name, "store/sqlite.py") for name in STORE_READS}
+    reads = {
+        name: sum(v[1] for k, v in ours.items() if k[2] == name and "/store/sqlite" in k[0])
+        for name in STORE_READS
+    }
     print(f"one warm release of: {QUERY}")
     print(f"  calls to lomas_server functions: {sum(v[1] for v in ours.values())}")
     print(f"  distinct lomas_server functions: {len(ours)}")

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from lomas_server.api_requests import OpenDPRequest, SqlRequest
 from lomas_server.arrow_schema import plain_strings
 from lomas_server.datasets import DatasetCache, LocalFileSource, S3Source, conformed_table, to_arrow
 from lomas_server.datasets.parquet_scan import ParquetScan, plan_scan
@@ -202,17 +203,18 @@ def test_the_service_answers_from_the_scan_and_caches_nothing(files, service):
     )
     admin.add_user("ana")
     admin.grant("ana", "PENGUIN", 100.0, 1e-3)
-    reply = analyst.smartnoise_sql_query(
-        "ana", "PENGUIN", "SELECT species, COUNT(*) AS n FROM df GROUP BY species", 50.0, 0.0, True
-    )
+    query = "SELECT species, COUNT(*) AS n FROM df GROUP BY species"
+    reply = analyst.release("ana", "PENGUIN", SqlRequest(query, 50.0, 0.0))
     counts = dict(reply["result"]["data"])
     truth = load_sample("penguin", PENGUIN)["species"].value_counts()
     assert all(abs(counts[k] - truth[k]) <= 1 for k in truth.index)
-    opendp = analyst.opendp_query(
+    opendp = analyst.release(
         "ana",
         "PENGUIN",
-        {"aggregates": [{"op": "count"}, {"op": "mean", "column": "bill_length_mm"}]},
-        Noise("laplace", budget=40.0),
+        OpenDPRequest(
+            {"aggregates": [{"op": "count"}, {"op": "mean", "column": "bill_length_mm"}]},
+            Noise("laplace", budget=40.0),
+        ),
     )
     ((count, mean),) = opendp["result"]["data"]
     assert abs(count - len(load_sample("penguin", PENGUIN))) <= 2
@@ -235,7 +237,7 @@ def test_a_file_that_needs_converting_is_loaded_into_the_cache(tmp_path, service
     )
     admin.add_user("ana")
     admin.grant("ana", "TEXT", 10.0, 0.0)
-    analyst.smartnoise_sql_query("ana", "TEXT", "SELECT COUNT(*) AS n FROM df", 1.0, 0.0, True)
+    analyst.release("ana", "TEXT", SqlRequest("SELECT COUNT(*) AS n FROM df", 1.0, 0.0))
     assert analyst.cache.loads == 1
 
 

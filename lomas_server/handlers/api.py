@@ -89,16 +89,7 @@ class SmartnoiseSqlCostHandler(LomasHandler):
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_sql_request(self.json_body(), for_release=False)
-        await self.reply(
-            await self.run(
-                self.service.smartnoise_sql_cost,
-                self.lomas_user,
-                name,
-                request.query,
-                request.epsilon,
-                request.delta,
-            )
-        )
+        await self.reply(await self.run(self.service.estimate, self.lomas_user, name, request))
 
 
 class SmartnoiseSqlHandler(LomasHandler):
@@ -107,18 +98,7 @@ class SmartnoiseSqlHandler(LomasHandler):
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_sql_request(self.json_body(), for_release=True)
-        await self.reply(
-            await self.run(
-                self.service.smartnoise_sql_query,
-                self.lomas_user,
-                name,
-                request.query,
-                request.epsilon,
-                request.delta,
-                request.postprocess,
-                request.fresh,
-            )
-        )
+        await self.reply(await self.run(self.service.release, self.lomas_user, name, request))
 
 
 class OpenDPCostHandler(LomasHandler):
@@ -127,11 +107,7 @@ class OpenDPCostHandler(LomasHandler):
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_opendp_request(self.json_body(), for_release=False)
-        await self.reply(
-            await self.run(
-                self.service.opendp_cost, self.lomas_user, name, request.query, request.noise
-            )
-        )
+        await self.reply(await self.run(self.service.estimate, self.lomas_user, name, request))
 
 
 class OpenDPHandler(LomasHandler):
@@ -140,16 +116,7 @@ class OpenDPHandler(LomasHandler):
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_opendp_request(self.json_body(), for_release=True)
-        await self.reply(
-            await self.run(
-                self.service.opendp_query,
-                self.lomas_user,
-                name,
-                request.query,
-                request.noise,
-                request.fresh,
-            )
-        )
+        await self.reply(await self.run(self.service.release, self.lomas_user, name, request))
 
 
 class QueriesHandler(LomasHandler):

@@ -1,0 +1,183 @@
+"""The engines as the release sequence sees them: a planned query with its cost.
+
+Each kind of request (SmartNoise-SQL, OpenDP) is planned here from the request and the
+dataset's metadata alone, without touching data; the plan says what it costs, how it is
+archived and recognised when repeated, what it tells an analyst before and after, and how it
+runs. release.py does the rest the same way for every kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from lomas_server.accounting import PrivacyAmount
+from lomas_server.api_requests import OpenDPRequest, SqlRequest
+from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
+from lomas_server.engines.opendp_engine import OpenDPEngine, OpenDPPlan
+from lomas_server.engines.opendp_query import parse_opendp_query
+from lomas_server.engines.smartnoise_sql import (
+    CONFIDENCE,
+    ENGINE_NAME,
+    SmartnoiseSqlEngine,
+    SqlPlan,
+)
+from lomas_server.service.context import DatasetContext
+from lomas_server.service.data_access import Reachable
+from lomas_server.tabular import rows_payload
+
+
+class PlannedQuery(Protocol):
+    """A checked, priced query, ready to be released."""
+
+    engine: str  # the name archived with it
+    cost: PrivacyAmount  # in the dataset's ledger currency
+    fingerprint: str  # identical requests share it (see ``fingerprint``)
+    in_place: bool  # may run where the data lives instead of on loaded rows
+
+    def archived_request(self) -> dict[str, Any]: ...
+
+    def described(self) -> dict[str, Any]:
+        """What a cost estimate says about the query besides its cost."""
+        ...
+
+    def accuracy(self) -> dict[str, Any]: ...
+
+    def run(self, data: Reachable, owner: str) -> dict[str, Any]:
+        """The noisy result as a ``{"columns", "data"}`` table."""
+        ...
+
+
+@dataclass(frozen=True)
+class Engines:
+    sql: SmartnoiseSqlEngine
+    opendp: OpenDPEngine
+
+    def check_ready(self, owner: str) -> None:
+        """Refuse, before anything is spent, an owner whose earlier job is stuck."""
+        self.sql.check_ready(owner)
+
+    def plan(self, ctx: DatasetContext, request: SqlRequest | OpenDPRequest) -> PlannedQuery:
+        if isinstance(request, SqlRequest):
+            plan = self.sql.plan(
+                ctx.dataset, ctx.metadata, request.query, request.epsilon, request.delta,
+                scope=ctx.user,
+            )  # fmt: skip
+            return PlannedSql(self.sql, ctx, request, plan, ctx.charge(plan.loss))
+        query = parse_opendp_query(request.query, ctx.metadata)
+        opendp_plan = self.opendp.plan(
+            ctx.dataset, ctx.metadata, query, request.noise, scope=ctx.user
+        )
+        return PlannedOpenDP(self.opendp, ctx, opendp_plan, ctx.charge(opendp_plan.loss))
+
+
+class PlannedSql:
+    engine = ENGINE_NAME
+    in_place = True  # on PostgreSQL or Spark, the SQL runs where the data lives
+
+    def __init__(
+        self,
+        sql: SmartnoiseSqlEngine,
+        ctx: DatasetContext,
+        request: SqlRequest,
+        plan: SqlPlan,
+        cost: PrivacyAmount,
+    ) -> None:
+        self._engine, self._ctx, self.request, self.plan, self.cost = sql, ctx, request, plan, cost
+        # The plan's epsilon and delta: a delta given to a query that needs none changes
+        # nothing about the release, and the estimate words its replays the same way.
+        self.fingerprint = fingerprint(
+            ENGINE_NAME, plan.sql, plan.epsilon, plan.delta, request.postprocess
+        )
+
+    def archived_request(self) -> dict[str, Any]:
+        return {
+            "query": self.request.query,
+            "normalized_query": self.plan.sql,
+            "epsilon": self.request.epsilon,
+            "delta": self.request.delta,
+            "postprocess": self.request.postprocess,
+        }
+
+    def described(self) -> dict[str, Any]:
+        return {"normalized_query": self.plan.sql}
+
+    def accuracy(self) -> dict[str, Any]:
+        """What the noise means for each released column (data-independent, from the plan)."""
+        return {
+            "confidence": CONFIDENCE,
+            "columns": [column.as_dict() for column in self.plan.columns],
+            "noisy_values": [value.as_dict() for value in self.plan.noisy_values],
+        }
+
+    def run(self, data: Reachable, owner: str) -> dict[str, Any]:
+        rows: Any = data.source if data.frame is None else (lambda: data.frame)
+        outcome = self._engine.execute(
+            self.plan,
+            self._ctx.metadata,
+            data.version,
+            rows,
+            postprocess=self.request.postprocess,
+            owner=owner,
+        )
+        return rows_payload(outcome.columns, outcome.rows)
+
+
+class PlannedOpenDP:
+    engine = OPENDP_ENGINE
+    in_place = False
+
+    def __init__(
+        self, opendp: OpenDPEngine, ctx: DatasetContext, plan: OpenDPPlan, cost: PrivacyAmount
+    ) -> None:
+        self._engine, self._ctx, self.plan, self.cost = opendp, ctx, plan, cost
+        query = json.dumps(plan.query.as_dict(), sort_keys=True)
+        self.fingerprint = fingerprint(
+            OPENDP_ENGINE, query, plan.noise.mechanism, float(plan.budget), plan.delta or 0.0
+        )
+
+    def _noise(self) -> dict[str, Any]:
+        budget = "epsilon" if self.plan.noise.mechanism == "laplace" else "rho"
+        return {
+            "mechanism": self.plan.noise.mechanism,
+            budget: self.plan.budget,
+            "delta": self.plan.delta or 0.0,
+        }
+
+    def archived_request(self) -> dict[str, Any]:
+        return {
+            "query": self.plan.query.describe(),
+            "opendp": self.plan.query.as_dict(),
+            **self._noise(),
+        }
+
+    def described(self) -> dict[str, Any]:
+        return {"query_text": self.plan.query.describe(), "noise": self._noise()}
+
+    def accuracy(self) -> dict[str, Any]:
+        return {
+            "confidence": self.plan.noise.confidence,
+            "columns": self.plan.columns,
+            "noisy_values": self.plan.noisy_values,
+        }
+
+    def run(self, data: Reachable, owner: str) -> dict[str, Any]:
+        outcome = self._engine.execute(
+            self.plan, self._ctx.metadata, lambda: data.frame, owner=owner
+        )
+        return rows_payload(outcome.columns, outcome.rows)
+
+
+def fingerprint(engine: str, query: str, *parameters: Any) -> str:
+    """Identical requests share a fingerprint: same engine, normalized query, parameters.
+
+    The normalized query comes from the parsed query (SQL text rebuilt from its syntax tree,
+    or the canonical JSON of an OpenDP query), so whitespace, keyword case and spelling do not
+    matter; a different epsilon, delta, rho or option does.
+    """
+    canonical = json.dumps(
+        [engine, query, *[repr(float(p)) if isinstance(p, float) else p for p in parameters]]
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
