@@ -26,7 +26,6 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opendp.mod import disable_features
@@ -39,13 +38,18 @@ from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.noise_scales import remember_noise_scales
 from lomas_server.engines.postgres_reader import PostgresTableReader
 from lomas_server.engines.snsql_adapter import (
-    Column,
-    NestedExpression,
-    OdometerHeterogeneous,
     Privacy,
     PrivateReader,
 )
 from lomas_server.engines.sql_guard import CANONICAL_TABLE, GuardedQuery, guard_query
+from lomas_server.engines.sql_plan import (
+    SqlPlan,
+    SqlResult,
+    column_accuracy,
+    noisy_values,
+)
+from lomas_server.engines.sql_plan import odometer as odometer_total
+from lomas_server.engines.sql_released_keys import KeyedPrivateReader
 from lomas_server.engines.xpath_memo import remember_xpaths
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
@@ -55,73 +59,7 @@ log = logging.getLogger(__name__)
 InPlace = PostgresTable | SparkFiles  # rows a query reads where they live
 T = TypeVar("T")
 ENGINE_NAME = "smartnoise_sql"
-CONFIDENCE = 0.95
 MAX_REMEMBERED_PLANS = 256
-
-
-@dataclass(frozen=True)
-class SqlPlan:
-    """A checked query with its exact cost; computed without touching any row."""
-
-    dataset: str
-    sql: str
-    epsilon: float
-    delta: float
-    loss: PrivacyLoss
-    output_names: list[str]
-    # Every value SmartNoise-SQL adds noise to, in the order it does.
-    noisy_values: list[NoisyValue]
-    # For each output column: which noisy values it is computed from, and its accuracy.
-    columns: list[ColumnAccuracy]
-    # Which groups the release shows (see the module doc).
-    group_columns: tuple[str, ...] = ()
-    key_grid: tuple[tuple[Any, ...], ...] | None = None
-
-    @property
-    def thresholded(self) -> bool:
-        return bool(self.group_columns) and self.key_grid is None
-
-
-@dataclass(frozen=True)
-class NoisyValue:
-    """One noise mechanism: an aggregate (e.g. ``sum_income``) released with noise."""
-
-    name: str
-    epsilon: float
-    delta: float
-    scale: float | None
-    half_width: float | None  # of the interval holding the true value with CONFIDENCE
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "epsilon": self.epsilon,
-            "delta": self.delta,
-            "scale": self.scale,
-            "half_width": self.half_width,
-        }
-
-
-@dataclass(frozen=True)
-class ColumnAccuracy:
-    column: str
-    noisy_values: list[str]
-    # Only for a column that is one noisy value (a COUNT or a SUM); AVG, VAR and
-    # expressions combine several and have no closed-form interval.
-    half_width: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "column": self.column,
-            "noisy_values": self.noisy_values,
-            "half_width": self.half_width,
-        }
-
-
-@dataclass(frozen=True)
-class SqlResult:
-    columns: list[str]
-    rows: list[list[Any]]
 
 
 class SmartnoiseSqlEngine:
@@ -216,7 +154,7 @@ class SmartnoiseSqlEngine:
             all_mechanisms = reader._get_mechanisms(subquery)
             mechanisms = [m for m in all_mechanisms if m is not None]
             _check_censoring(reader, subquery, all_mechanisms)
-            odometer = _odometer(mechanisms, reader.privacy)
+            odometer = odometer_total(mechanisms, reader.privacy)
         except InvalidQuery:
             raise
         except ValueError as err:
@@ -234,8 +172,8 @@ class SmartnoiseSqlEngine:
         if not mechanisms:
             raise InvalidQuery("the query has no aggregate; every released value must be noisy")
         pairs = [(float(m.epsilon), float(m.delta or 0.0)) for m in mechanisms]
-        noisy = _noisy_values(subquery, all_mechanisms)
-        columns = _column_accuracy(outer, output_names, noisy)
+        noisy = noisy_values(subquery, all_mechanisms)
+        columns = column_accuracy(outer, output_names, noisy)
         loss = PrivacyLoss.approx_dp(pairs, bound=odometer)
         return SqlPlan(
             dataset,
@@ -277,7 +215,7 @@ class SmartnoiseSqlEngine:
     ) -> SqlResult:
         try:
             data_reader = self._data_reader(plan.dataset, metadata, version, table)
-            reader = _KeyedPrivateReader(
+            reader = KeyedPrivateReader(
                 plan,
                 data_reader,
                 _snsql_document(metadata, plan.thresholded),
@@ -381,54 +319,6 @@ def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]
     mechanisms[position].threshold  # noqa: B018 - evaluated for the ValueError it may raise
 
 
-def _noisy_values(subquery: Any, mechanisms: list[Any]) -> list[NoisyValue]:
-    out = []
-    for symbol, mechanism in zip(subquery._select_symbols, mechanisms, strict=True):
-        if mechanism is None:
-            continue
-        try:
-            half_width = float(mechanism.accuracy(1 - CONFIDENCE))
-        except Exception:  # a mechanism without an accuracy formula
-            half_width = None
-        scale = getattr(mechanism, "scale", None)
-        out.append(
-            NoisyValue(
-                name=symbol.name,
-                epsilon=float(mechanism.epsilon),
-                delta=float(mechanism.delta or 0.0),
-                scale=float(scale) if scale is not None else None,
-                half_width=half_width,
-            )
-        )
-    return out
-
-
-def _column_accuracy(outer: Any, names: list[str], noisy: list[NoisyValue]) -> list[ColumnAccuracy]:
-    by_name = {value.name: value for value in noisy}
-    out = []
-    for name, item in zip(names, outer.select.namedExpressions, strict=True):
-        expression = item.expression
-        while isinstance(expression, NestedExpression):
-            expression = expression.expression
-        found = [expression] if isinstance(expression, Column) else expression.find_nodes(Column)
-        sources = list(dict.fromkeys(c.name for c in found if c.name in by_name))
-        exact = isinstance(expression, Column) and expression.name in by_name
-        out.append(
-            ColumnAccuracy(name, sources, by_name[expression.name].half_width if exact else None)
-        )
-    return out
-
-
-def _odometer(mechanisms: list[Any], privacy: Privacy) -> tuple[float, float]:
-    """SmartNoise-SQL's own total for these mechanisms (what ``get_privacy_cost`` computes,
-    without rewriting the query a second time)."""
-    odometer = OdometerHeterogeneous(privacy)
-    for mechanism in mechanisms:
-        odometer.spend(Privacy(epsilon=mechanism.epsilon, delta=mechanism.delta))
-    epsilon, delta = odometer.spent
-    return float(epsilon), float(delta)
-
-
 def _reset_features() -> None:
     # SmartNoise-SQL switches OpenDP's "floating-point" feature on globally for its
     # mechanisms; it must not stay on for anything else running in this process.
@@ -437,69 +327,6 @@ def _reset_features() -> None:
 
 def _snsql_document(metadata: DatasetMetadata, censor: bool) -> dict[str, Any]:
     return {"": {"": {CANONICAL_TABLE: metadata.smartnoise_table(censor_dims=censor)}}}
-
-
-class _KeyedPrivateReader(PrivateReader):
-    """SmartNoise-SQL's reader, with the exact aggregates reshaped to the plan's key rule
-    before any noise is added (the one place SmartNoise-SQL reads them: ``_get_reader``)."""
-
-    def __init__(self, plan: SqlPlan, reader: Any, metadata: Any, privacy: Privacy) -> None:
-        super().__init__(reader, metadata, privacy=privacy)
-        self._plan = plan
-
-    def _get_reader(self, query_ast: Any) -> Any:
-        return _ReleasedKeys(super()._get_reader(query_ast), self._plan)
-
-
-class _ReleasedKeys:
-    """Exact aggregates, one row per released group, in an order set by the keys alone.
-
-    With a key grid: rows whose keys are not declared (including NULL) are dropped before the
-    noise, and every declared group without rows gets one, its aggregates missing (SmartNoise
-    adds noise to zero there, as to any empty group): which groups exist never shows. Rows
-    come in the grid's order. Otherwise rows are sorted by key, so that the order of the
-    released groups says nothing about how the engine stored the data.
-    """
-
-    def __init__(self, reader: Any, plan: SqlPlan) -> None:
-        self._reader = reader
-        self._plan = plan
-
-    def _execute_ast(self, subquery: Any, *args: Any, **kwargs: Any) -> Any:
-        rows = self._reader._execute_ast(subquery, *args, **kwargs)
-        if not isinstance(rows, list):
-            raise TypeError("the exact aggregates came back in an unexpected shape")
-        header, body = rows[0], [list(row) for row in rows[1:]]
-        symbols = subquery._select_symbols
-        keys = [i for i, symbol in enumerate(symbols) if symbol.mechanism is None]
-        if self._plan.key_grid is None:
-            body.sort(key=lambda row: tuple(_sort_key(row[i]) for i in keys))
-            return [header, *body]
-        by_name = {name.lower(): n for n, name in enumerate(self._plan.group_columns)}
-        order = [by_name[str(symbols[i].name).lower()] for i in keys]
-        found: dict[tuple[Any, ...], list[Any]] = {}
-        for row in body:
-            key = tuple(_key_value(row[i]) for i in keys)
-            found[key] = row
-        released = []
-        for declared in self._plan.key_grid:
-            key = tuple(declared[n] for n in order)
-            known = found.get(tuple(_key_value(v) for v in key))
-            if known is None:
-                known = [None] * len(symbols)  # a declared group without rows
-                for position, value in zip(keys, key, strict=True):
-                    known[position] = value
-            released.append(known)
-        return [header, *released]
-
-
-def _key_value(value: Any) -> Any:
-    """A key as a value that compares by type too (True is not 1 here)."""
-    return (type(value).__name__ if isinstance(value, bool) else "", value)
-
-
-def _sort_key(value: Any) -> tuple[Any, ...]:
-    return (value is None, "" if value is None else str(type(value).__name__), value)
 
 
 def _fingerprint(metadata: DatasetMetadata) -> str:

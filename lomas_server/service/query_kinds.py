@@ -18,12 +18,8 @@ from lomas_server.api_requests import OpenDPRequest, SqlRequest
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
 from lomas_server.engines.opendp_engine import OpenDPEngine, OpenDPPlan
 from lomas_server.engines.opendp_query import parse_opendp_query
-from lomas_server.engines.smartnoise_sql import (
-    CONFIDENCE,
-    ENGINE_NAME,
-    SmartnoiseSqlEngine,
-    SqlPlan,
-)
+from lomas_server.engines.smartnoise_sql import ENGINE_NAME, SmartnoiseSqlEngine
+from lomas_server.engines.sql_plan import CONFIDENCE, SqlPlan
 from lomas_server.service.context import DatasetContext
 from lomas_server.service.data_access import Reachable
 from lomas_server.tabular import rows_payload

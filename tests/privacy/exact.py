@@ -20,7 +20,8 @@ from typing import Any
 
 from lomas_server.engines.opendp_compiler import Compiler
 from lomas_server.engines.opendp_engine import OpenDPPlan, _only_contrib
-from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine, SqlPlan
+from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
+from lomas_server.engines.sql_plan import SqlPlan
 from lomas_server.metadata import DatasetMetadata
 
 
