@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 
-from lomas_jupyter import Client, LomasError
+from lomas_jupyter import Client, InvalidQuery
 
 pd.set_option("display.width", 120)
 
@@ -18,9 +18,9 @@ def main(connection: str) -> None:
     client = Client.from_file(connection)
     print("Datasets I may query:")
     for dataset in client.datasets():
-        remaining = dataset["budget"]["remaining"]
+        remaining = dataset.budget.remaining
         print(
-            f"  {dataset['name']:8}  remaining epsilon={remaining['epsilon']:g}, delta={remaining['delta']:g}"
+            f"  {dataset.name:8}  remaining epsilon={remaining['epsilon']:g}, delta={remaining['delta']:g}"
         )
 
     metadata = client.metadata("PENGUIN")
@@ -37,20 +37,19 @@ def main(connection: str) -> None:
     )
     estimate = client.smartnoise_sql_cost("PENGUIN", query, epsilon=0.5)
     print(
-        f"\nThis query would cost epsilon={estimate['cost']['epsilon']:g} "
+        f"\nThis query would cost epsilon={estimate.cost['epsilon']:g} "
         "(AVG is a noisy SUM and a noisy COUNT)"
     )
 
-    reply = client.smartnoise_sql_response("PENGUIN", query, epsilon=0.5)
-    result = pd.DataFrame(reply["result"]["data"], columns=reply["result"]["columns"])
-    print(f"\nNoisy result (query {reply['query_id'][:8]}):")
-    print(result.to_string(index=False))
-    remaining = reply["budget"]["remaining"]
+    release = client.smartnoise_sql_response("PENGUIN", query, epsilon=0.5)
+    print(f"\nNoisy result (query {release.query_id[:8]}):")
+    print(release.frame.to_string(index=False))
+    remaining = release.budget.remaining
     print(f"Remaining budget: epsilon={remaining['epsilon']:g}, delta={remaining['delta']:g}")
 
     try:
         client.smartnoise_sql("PENGUIN", "SELECT * FROM df", epsilon=0.5)
-    except LomasError as err:
+    except InvalidQuery as err:
         print(f"\nA refused query costs nothing: {err}")
 
     print(f"\nMy archive holds {len(client.queries('PENGUIN'))} PENGUIN queries.")

@@ -1,21 +1,70 @@
 """lomas-jupyter's analyst side: a Python client for the DP API and IPython magics.
 
 In a notebook: ``%load_ext lomas_jupyter``, then ``%lomas_connect`` and ``%%lomas_sql``.
+From Python: ``Client``; every error it raises is a ``LomasError`` (see docs/client.md).
+Everything public is named here; the modules with a leading underscore may change.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lomas_jupyter.client import Client, LomasError
-from lomas_jupyter.display import MIME_TYPE, BudgetDisplay
+from lomas_jupyter._client import Client
+from lomas_jupyter._display import MIME_TYPE, BudgetDisplay
+from lomas_jupyter._errors import (
+    BudgetExceeded,
+    ClientUsageError,
+    Conflict,
+    Forbidden,
+    InvalidQuery,
+    InvalidRequest,
+    LomasError,
+    NotFound,
+    PayloadTooLarge,
+    QueryFailed,
+    QueryTooExpensive,
+    ServerBusy,
+    ServerError,
+    TransportError,
+    Unauthorized,
+)
+from lomas_jupyter._opendp import OpenDPQueryBuilder
+from lomas_jupyter._results import Budget, DatasetInfo, Estimate, LastQuery, Release
 
 __version__ = "0.1.0"
-__all__ = ["MIME_TYPE", "BudgetDisplay", "Client", "LomasError", "load_ipython_extension"]
+__all__ = [
+    "MIME_TYPE",
+    "Budget",
+    "BudgetDisplay",
+    "BudgetExceeded",
+    "Client",
+    "ClientUsageError",
+    "Conflict",
+    "DatasetInfo",
+    "Estimate",
+    "Forbidden",
+    "InvalidQuery",
+    "InvalidRequest",
+    "LastQuery",
+    "LomasError",
+    "NotFound",
+    "OpenDPQueryBuilder",
+    "PayloadTooLarge",
+    "QueryFailed",
+    "QueryTooExpensive",
+    "Release",
+    "ServerBusy",
+    "ServerError",
+    "TransportError",
+    "Unauthorized",
+    "load_ipython_extension",
+]
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from lomas_jupyter.magics import LomasMagic
+    """``%load_ext lomas_jupyter``: register the magics and make ``%config LomasMagic`` work."""
+    # IPython's magic machinery is only needed in a shell, not by scripts using the client.
+    from lomas_jupyter._magics import LomasMagic
 
     magics = LomasMagic(ipython)
     ipython.register_magics(magics)

@@ -17,7 +17,7 @@ PROBE = """
 import json, os, urllib.request
 from lomas_jupyter import Client
 client = Client.discover()
-print(json.dumps({"datasets": [d["name"] for d in client.datasets()],
+print(json.dumps({"datasets": [d.name for d in client.datasets()],
                   "store": os.environ["LOMAS_STORE_URL"]}))
 """
 

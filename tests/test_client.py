@@ -1,4 +1,4 @@
-"""The minimal Python client against the real server."""
+"""The Python client against the real server: typed results, and errors as their classes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,23 @@ import json
 import pandas as pd
 import pytest
 
-from lomas_jupyter import Client, LomasError
+from lomas_jupyter import (
+    Budget,
+    BudgetExceeded,
+    Client,
+    ClientUsageError,
+    DatasetInfo,
+    Estimate,
+    InvalidQuery,
+    LomasError,
+    NotFound,
+    QueryTooExpensive,
+    Release,
+    TransportError,
+    Unauthorized,
+)
+
+COUNT = "SELECT COUNT(*) AS n FROM df"
 
 
 @pytest.fixture
@@ -17,20 +33,67 @@ def client(make_user, server):
 
 
 def test_client_round_trip(client):
-    assert [d["name"] for d in client.datasets()] == ["PENGUIN"]
+    assert [d.name for d in client.datasets()] == ["PENGUIN"]
     assert "columns" in client.metadata("PENGUIN")
     dummy = client.dummy("PENGUIN", rows=20, seed=1)
     assert isinstance(dummy, pd.DataFrame) and dummy.shape == (20, 7)
-    assert client.smartnoise_sql_cost("PENGUIN", "SELECT COUNT(*) AS n FROM df", epsilon=0.5)[
-        "cost"
-    ] == {
+    assert client.smartnoise_sql_cost("PENGUIN", COUNT, epsilon=0.5).cost == {
         "epsilon": 0.5,
         "delta": 0.0,
     }
-    frame = client.smartnoise_sql("PENGUIN", "SELECT COUNT(*) AS n FROM df", epsilon=0.5)
+    frame = client.smartnoise_sql("PENGUIN", COUNT, epsilon=0.5)
     assert list(frame.columns) == ["n"] and len(frame) == 1
-    assert client.budget("PENGUIN")["spent"]["epsilon"] == 0.5
+    assert client.budget("PENGUIN").spent["epsilon"] == 0.5
     assert len(client.queries("PENGUIN")) == 1
+
+
+def test_replies_are_typed(client):
+    (info,) = client.datasets()
+    assert isinstance(info, DatasetInfo) and isinstance(info.budget, Budget)
+    assert info.budget.remaining == {"epsilon": 3.0, "delta": 1e-5}
+    assert info.max_query["epsilon"] > 0 and "smartnoise_sql" in info.engines
+
+    estimate = client.smartnoise_sql_cost("PENGUIN", COUNT, epsilon=0.5)
+    assert isinstance(estimate, Estimate)
+    assert estimate.fits and not estimate.free and estimate.queries_left == 6
+    assert estimate.budget.dataset == "PENGUIN" and estimate.query
+    assert list(estimate.accuracy_table()["column"]) == ["n"]
+
+    release = client.smartnoise_sql_response("PENGUIN", COUNT, epsilon=0.5)
+    assert isinstance(release, Release) and release.df is release.frame
+    assert (release.dataset, release.epsilon, release.delta) == ("PENGUIN", 0.5, 0.0)
+    assert release.cost == {"epsilon": 0.5, "delta": 0.0} and not release.is_replay
+    assert release.budget.spent["epsilon"] == 0.5
+    assert release.frame.attrs == {
+        "dataset": "PENGUIN",
+        "query_id": release.query_id,
+        "epsilon": 0.5,
+        "delta": 0.0,
+        "cost": {"epsilon": 0.5, "delta": 0.0},
+        "replay_of": None,
+    }
+    assert release.raw["query_id"] == release.query_id
+
+    replay = client.smartnoise_sql_response("PENGUIN", COUNT, epsilon=0.5)
+    assert replay.is_replay and replay.replay_of == release.query_id
+    assert replay.cost == {"epsilon": 0.0, "delta": 0.0}
+    assert replay.frame.attrs["replay_of"] == release.query_id
+    pd.testing.assert_frame_equal(replay.frame, release.frame)
+
+    budget = client.budget("PENGUIN")
+    assert budget.last_query is not None and budget.last_query.query_id == release.query_id
+    assert budget.queries_left == 5  # 2.5 left, 0.5 each
+
+
+def test_opendp_builder_returns_typed_results(client):
+    query = client.opendp("PENGUIN").group_by("species").count().laplace(epsilon=0.5)
+    assert isinstance(query.estimate(), Estimate) and query.estimate().noise["epsilon"] == 0.5
+    release = query.response()
+    assert isinstance(release, Release) and release.epsilon == 0.5
+    assert list(release.frame.columns) == ["species", "count"]
+    assert query.release().attrs["replay_of"] == release.query_id
+    with pytest.raises(ClientUsageError, match="choose the noise first"):
+        client.opendp("PENGUIN").count().release()
 
 
 def test_client_errors_carry_the_server_message(client):
@@ -40,18 +103,37 @@ def test_client_errors_carry_the_server_message(client):
     assert "SELECT *" in str(info.value)
 
 
+def test_server_refusals_raise_their_class(client, server):
+    with pytest.raises(InvalidQuery) as info:
+        client.smartnoise_sql("PENGUIN", "SELECT * FROM df", epsilon=0.5)
+    assert info.value.reply["error"] == "invalid_query"
+    with pytest.raises(NotFound, match="no dataset 'NOPE'"):
+        client.budget("NOPE")
+    with pytest.raises(QueryTooExpensive):
+        client.smartnoise_sql_cost("PENGUIN", COUNT, epsilon=50.0)
+    with pytest.raises(BudgetExceeded, match="nothing was spent"):
+        client.smartnoise_sql("PENGUIN", COUNT, epsilon=2.0)
+        client.smartnoise_sql("PENGUIN", COUNT, epsilon=2.0, fresh=True)
+    with pytest.raises(Unauthorized) as info:
+        Client(server.url, "wrong").datasets()
+    assert info.value.status == 401 and str(info.value).endswith("[unauthorized]")
+
+
 def test_client_connection_failure_is_readable():
-    with pytest.raises(LomasError, match="cannot reach"):
+    with pytest.raises(TransportError, match="cannot reach") as info:
         Client("http://127.0.0.1:9", "t", timeout=2).datasets()
+    assert info.value.code == "connection_error" and str(info.value).startswith("cannot reach")
 
 
 def test_client_from_file_and_env(tmp_path, server, make_user, monkeypatch):
     user = make_user(PENGUIN=(1.0, 0.0))
     path = tmp_path / "connection.json"
     path.write_text(json.dumps({"url": server.url, "token": user.token, "user": user.name}))
-    assert Client.from_file(path).datasets()[0]["name"] == "PENGUIN"
+    with Client.from_file(path) as client:
+        assert client.datasets()[0].name == "PENGUIN"
+        assert user.token not in repr(client)
     monkeypatch.setenv("LOMAS_URL", server.url)
     monkeypatch.setenv("LOMAS_TOKEN", user.token)
-    assert Client.from_env().datasets()[0]["name"] == "PENGUIN"
-    with pytest.raises(LomasError, match="connection file"):
+    assert Client.from_env().datasets()[0].name == "PENGUIN"
+    with pytest.raises(ClientUsageError, match="connection file"):
         Client.from_file(tmp_path / "missing.json")

@@ -8,7 +8,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import lomas_jupyter
-from lomas_jupyter.display import MIME_TYPE
+from lomas_jupyter import MIME_TYPE, InvalidQuery, LomasError
 
 COUNT = "SELECT species, COUNT(*) AS n FROM df GROUP BY species"
 
@@ -210,7 +210,11 @@ def test_server_errors_are_readable_and_cost_nothing(connected, user):
 def test_short_errors_off_raises_the_real_exception(connected):
     connected.run_line_magic("config", "LomasMagic.short_errors = False")
     kind, _ = _error(connected, "%%lomas_sql\nSELECT * FROM df")
-    assert kind == "LomasError"
+    assert kind == "InvalidQuery"  # a LomasError: the server's refusal, as its own class
+    # the local dummy run refuses it with the same class, though no server was asked
+    result = connected.run_cell("%%lomas_sql --dummy\nSELECT * FROM df")
+    assert type(result.error_in_exec) is InvalidQuery
+    assert isinstance(result.error_in_exec, LomasError) and result.error_in_exec.status is None
 
 
 def test_line_magics(connected, user):
@@ -303,7 +307,7 @@ def test_opendp_builder_reads_like_opendp(connected, user):
         .mean("bill_length_mm")
     )
     estimate = query.laplace(epsilon=0.5, delta=1e-6).estimate()
-    assert estimate["cost"]["epsilon"] == 0.5 and _spent(user) == 0.0
+    assert estimate.cost["epsilon"] == 0.5 and _spent(user) == 0.0
     frame = query.laplace(epsilon=0.5, delta=1e-6).release()
     assert list(frame.columns) == ["species", "mean_bill_length_mm"]
     assert _spent(user) == 0.5

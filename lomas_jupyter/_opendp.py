@@ -9,17 +9,25 @@ each step returns a new builder, so a half-built query can be reused.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from lomas_jupyter.client import Client
+from lomas_jupyter._errors import ClientUsageError
+from lomas_jupyter._results import Estimate, Release
+
+
+class OpenDPSender(Protocol):
+    """What a builder needs to send its request: ``Client`` is one."""
+
+    def opendp_cost(self, dataset: str, request: dict[str, Any]) -> Estimate: ...
+
+    def opendp_response(self, dataset: str, request: dict[str, Any]) -> Release: ...
 
 
 @dataclass(frozen=True)
 class OpenDPQueryBuilder:
-    client: Client
+    client: OpenDPSender
     dataset: str
     filters: tuple[dict[str, Any], ...] = ()
     groups: tuple[str, ...] = ()
@@ -104,22 +112,22 @@ class OpenDPQueryBuilder:
 
     def request(self, **extra: Any) -> dict[str, Any]:
         if not self.noise:
-            from lomas_jupyter.client import LomasError
-
-            raise LomasError("choose the noise first: .laplace(epsilon=...) or .gaussian(rho=...)")
+            raise ClientUsageError(
+                "choose the noise first: .laplace(epsilon=...) or .gaussian(rho=...)"
+            )
         return {"query": self.query(), **self.noise, **extra}
 
-    def estimate(self) -> dict[str, Any]:
+    def estimate(self) -> Estimate:
         """Cost, accuracy and whether it would be a free replay; spends nothing."""
         return self.client.opendp_cost(self.dataset, self.request())
 
-    def response(self, *, fresh: bool = False) -> dict[str, Any]:
+    def response(self, *, fresh: bool = False) -> Release:
+        """The release with its cost and budget; an identical earlier one replays for free."""
         return self.client.opendp_response(self.dataset, self.request(fresh=fresh))
 
     def release(self, *, fresh: bool = False) -> pd.DataFrame:
-        from lomas_jupyter.client import table_frame
-
-        return table_frame(self.response(fresh=fresh)["result"])
+        """The noisy result (its ``attrs`` say what it cost)."""
+        return self.response(fresh=fresh).frame
 
 
 def _noise(

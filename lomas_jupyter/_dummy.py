@@ -3,21 +3,26 @@
 The dummy rows come from the server (generated from metadata only); the query goes through
 the very parser, allow-list, planner and engine the server uses (SmartNoise-SQL or OpenDP), so
 a query that works here works there, and one refused there is refused here with the same
-message.
+message, raised as the same ``ServerError`` subclass (without an HTTP status).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from lomas_jupyter._errors import ServerError
 from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_engine import OpenDPEngine
+from lomas_server.engines.opendp_query import parse_opendp_query
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine, SqlPlan
+from lomas_server.errors import ServiceError
 from lomas_server.metadata import DatasetMetadata
 
 _engines: tuple[SmartnoiseSqlEngine, OpenDPEngine] | None = None
@@ -45,6 +50,15 @@ def _shared_engines() -> tuple[SmartnoiseSqlEngine, OpenDPEngine]:
         return _engines
 
 
+@contextmanager
+def _refused_as_by_the_server() -> Iterator[None]:
+    """The server's checks raise its own errors: callers catch the client's, as for a reply."""
+    try:
+        yield
+    except ServiceError as err:
+        raise ServerError.from_reply(err.as_dict()) from err
+
+
 def _for_dummy(document: dict[str, Any], dummy: pd.DataFrame) -> DatasetMetadata:
     """The dataset's metadata, with room for as many dummy rows as were asked for: ``rows``
     bounds the real data, and dummy rows are not it."""
@@ -63,12 +77,13 @@ def run_on_dummy(
     delta: float,
     seed: int,
 ) -> DummyRun:
-    metadata = _for_dummy(metadata_document, dummy)
-    engine = _shared_engines()[0]
-    plan = engine.plan(dataset, metadata, query, epsilon, delta)
-    frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
-    table = to_arrow(frame, metadata)
-    outcome = engine.execute(plan, metadata, f"dummy:{len(frame)}:{seed}", lambda: table)
+    with _refused_as_by_the_server():
+        metadata = _for_dummy(metadata_document, dummy)
+        engine = _shared_engines()[0]
+        plan = engine.plan(dataset, metadata, query, epsilon, delta)
+        frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
+        table = to_arrow(frame, metadata)
+        outcome = engine.execute(plan, metadata, f"dummy:{len(frame)}:{seed}", lambda: table)
     result = pd.DataFrame(outcome.rows, columns=outcome.columns)
     return DummyRun(result=result, plan=plan, rows=len(frame), seed=seed)
 
@@ -77,13 +92,14 @@ def run_opendp_on_dummy(
     metadata_document: dict[str, Any], dummy: pd.DataFrame, dataset: str, request: dict[str, Any]
 ) -> pd.DataFrame:
     """An OpenDP request, through the server's own parser and engine, on dummy rows."""
-    from lomas_server.engines.opendp_query import parse_opendp_query
     from lomas_server.handlers.payloads import parse_opendp_request
 
-    metadata = _for_dummy(metadata_document, dummy)
-    parsed = parse_opendp_request(request, for_release=False)
-    engine = _shared_engines()[1]
-    plan = engine.plan(dataset, metadata, parse_opendp_query(parsed.query, metadata), parsed.noise)
-    frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
-    outcome = engine.execute(plan, metadata, lambda: to_arrow(frame, metadata))
+    with _refused_as_by_the_server():
+        metadata = _for_dummy(metadata_document, dummy)
+        parsed = parse_opendp_request(request, for_release=False)
+        engine = _shared_engines()[1]
+        query = parse_opendp_query(parsed.query, metadata)
+        plan = engine.plan(dataset, metadata, query, parsed.noise)
+        frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
+        outcome = engine.execute(plan, metadata, lambda: to_arrow(frame, metadata))
     return pd.DataFrame(outcome.rows, columns=outcome.columns)

@@ -1,0 +1,236 @@
+"""A small Python client for the lomas DP API, usable from notebooks and plain scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import pandas as pd
+import requests
+
+from lomas_jupyter._errors import ClientUsageError, ServerError, TransportError
+from lomas_jupyter._opendp import OpenDPQueryBuilder
+from lomas_jupyter._results import Budget, DatasetInfo, Estimate, Release, table_frame
+
+API_PREFIX = "/lomas/api/v1"
+DEMO_CONNECTION = Path("lomas-demo") / "connection.json"
+T = TypeVar("T")
+
+
+class Client:
+    """One analyst's connection to a lomas server (``with Client(...) as client:`` closes it).
+
+    Every method raises a ``LomasError``: ``ServerError`` (as its subclass) when the server
+    refuses, ``TransportError`` when there is no usable reply."""
+
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 120.0, user: str | None = None
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.user = user
+        self.api = self.url + API_PREFIX
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"token {token}"
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> Client:
+        """Connect with a connection.json as written by ``lomas-server demo``."""
+        try:
+            info = json.loads(Path(path).read_text())
+            return cls(info["url"], info["token"], user=info.get("user"), **kwargs)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ClientUsageError(f"cannot read connection file {path}: {err}") from err
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> Client:
+        """Connect with LOMAS_URL and LOMAS_TOKEN."""
+        url, token = os.environ.get("LOMAS_URL"), os.environ.get("LOMAS_TOKEN")
+        if not url or not token:
+            raise ClientUsageError("set LOMAS_URL and LOMAS_TOKEN, or pass a URL and token")
+        return cls(url, token, user=os.environ.get("LOMAS_USER"), **kwargs)
+
+    @classmethod
+    def discover(cls, **kwargs: Any) -> Client:
+        """Connect the way the environment says: LOMAS_URL and LOMAS_TOKEN, else the file in
+        LOMAS_CONNECTION_FILE, else lomas-demo/connection.json here or in a folder above."""
+        if os.environ.get("LOMAS_URL") and os.environ.get("LOMAS_TOKEN"):
+            return cls.from_env(**kwargs)
+        if os.environ.get("LOMAS_CONNECTION_FILE"):
+            return cls.from_file(os.environ["LOMAS_CONNECTION_FILE"], **kwargs)
+        for folder in (Path.cwd(), *Path.cwd().parents):
+            if (folder / DEMO_CONNECTION).exists():
+                return cls.from_file(folder / DEMO_CONNECTION, **kwargs)
+        raise ClientUsageError(
+            "not connected: give a URL and token, or a connection.json, "
+            "or set LOMAS_URL and LOMAS_TOKEN (or LOMAS_CONNECTION_FILE)"
+        )
+
+    def __repr__(self) -> str:
+        who = f" user={self.user!r}" if self.user else ""
+        return f"<Client {self.url}{who}>"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._json(self._call("GET", "/health"))
+
+    def datasets(self) -> list[DatasetInfo]:
+        """The datasets you may query, each with your budget on it."""
+        reply = self._call("GET", "/datasets")
+        return self._typed(lambda: [DatasetInfo.from_reply(d) for d in reply["datasets"]])
+
+    def metadata(self, dataset: str) -> dict[str, Any]:
+        """The dataset's public metadata document: columns, types, bounds, categories."""
+        return self._json(self._call("GET", f"/datasets/{dataset}/metadata"))
+
+    def budget(self, dataset: str) -> Budget:
+        """Your budget on a dataset, and how many more queries like your last one fit."""
+        reply = self._call("GET", f"/datasets/{dataset}/budget")
+        return self._typed(lambda: Budget.from_reply(reply, dataset=dataset))
+
+    def dummy(self, dataset: str, rows: int = 100, seed: int | None = None) -> pd.DataFrame:
+        """Synthetic rows with the dataset's schema, made from metadata only: free."""
+        body: dict[str, Any] = {"rows": rows}
+        if seed is not None:
+            body["seed"] = seed
+        reply = self._call("POST", f"/datasets/{dataset}/dummy", body)
+        return self._typed(lambda: table_frame(reply))
+
+    def queries(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        """Your archive: each query's request, cost, status and result, as the server keeps it."""
+        params = {"dataset": dataset} if dataset else None
+        reply = self._call("GET", "/queries", params=params)
+        return self._typed(lambda: list(reply["queries"]))
+
+    # -- SmartNoise-SQL ----------------------------------------------------------------------
+    def smartnoise_sql_cost(
+        self, dataset: str, query: str, *, epsilon: float, delta: float = 0.0
+    ) -> Estimate:
+        """The exact cost and accuracy of a query, and whether it would be a free replay."""
+        body = {"query": query, "epsilon": epsilon, "delta": delta}
+        return self._estimate(dataset, "smartnoise-sql", body)
+
+    def smartnoise_sql_response(
+        self,
+        dataset: str,
+        query: str,
+        *,
+        epsilon: float,
+        delta: float = 0.0,
+        postprocess: bool = True,
+        fresh: bool = False,
+    ) -> Release:
+        """The release: the result, its cost, the budget after it, the query id and, for a
+        replay, ``replay_of``.
+
+        An identical earlier request is replayed for free; ``fresh=True`` pays for a new release.
+        """
+        body = {
+            "query": query,
+            "epsilon": epsilon,
+            "delta": delta,
+            "postprocess": postprocess,
+            "fresh": fresh,
+        }
+        return self._release(dataset, "smartnoise-sql", body)
+
+    def smartnoise_sql(
+        self,
+        dataset: str,
+        query: str,
+        *,
+        epsilon: float,
+        delta: float = 0.0,
+        postprocess: bool = True,
+        fresh: bool = False,
+    ) -> pd.DataFrame:
+        """Run a query with DP and return the noisy result (its ``attrs`` say what it cost)."""
+        return self.smartnoise_sql_response(
+            dataset, query, epsilon=epsilon, delta=delta, postprocess=postprocess, fresh=fresh
+        ).frame
+
+    # -- OpenDP ------------------------------------------------------------------------------
+    def opendp(self, dataset: str) -> OpenDPQueryBuilder:
+        """Start an OpenDP query: ``client.opendp("PENGUIN").count().laplace(epsilon=0.5).release()``."""
+        return OpenDPQueryBuilder(self, dataset)
+
+    def opendp_cost(self, dataset: str, request: dict[str, Any]) -> Estimate:
+        """The cost and accuracy of an OpenDP request body (docs/opendp.md); spends nothing."""
+        return self._estimate(dataset, "opendp", request)
+
+    def opendp_response(self, dataset: str, request: dict[str, Any]) -> Release:
+        """Run an OpenDP request body; ``"fresh": True`` in it pays for a new release."""
+        return self._release(dataset, "opendp", request)
+
+    # -- transport ---------------------------------------------------------------------------
+    def _estimate(self, dataset: str, engine: str, body: dict[str, Any]) -> Estimate:
+        reply = self._call("POST", f"/datasets/{dataset}/{engine}/cost", body)
+        return self._typed(lambda: Estimate.from_reply(reply, dataset=dataset))
+
+    def _release(self, dataset: str, engine: str, body: dict[str, Any]) -> Release:
+        reply = self._call("POST", f"/datasets/{dataset}/{engine}", body)
+        return self._typed(lambda: Release.from_reply(reply, dataset=dataset, request=body))
+
+    def _typed(self, build: Callable[[], T]) -> T:
+        """A reply of the wrong shape (a proxy's page, an incompatible server) is no result."""
+        try:
+            return build()
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise TransportError(
+                f"the server's reply is not what this client expects ({type(err).__name__}: {err})",
+                code="bad_reply",
+            ) from err
+
+    def _json(self, reply: Any) -> dict[str, Any]:
+        return self._typed(lambda: dict(reply))
+
+    def _call(
+        self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
+        try:
+            response = self._session.request(
+                method, self.api + path, json=body, params=params, timeout=self.timeout
+            )
+        except requests.Timeout as err:
+            raise TransportError(
+                f"the server at {self.url} did not answer within {self.timeout:g} s", code="timeout"
+            ) from err
+        except requests.ConnectionError as err:
+            raise TransportError(
+                f"cannot reach the server at {self.url}", code="connection_error"
+            ) from err
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.status_code >= 400:
+            if isinstance(payload, dict) and "message" in payload:
+                raise ServerError.from_reply(payload, status=response.status_code)
+            raise TransportError(
+                f"the server answered HTTP {response.status_code}",
+                code="http_error",
+                status=response.status_code,
+            )
+        if payload is None:
+            raise TransportError(
+                "the server answered with something that is not JSON", code="bad_reply"
+            )
+        return payload

@@ -1,0 +1,246 @@
+"""Carry out the magics' commands against a ``Client``; say what to show, show nothing.
+
+An ``Outcome`` holds what the magic displays (a budget bundle, a printed line) and the
+DataFrame it returns or stores. Asking before an expensive query goes through ``ask``, which
+returns None where nobody can answer (a notebook run unattended).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from lomas_jupyter._client import Client
+from lomas_jupyter._commands import DatasetCommand, Defaults, OpenDPCommand, SqlCommand
+from lomas_jupyter._display import BudgetDisplay
+from lomas_jupyter._errors import ClientUsageError
+from lomas_jupyter._results import Estimate, Release
+
+HISTORY_COLUMNS = [
+    "query_id",
+    "dataset",
+    "query",
+    "epsilon",
+    "delta",
+    "cost epsilon",
+    "cost delta",
+    "status",
+    "at",
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    frame: pd.DataFrame | None = None
+    display: BudgetDisplay | None = None
+    message: str | None = None  # a line to print
+    target: str | None = None  # store the frame in this variable instead of returning it
+
+
+class Executor:
+    """Runs commands for one client, with the magic's settings of the moment."""
+
+    def __init__(
+        self, client: Client, defaults: Defaults, ask: Callable[[str], str | None]
+    ) -> None:
+        self.client = client
+        self.defaults = defaults
+        self.ask = ask
+
+    # -- exploring ---------------------------------------------------------------------------
+    def datasets(self) -> Outcome:
+        rows = [
+            {
+                "dataset": d.name,
+                "epsilon left": d.budget.remaining["epsilon"],
+                "delta left": d.budget.remaining["delta"],
+                "epsilon spent": d.budget.spent["epsilon"],
+                "delta spent": d.budget.spent["delta"],
+                "max epsilon per query": d.max_query["epsilon"],
+            }
+            for d in self.client.datasets()
+        ]
+        return Outcome(pd.DataFrame(rows))
+
+    def metadata(self, command: DatasetCommand) -> Outcome:
+        dataset = self.defaults.resolve(command.dataset)
+        metadata = self.client.metadata(dataset)
+        options = {k: v for k, v in metadata.items() if k != "columns"}
+        rows = [
+            {
+                "column": name,
+                "type": spec.get("type"),
+                "lower": spec.get("lower"),
+                "upper": spec.get("upper"),
+                "nullable": spec.get("nullable", True),
+                "categories": spec.get("categories"),
+            }
+            for name, spec in metadata["columns"].items()
+        ]
+        message = f"{dataset}: " + ", ".join(f"{k}={v}" for k, v in options.items())
+        return Outcome(pd.DataFrame(rows), message=message)
+
+    def budget(self, command: DatasetCommand) -> Outcome:
+        dataset = self.defaults.resolve(command.dataset)
+        budget = self.client.budget(dataset)
+        # Counted by the server in its own ledger units (rho on zCDP datasets).
+        return Outcome(
+            display=BudgetDisplay(dataset, budget.amounts, queries_left=budget.queries_left)
+        )
+
+    def history(self, command: DatasetCommand) -> Outcome:
+        rows = [
+            {
+                "query_id": q["query_id"][:8],
+                "dataset": q["dataset"],
+                "query": q.get("query"),
+                "epsilon": q.get("epsilon"),
+                "delta": q.get("delta"),
+                "cost epsilon": q["cost"]["epsilon"],
+                "cost delta": q["cost"]["delta"],
+                "status": q["status"],
+                "at": q["created_at"],
+            }
+            for q in self.client.queries(command.dataset)
+        ]
+        return Outcome(pd.DataFrame(rows, columns=HISTORY_COLUMNS))
+
+    def dummy(self, command: DatasetCommand) -> Outcome:
+        return Outcome(
+            self.client.dummy(
+                self.defaults.resolve(command.dataset), rows=command.rows, seed=command.seed
+            )
+        )
+
+    # -- querying ----------------------------------------------------------------------------
+    def sql(self, command: SqlCommand) -> Outcome:
+        client, dataset = self.client, command.dataset
+
+        def estimate() -> Estimate:
+            return client.smartnoise_sql_cost(
+                dataset, command.query, epsilon=command.epsilon, delta=command.delta
+            )
+
+        if command.mode == "estimate":
+            return _estimate_outcome(estimate())
+        if command.mode == "dummy":
+            from lomas_jupyter._dummy import run_on_dummy
+
+            rows = client.dummy(dataset, rows=self.defaults.dummy_rows, seed=0)
+            run = run_on_dummy(
+                client.metadata(dataset),
+                rows,
+                dataset,
+                command.query,
+                epsilon=command.epsilon,
+                delta=command.delta,
+                seed=0,
+            )
+            return _dummy_outcome(run.result, run.rows, estimate(), command.target)
+        return self._spend(
+            estimate,
+            lambda: client.smartnoise_sql_response(
+                dataset,
+                command.query,
+                epsilon=command.epsilon,
+                delta=command.delta,
+                postprocess=command.postprocess,
+                fresh=command.fresh,
+            ),
+            command.fresh,
+            command.yes,
+            command.target,
+        )
+
+    def opendp(self, command: OpenDPCommand) -> Outcome:
+        client, dataset, request = self.client, command.dataset, command.request
+
+        def estimate() -> Estimate:
+            return client.opendp_cost(dataset, request)
+
+        if command.mode == "estimate":
+            return _estimate_outcome(estimate())
+        if command.mode == "dummy":
+            from lomas_jupyter._dummy import run_opendp_on_dummy
+
+            rows = client.dummy(dataset, rows=self.defaults.dummy_rows, seed=0)
+            result = run_opendp_on_dummy(client.metadata(dataset), rows, dataset, request)
+            return _dummy_outcome(result, len(rows), estimate(), command.target)
+        return self._spend(
+            estimate,
+            lambda: client.opendp_response(dataset, {**request, "fresh": command.fresh}),
+            command.fresh,
+            command.yes,
+            command.target,
+        )
+
+    def _spend(
+        self,
+        estimate: Callable[[], Estimate],
+        run: Callable[[], Release],
+        fresh: bool,
+        yes: bool,
+        target: str | None,
+    ) -> Outcome:
+        """Ask first when the query is expensive (and not a free replay), then run it."""
+        threshold = self.defaults.confirm_above
+        if not yes and math.isfinite(threshold):
+            known = estimate()
+            free = known.free and not fresh
+            cost = known.cost["epsilon"]
+            if not free and cost > threshold and not self._confirm(known.dataset, cost):
+                return Outcome(message="Not run: nothing spent.")
+        release = run()
+        replay = release.replay_of
+        display = BudgetDisplay(
+            release.dataset,
+            release.budget.amounts,
+            cost=release.cost,
+            kind="replay" if replay else "query",
+            query_id=release.query_id,
+            replay_of=replay,
+            note="the same noisy answer as before; add --fresh to pay for a new one"
+            if replay
+            else None,
+        )
+        return Outcome(release.frame, display=display, target=target)
+
+    def _confirm(self, dataset: str, cost: float) -> bool:
+        threshold = self.defaults.confirm_above
+        answer = self.ask(
+            f"This query costs epsilon={cost:g} on {dataset}, above "
+            f"LomasMagic.confirm_above={threshold:g}. Run it? [y/N] "
+        )
+        if answer is None:
+            raise ClientUsageError(
+                f"this query costs epsilon={cost:g}, above LomasMagic.confirm_above="
+                f"{threshold:g}, and there is no way to ask here: add --yes to run it"
+            )
+        return answer.strip().lower() in ("y", "yes")
+
+
+def _estimate_outcome(estimate: Estimate) -> Outcome:
+    note = None
+    if estimate.replay_of:
+        note = f"this exact query ran before (query {estimate.replay_of[:8]}): rerunning it is free"
+    elif not estimate.fits:
+        note = "this query does not fit your remaining budget"
+    display = BudgetDisplay(
+        estimate.dataset, estimate.budget.amounts, cost=estimate.cost, kind="estimate", note=note
+    )
+    # Shown, not stored: 'VAR <<' keeps the result of a run, and an estimate is none.
+    return Outcome(estimate.accuracy_table(), display=display)
+
+
+def _dummy_outcome(
+    result: pd.DataFrame, rows: int, estimate: Estimate, target: str | None
+) -> Outcome:
+    cost = estimate.cost
+    message = (
+        f"Dummy run on {rows} synthetic rows: nothing spent. On {estimate.dataset} this query "
+        f"would cost epsilon={cost['epsilon']:g}, delta={cost['delta']:g}."
+    )
+    return Outcome(result, message=message, target=target)

@@ -1,0 +1,255 @@
+"""IPython magics for DP queries: ``%load_ext lomas_jupyter``.
+
+The magics wire IPython to the commands: argument parsing in IPython's ``magic_arguments``
+style (the help text), defaults configurable with ``%config LomasMagic.<trait>``, results
+displayed, and errors as one readable line instead of a traceback. What a magic means is in
+``_commands`` (parsing, ``VAR <<``, ``{{name}}`` templating) and ``_executor`` (running).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import pandas as pd
+from IPython.core.error import StdinNotImplementedError, UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.display import display
+from traitlets import Bool, Float, Int, Unicode
+from traitlets.config import Configurable
+
+from lomas_jupyter._client import Client
+from lomas_jupyter._commands import (
+    ConnectCommand,
+    DatasetCommand,
+    Defaults,
+    OpenDPCommand,
+    SqlCommand,
+)
+from lomas_jupyter._errors import ClientUsageError, LomasError
+from lomas_jupyter._executor import Executor, Outcome
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly_errors(method: F) -> F:
+    """Turn any lomas error into one line (UsageError) unless short_errors is off."""
+
+    @functools.wraps(method)
+    def wrapper(self: LomasMagic, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except LomasError as err:
+            if not self.short_errors:
+                raise
+            raise UsageError(str(err)) from None
+
+    return cast(F, wrapper)
+
+
+@magics_class
+class LomasMagic(Magics, Configurable):
+    """Differentially private queries from notebooks (lomas-jupyter)."""
+
+    dataset = Unicode("", help="Dataset used when a magic names none.").tag(config=True)
+    epsilon = Float(0.5, help="Epsilon of %%lomas_sql when --epsilon is not given.").tag(
+        config=True
+    )
+    delta = Float(
+        0.0,
+        help="Delta of %%lomas_sql when --delta is not given (datasets that hide rare groups need > 0).",
+    ).tag(config=True)
+    confirm_above = Float(
+        1.0,
+        help="Ask before running a query whose epsilon cost is above this (inf: never ask). "
+        "Without a way to ask (e.g. a notebook run unattended), such a query needs --yes.",
+    ).tag(config=True)
+    dummy_rows = Int(1000, help="Rows of dummy data for %%lomas_sql --dummy.").tag(config=True)
+    timeout = Float(120.0, help="Seconds to wait for the server.").tag(config=True)
+    short_errors = Bool(
+        True, help="Show errors as one line; False raises them with their traceback."
+    ).tag(config=True)
+
+    def __init__(self, shell: Any) -> None:
+        Configurable.__init__(self, config=shell.config)
+        Magics.__init__(self, shell=shell)
+        self.client: Client | None = None
+
+    # -- connection --------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("url", nargs="?", help="server URL, e.g. http://127.0.0.1:8765")
+    @argument("--token", help="your API token (default: LOMAS_TOKEN)")
+    @argument("--file", help="a connection.json as written by 'lomas-server demo'")
+    @argument("--dataset", help="make this the default dataset")
+    @line_magic
+    @_friendly_errors
+    def lomas_connect(self, line: str) -> None:
+        """Connect to a lomas DP server.
+
+        With no arguments: LOMAS_URL and LOMAS_TOKEN, else the file in LOMAS_CONNECTION_FILE,
+        else lomas-demo/connection.json in this folder or one above it.
+        """
+        command = ConnectCommand.parse(self.lomas_connect, line)
+        # Connected from here on, even if the dataset asked for is not there.
+        self.client = command.open(timeout=self.timeout)
+        self.dataset, message = command.choose_dataset(self.client, self.dataset)
+        print(message)
+
+    # -- wiring --------------------------------------------------------------------------------
+    def _client(self) -> Client:
+        if self.client is None:
+            raise ClientUsageError("not connected yet: run %lomas_connect first")
+        return self.client
+
+    def _defaults(self) -> Defaults:
+        return Defaults(
+            dataset=self.dataset,
+            epsilon=self.epsilon,
+            delta=self.delta,
+            confirm_above=self.confirm_above,
+            dummy_rows=self.dummy_rows,
+            timeout=self.timeout,
+        )
+
+    def _executor(self) -> Executor:
+        return Executor(self._client(), self._defaults(), ask=_ask)
+
+    def _namespace(self) -> dict[str, Any]:
+        """The notebook's variables (magics always run inside a shell)."""
+        assert self.shell is not None
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
+
+    def _show(self, outcome: Outcome) -> pd.DataFrame | None:
+        if outcome.display is not None:
+            display(outcome.display)
+        if outcome.message:
+            print(outcome.message)
+        if outcome.frame is None or not outcome.target:
+            return outcome.frame
+        self._namespace()[outcome.target] = outcome.frame
+        return None
+
+    # -- exploring ---------------------------------------------------------------------------
+    @line_magic
+    @_friendly_errors
+    def lomas_datasets(self, line: str) -> pd.DataFrame | None:
+        """The datasets you may query, with what is left of your budget on each."""
+        return self._show(self._executor().datasets())
+
+    @magic_arguments()
+    @argument("dataset", nargs="?")
+    @line_magic
+    @_friendly_errors
+    def lomas_metadata(self, line: str) -> pd.DataFrame | None:
+        """Columns, types, bounds and categories of a dataset (public metadata)."""
+        command = DatasetCommand.parse(self.lomas_metadata, line, self._defaults())
+        return self._show(self._executor().metadata(command))
+
+    @magic_arguments()
+    @argument("dataset", nargs="?")
+    @line_magic
+    @_friendly_errors
+    def lomas_budget(self, line: str) -> None:
+        """Your budget on a dataset, and how many more queries like your last one fit."""
+        command = DatasetCommand.parse(self.lomas_budget, line, self._defaults())
+        self._show(self._executor().budget(command))
+
+    @magic_arguments()
+    @argument("dataset", nargs="?", help="only queries on this dataset")
+    @line_magic
+    @_friendly_errors
+    def lomas_history(self, line: str) -> pd.DataFrame | None:
+        """Your archived queries: what, when, at what cost, with what outcome."""
+        command = DatasetCommand.parse(self.lomas_history, line, self._defaults(), required=False)
+        return self._show(self._executor().history(command))
+
+    @magic_arguments()
+    @argument("dataset", nargs="?")
+    @argument("--rows", type=int, default=100, help="how many rows (default 100)")
+    @argument("--seed", type=int, default=None, help="random seed, for the same rows again")
+    @line_magic
+    @_friendly_errors
+    def lomas_dummy(self, line: str) -> pd.DataFrame | None:
+        """Synthetic rows with the dataset's schema, made from metadata only: free."""
+        command = DatasetCommand.parse(self.lomas_dummy, line, self._defaults(), required=False)
+        return self._show(self._executor().dummy(command))
+
+    # -- querying ----------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("--dataset", "-d", help="dataset to query (default: LomasMagic.dataset)")
+    @argument(
+        "--epsilon", "-e", type=float, help="epsilon per noisy value (default: LomasMagic.epsilon)"
+    )
+    @argument("--delta", type=float, help="delta (default: LomasMagic.delta)")
+    @argument("--estimate", action="store_true", help="show the cost and accuracy; spend nothing")
+    @argument("--dummy", action="store_true", help="run here on dummy data; spend nothing")
+    @argument(
+        "--fresh",
+        action="store_true",
+        help="pay for a new release even if this exact query ran before",
+    )
+    @argument("--yes", "-y", action="store_true", help="do not ask before an expensive query")
+    @argument("--no-postprocess", action="store_true", help="return the raw noisy aggregates")
+    @argument("assign", nargs="*", help="VAR << stores the result in VAR")
+    @cell_magic
+    @_friendly_errors
+    def lomas_sql(self, line: str, cell: str) -> pd.DataFrame | None:
+        """Run the cell's SELECT with differential privacy and show the noisy result.
+
+        The cell may start with 'VAR <<' and may use {{name}} to insert Python variables.
+        """
+        command = SqlCommand.parse(self.lomas_sql, line, cell, self._defaults(), self._namespace())
+        return self._show(self._executor().sql(command))
+
+    @magic_arguments()
+    @argument("--dataset", "-d", help="dataset to query (default: LomasMagic.dataset)")
+    @argument(
+        "--epsilon",
+        "-e",
+        type=float,
+        help="Laplace noise spending this epsilon (default: LomasMagic.epsilon)",
+    )
+    @argument("--rho", type=float, help="Gaussian noise spending this rho (zero-concentrated DP)")
+    @argument(
+        "--accuracy",
+        type=float,
+        metavar="HALF_WIDTH",
+        help="instead of a budget: the cheapest one giving this 95%% half-width",
+    )
+    @argument("--delta", type=float, help="delta, to group by columns whose values are not public")
+    @argument("--estimate", action="store_true", help="show the cost and accuracy; spend nothing")
+    @argument("--dummy", action="store_true", help="run here on dummy data; spend nothing")
+    @argument(
+        "--fresh",
+        action="store_true",
+        help="pay for a new release even if this exact query ran before",
+    )
+    @argument("--yes", "-y", action="store_true", help="do not ask before an expensive query")
+    @argument("assign", nargs="*", help="VAR << stores the result in VAR")
+    @cell_magic
+    @_friendly_errors
+    def lomas_opendp(self, line: str, cell: str) -> pd.DataFrame | None:
+        """Run an OpenDP query described in the cell (YAML or JSON), built by the server.
+
+        The cell holds 'aggregates' and optionally 'filters' and 'group_by', e.g.
+
+            group_by: [species]
+            aggregates:
+              - {op: count}
+              - {op: mean, column: bill_length_mm}
+        """
+        command = OpenDPCommand.parse(
+            self.lomas_opendp, line, cell, self._defaults(), self._namespace()
+        )
+        return self._show(self._executor().opendp(command))
+
+
+def _ask(prompt: str) -> str | None:
+    """The analyst's answer, or None where the kernel cannot ask (no stdin)."""
+    try:
+        return input(prompt)
+    except (StdinNotImplementedError, EOFError, OSError):
+        return None

@@ -1,0 +1,222 @@
+"""The server's replies as typed values: a release, an estimate, a budget, a dataset.
+
+Each keeps the reply as it came in ``raw``, so that a field a newer server adds is never
+out of reach. Amounts (``cost``, ``initial``, ...) are dicts with ``epsilon`` and ``delta``,
+and ``rho`` beside them on datasets accounted in zero-concentrated DP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+Amount = dict[str, float]
+
+
+def table_frame(table: Mapping[str, Any]) -> pd.DataFrame:
+    """A ``{"columns", "data"}`` table from the API as a DataFrame."""
+    return pd.DataFrame(table["data"], columns=table["columns"])
+
+
+def _amount(value: Mapping[str, Any]) -> Amount:
+    return {str(name): float(number) for name, number in value.items()}
+
+
+@dataclass(frozen=True)
+class LastQuery:
+    """The analyst's last paid query on a dataset, as ``GET /budget`` reports it."""
+
+    query_id: str
+    cost: Amount
+    queries_left: int | None  # how many more like it fit; None: it was free
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any]) -> LastQuery:
+        left = reply.get("queries_left")
+        return cls(
+            str(reply["query_id"]), _amount(reply["cost"]), None if left is None else int(left)
+        )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An analyst's budget on one dataset, in (epsilon, delta); ``accounting`` describes the
+    dataset's rule (and its native amounts for zCDP). ``last_query`` comes with
+    ``Client.budget`` only: a budget inside a release or an estimate has none."""
+
+    dataset: str
+    initial: Amount
+    spent: Amount
+    remaining: Amount
+    accounting: dict[str, Any] | None = None
+    last_query: LastQuery | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def queries_left(self) -> int | None:
+        """How many more queries like the last paid one fit (counted by the server exactly as
+        its reservations count); None without a paid query."""
+        return self.last_query.queries_left if self.last_query else None
+
+    @property
+    def amounts(self) -> dict[str, Amount]:
+        return {"initial": self.initial, "spent": self.spent, "remaining": self.remaining}
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], *, dataset: str) -> Budget:
+        last = reply.get("last_query")
+        return cls(
+            dataset=str(reply.get("dataset") or dataset),
+            initial=_amount(reply["initial"]),
+            spent=_amount(reply["spent"]),
+            remaining=_amount(reply["remaining"]),
+            accounting=reply.get("accounting"),
+            last_query=LastQuery.from_reply(last) if last else None,
+            raw=dict(reply),
+        )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset the analyst may query, from ``Client.datasets``."""
+
+    name: str
+    engines: tuple[str, ...]
+    budget: Budget
+    max_query: Amount  # the most one query may cost
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any]) -> DatasetInfo:
+        name = str(reply["name"])
+        return cls(
+            name=name,
+            engines=tuple(reply.get("engines", ())),
+            budget=Budget.from_reply(reply["budget"], dataset=name),
+            max_query=_amount(reply["max_query"]),
+            raw=dict(reply),
+        )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a query would cost and how accurate it would be; getting it spent nothing.
+
+    ``replay_of`` names an identical earlier release that running the query would return
+    for free. ``query`` is the query as the server normalized (SQL) or described (OpenDP) it;
+    ``noise`` (OpenDP) the mechanism and budget the server chose."""
+
+    dataset: str
+    cost: Amount
+    budget: Budget
+    fits: bool
+    queries_left: int | None  # how many like it fit what is left; None: it would be free
+    replay_of: str | None
+    accuracy: dict[str, Any]
+    query: str | None = None
+    noise: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def free(self) -> bool:
+        return self.replay_of is not None
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], *, dataset: str) -> Estimate:
+        left = reply.get("queries_left")
+        return cls(
+            dataset=dataset,
+            cost=_amount(reply["cost"]),
+            budget=Budget.from_reply(reply["budget"], dataset=dataset),
+            fits=bool(reply["fits"]),
+            queries_left=None if left is None else int(left),
+            replay_of=reply.get("replay_of"),
+            accuracy=dict(reply.get("accuracy") or {}),
+            query=reply.get("normalized_query", reply.get("query_text")),
+            noise=reply.get("noise"),
+            raw=dict(reply),
+        )
+
+    def accuracy_table(self) -> pd.DataFrame:
+        """One row per released column: how many noisy values make it, their epsilon when the
+        engine gives it per value (SmartNoise-SQL), and the half-width of its interval."""
+        accuracy = self.accuracy
+        level = f"±{accuracy['confidence']:.0%}"
+        costs = {v["name"]: v.get("epsilon") for v in accuracy["noisy_values"]}
+        rows = []
+        for column in accuracy["columns"]:
+            row: dict[str, Any] = {
+                "column": column["column"],
+                "noisy values": len(column["noisy_values"]),
+            }
+            shares = [costs.get(name) for name in column["noisy_values"]]
+            if shares and all(share is not None for share in shares):
+                row["epsilon"] = sum(float(share) for share in shares if share is not None)
+            row[level] = column["half_width"]
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A noisy result and what it cost.
+
+    ``epsilon`` and ``delta`` are the privacy parameters the request asked for (``epsilon``
+    is None for a Gaussian or accuracy-targeted OpenDP query); ``cost`` is what this call
+    charged, zero for a replay (``replay_of`` then names the release it repeats). The frame's
+    ``attrs`` carry the same facts, so they travel with the DataFrame."""
+
+    frame: pd.DataFrame = field(repr=False, compare=False)
+    query_id: str
+    dataset: str
+    cost: Amount
+    epsilon: float | None
+    delta: float
+    replay_of: str | None
+    budget: Budget
+    accuracy: dict[str, Any] | None = field(default=None, repr=False)
+    request: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return self.frame
+
+    @property
+    def is_replay(self) -> bool:
+        return self.replay_of is not None
+
+    @classmethod
+    def from_reply(
+        cls, reply: Mapping[str, Any], *, dataset: str, request: Mapping[str, Any]
+    ) -> Release:
+        epsilon = request.get("epsilon")
+        release = cls(
+            frame=table_frame(reply["result"]),
+            query_id=str(reply["query_id"]),
+            dataset=dataset,
+            cost=_amount(reply["cost"]),
+            epsilon=None if epsilon is None else float(epsilon),
+            delta=float(request.get("delta") or 0.0),
+            replay_of=reply.get("replay_of"),
+            budget=Budget.from_reply(reply["budget"], dataset=dataset),
+            accuracy=reply.get("accuracy"),
+            request=dict(request),
+            raw=dict(reply),
+        )
+        release.frame.attrs.update(release.facts())
+        return release
+
+    def facts(self) -> dict[str, Any]:
+        """What the frame's ``attrs`` hold."""
+        return {
+            "dataset": self.dataset,
+            "query_id": self.query_id,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
+            "cost": dict(self.cost),
+            "replay_of": self.replay_of,
+        }
