@@ -27,7 +27,7 @@ MIN_CONFIDENCE, MAX_CONFIDENCE = _bounds("Confidence")
 MAX_HALF_WIDTH = _bounds("HalfWidth")[1]
 
 
-# SQL text (engines/sql_guard.py check_size): measured by one scan before parsing.
+# SQL text (engines/sql_size.py check_size): measured by one scan before parsing.
 MAX_QUERY_LENGTH: int = api_contract.schema("SqlText")["maxLength"]
 MAX_TOKENS = 3_000
 MAX_DEPTH = 24

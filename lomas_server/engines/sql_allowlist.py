@@ -1,0 +1,270 @@
+"""The allow-list walk over one parsed query: what each clause may contain.
+
+The WHERE clause is checked by sql_where.py and names are resolved by sql_names.py; this walk
+holds the rest: the SELECT list (aggregates of columns, and arithmetic on their noisy values),
+GROUP BY, TOP and LIMIT, and HAVING and ORDER BY, which run on the released rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lomas_server.engines.snsql_adapter import (
+    AggFunction,
+    AllColumns,
+    ArithmeticExpression,
+    BooleanCompare,
+    Column,
+    Literal,
+    LogicalNot,
+    MathFunction,
+    NamedExpression,
+    NestedBoolean,
+    NestedExpression,
+    Query,
+    RoundFunction,
+    SortItem,
+    Top,
+)
+from lomas_server.engines.sql_names import (
+    CANONICAL_TABLE,
+    QueryNames,
+    describe,
+    output_name,
+    unquote,
+)
+from lomas_server.engines.sql_types import NUMERIC, literal_type
+from lomas_server.engines.sql_where import COMPARISONS, RowConditions
+from lomas_server.errors import InvalidQuery
+from lomas_server.limits import MAX_DEPTH
+from lomas_server.metadata import DatasetMetadata
+
+MAX_OUTER_FACTOR = 1e9  # magnitude of a literal scaling an aggregate
+
+COUNT = "COUNT"
+SUMMING_AGGREGATES = {"SUM", "AVG", "VAR", "VARIANCE", "STDDEV", "STD"}
+SQUARING_AGGREGATES = {"VAR", "VARIANCE", "STDDEV", "STD"}
+OUTER_FUNCTIONS = {"ABS", "CEIL", "CEILING", "FLOOR", "SIGN"}
+# Engines sum integers in 64 bits; allow for up to 2**32 rows per group.
+_INT_SUM_LIMIT = 2**63 // 2**32
+
+
+class AllowList:
+    """One walk over one query: refuses what is not allowed, and rewrites the rest in place
+    (the canonical table name, the metadata's spelling of columns, typed values)."""
+
+    def __init__(self, metadata: DatasetMetadata, dataset_name: str) -> None:
+        self.names = QueryNames(metadata, dataset_name)
+        self.not_null: set[str] = set()
+        self.group_columns: list[str] = []
+        self.output_names: list[str] = []
+        # Output names (alias, or a bare column's name) -> expression; HAVING and ORDER BY
+        # run on the released rows, so they may only refer to what the SELECT list releases.
+        self.outputs: dict[str, Any] = {}
+        self.output_texts: set[str] = set()
+
+    # -- the query as a whole ----------------------------------------------------------------
+    def check(self, query: Query) -> None:
+        table = self.names.table(query)
+        quantifier = query.select.quantifier
+        if quantifier is not None and not isinstance(quantifier, Top):
+            raise InvalidQuery("SELECT DISTINCT is not supported; use GROUP BY")
+        if isinstance(quantifier, Top):
+            self._check_row_count(quantifier.n, "TOP")
+        if query.limit is not None:
+            self._check_row_count(query.limit.n, "LIMIT")
+        if query.where is not None:
+            where = RowConditions(self.names)
+            where.check(query.where.condition)
+            self.not_null = where.not_null_columns(query.where.condition)
+        if query.agg is not None:
+            for grouping in query.agg.groupingExpressions:
+                if not isinstance(grouping.expression, Column):
+                    raise InvalidQuery("GROUP BY takes column names only")
+                name = self.names.column(grouping.expression).name
+                if name in self.group_columns:
+                    raise InvalidQuery(f"column {name!r} appears twice in GROUP BY")
+                self.group_columns.append(name)
+        for item in query.select.namedExpressions:
+            self._select_item(item)
+            self.output_names.append(item.name or str(item.expression))
+            output = output_name(item).lower()
+            if output in self.outputs:
+                # HAVING and ORDER BY name outputs without regard to case: which one is meant?
+                raise InvalidQuery(
+                    f"two outputs are named {output_name(item)!r} (letter case aside); rename one"
+                )
+            self.outputs[output] = item.expression
+            self.output_texts.add(str(item.expression))
+        if query.having is not None:
+            self._having(query.having.condition, 0)
+        if query.order is not None:
+            for sort_item in query.order.sortItems:
+                self._order_item(sort_item)
+        table.name = CANONICAL_TABLE
+
+    @staticmethod
+    def _check_row_count(n: Any, clause: str) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n > 10**9:
+            raise InvalidQuery(f"{clause} takes a whole number of rows")
+
+    # -- SELECT list -------------------------------------------------------------------------
+    def _select_item(self, item: NamedExpression) -> None:
+        expression = item.expression
+        if isinstance(expression, AllColumns):
+            raise InvalidQuery("SELECT * is not supported; name the columns and aggregates")
+        if isinstance(expression, Column):
+            spec = self.names.column(expression)
+            if spec.name not in self.group_columns:
+                raise InvalidQuery(
+                    f"column {spec.name!r} must appear in GROUP BY or inside an aggregate"
+                )
+            return
+        self._outer(expression, 0)
+
+    def _outer(self, node: Any, depth: int) -> None:
+        """An expression over aggregates, evaluated on noisy values after the noise."""
+        if depth > MAX_DEPTH:
+            raise InvalidQuery("the expression is nested too deeply")
+        if isinstance(node, AggFunction):
+            self._aggregate(node)
+        elif isinstance(node, NestedExpression):
+            self._outer(node.expression, depth + 1)
+        elif isinstance(node, Literal):
+            if literal_type(node) != NUMERIC or abs(node.value) > MAX_OUTER_FACTOR:
+                raise InvalidQuery(
+                    f"literal {node.text} is not allowed here; use numbers up to {MAX_OUTER_FACTOR:g}"
+                )
+        elif isinstance(node, ArithmeticExpression):
+            self._arithmetic(node, depth)
+        elif isinstance(node, MathFunction) and str(node.name).upper() in OUTER_FUNCTIONS:
+            self._outer(node.expression, depth + 1)
+        elif isinstance(node, RoundFunction):
+            decimals = node.decimals.value if node.decimals is not None else 0
+            if (
+                isinstance(decimals, bool)
+                or not isinstance(decimals, int)
+                or not 0 <= decimals <= 15
+            ):
+                raise InvalidQuery("ROUND takes a whole number of decimals from 0 to 15")
+            self._outer(node.expression, depth + 1)
+        elif isinstance(node, Column):
+            raise InvalidQuery(
+                f"column {node.name!r} can only be selected on its own or inside an aggregate"
+            )
+        else:
+            raise InvalidQuery(f"{describe(node)} is not allowed in the SELECT list")
+
+    def _arithmetic(self, node: ArithmeticExpression, depth: int) -> None:
+        if node.op in ("+", "-", "*"):
+            self._outer(node.left, depth + 1)
+            self._outer(node.right, depth + 1)
+            return
+        if node.op in ("/", "%"):
+            divisor = node.right
+            if not (
+                isinstance(divisor, Literal)
+                and literal_type(divisor) == NUMERIC
+                and divisor.value != 0
+            ):
+                raise InvalidQuery(
+                    f"'{node.op}' needs a non-zero number on its right; a divisor computed from "
+                    "data could be zero for some datasets and not for others"
+                )
+            self._outer(node.left, depth + 1)
+            self._outer(divisor, depth + 1)
+            return
+        raise InvalidQuery(f"operator {node.op!r} is not allowed")
+
+    def _aggregate(self, node: AggFunction) -> None:
+        name = str(node.name).upper()
+        argument = node.expression
+        if name == COUNT:
+            if isinstance(argument, AllColumns):
+                if node.quantifier is not None:
+                    raise InvalidQuery("COUNT(DISTINCT *) is not supported; count a column")
+                return
+            if isinstance(argument, Column):
+                self.names.column(argument)
+                return
+            raise InvalidQuery("COUNT takes * or a column name")
+        if name not in SUMMING_AGGREGATES:
+            raise InvalidQuery(
+                f"aggregate {name} is not supported; use COUNT, SUM, AVG, VAR or STDDEV"
+            )
+        if node.quantifier is not None:
+            raise InvalidQuery(f"{name}(DISTINCT ...) is not supported")
+        if not isinstance(argument, Column):
+            raise InvalidQuery(f"{name} takes a column name (no expressions inside aggregates)")
+        spec = self.names.column(argument)
+        if not spec.is_numeric:
+            raise InvalidQuery(f"{name} needs a numeric column; {spec.name!r} is {spec.type}")
+        if not spec.is_bounded:
+            raise InvalidQuery(
+                f"column {spec.name!r} has no bounds in the metadata: it can be counted but not "
+                f"used in {name}"
+            )
+        if spec.type == "int":
+            largest = max(abs(int(spec.lower)), abs(int(spec.upper)))  # type: ignore[arg-type]
+            if name in SQUARING_AGGREGATES:
+                largest *= largest
+            if largest >= _INT_SUM_LIMIT:
+                raise InvalidQuery(
+                    f"the bounds of column {spec.name!r} are too wide for {name} to be computed "
+                    "without integer overflow"
+                )
+
+    # -- HAVING and ORDER BY (evaluated on the noisy output) ---------------------------------
+    def _having(self, node: Any, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise InvalidQuery("the HAVING condition is nested too deeply")
+        if isinstance(node, BooleanCompare):
+            op = str(node.op).upper()
+            if op in ("AND", "OR"):
+                self._having(node.left, depth + 1)
+                self._having(node.right, depth + 1)
+                return
+            if op in COMPARISONS:
+                for side in (node.left, node.right):
+                    self._having_operand(side)
+                return
+        if isinstance(node, (NestedBoolean, LogicalNot)):
+            self._having(node.expression, depth + 1)
+            return
+        raise InvalidQuery(
+            "HAVING compares aggregates with numbers only; filter on columns in WHERE instead"
+        )
+
+    def _having_operand(self, node: Any) -> None:
+        if isinstance(node, Literal):
+            if literal_type(node) != NUMERIC:
+                raise InvalidQuery("HAVING compares aggregates with numbers only")
+            return
+        target = self._released(node, "HAVING")
+        if isinstance(target, Column):
+            raise InvalidQuery(
+                "HAVING compares aggregates with numbers only; filter on columns in WHERE instead"
+            )
+
+    def _order_item(self, item: SortItem) -> None:
+        target = self._released(item.expression, "ORDER BY")
+        if not isinstance(target, Column):
+            return  # noisy aggregates are numbers and always sort
+        spec = self.names.column(target)
+        if spec.nullable and spec.name not in self.not_null:
+            raise InvalidQuery(
+                f"column {spec.name!r} may hold NULLs, which cannot be sorted; add "
+                f"'WHERE {spec.name} IS NOT NULL' or sort the result in the notebook"
+            )
+
+    def _released(self, node: Any, clause: str) -> Any:
+        """The SELECT expression that ``node`` names in HAVING or ORDER BY."""
+        if isinstance(node, Column):
+            target = self.outputs.get(unquote(str(node.name)).lower())
+            if target is not None:
+                return target
+        elif str(node) in self.output_texts:
+            return node
+        raise InvalidQuery(
+            f"{clause} can only use columns and aggregates of the SELECT list, by name"
+        )
