@@ -179,4 +179,4 @@ def test_release_of_a_gaussian_query_and_a_replay():
 def test_results_are_frozen():
     budget = Budget.from_reply(BUDGET, dataset="PENGUIN")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        budget.dataset = "OTHER"  # type: ignore[misc]
+        budget.dataset = "OTHER"
