@@ -17,11 +17,13 @@ from typing import Any
 import pandas as pd
 
 from lomas_jupyter._errors import ServerError
+from lomas_server.api_requests import parse_opendp_request
 from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.opendp_query import parse_opendp_query
-from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine, SqlPlan
+from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
+from lomas_server.engines.sql_plan import SqlPlan
 from lomas_server.errors import ServiceError
 from lomas_server.metadata import DatasetMetadata
 
@@ -92,8 +94,6 @@ def run_opendp_on_dummy(
     metadata_document: dict[str, Any], dummy: pd.DataFrame, dataset: str, request: dict[str, Any]
 ) -> pd.DataFrame:
     """An OpenDP request, through the server's own parser and engine, on dummy rows."""
-    from lomas_server.handlers.payloads import parse_opendp_request
-
     with _refused_as_by_the_server():
         metadata = _for_dummy(metadata_document, dummy)
         parsed = parse_opendp_request(request, for_release=False)

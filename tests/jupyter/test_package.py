@@ -110,11 +110,5 @@ def test_a_kernel_never_loads_the_web_stack(kernel_modules):
     assert kernel_modules["sql --dummy"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the OpenDP dummy run imports its request parser from lomas_server.handlers.payloads, "
-    "a package that loads the web stack (and the parser is moving out of it): remove this mark "
-    "when that import names the parser's new home",
-)
 def test_an_opendp_dummy_run_does_not_load_the_web_stack(kernel_modules):
     assert kernel_modules["opendp --dummy"] == []
