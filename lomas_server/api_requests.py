@@ -91,7 +91,8 @@ def parse_dummy_request(body: dict[str, Any]) -> DummyRequest:
     seed = body.get("seed")
     if seed is None:
         seed = secrets.randbelow(MAX_SEED + 1)
-    return DummyRequest(rows=body.get("rows", DEFAULT_DUMMY_ROWS), seed=seed)
+    # JSON Schema counts 5.0 as an integer: typed here as the int it stands for.
+    return DummyRequest(rows=int(body.get("rows", DEFAULT_DUMMY_ROWS)), seed=int(seed))
 
 
 def _reject_constant(name: str) -> Any:

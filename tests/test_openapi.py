@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+import yaml
 from openapi_spec_validator import validate
 
+from lomas_server import api_contract
 from lomas_server.handlers import API_PREFIX, api_routes
 
 
@@ -39,3 +41,20 @@ def test_protected_operations_declare_the_token_and_errors(anonymous):
                 assert operation["security"] == []
             else:
                 assert "401" in operation["responses"], (path, method)
+
+
+def test_the_document_is_served_as_written(anonymous):
+    as_yaml = anonymous.get("/openapi.yaml")
+    assert as_yaml.status_code == 200
+    assert as_yaml.headers["Content-Type"].startswith("application/yaml")
+    assert as_yaml.text == api_contract.DOCUMENT_FILE.read_text(encoding="utf-8")
+    as_json = anonymous.get("/openapi.json").json()
+    assert {k: v for k, v in as_json.items() if k != "servers"} == {
+        k: v for k, v in yaml.safe_load(as_yaml.text).items() if k != "servers"
+    }
+
+
+def test_undeclared_methods_are_refused_even_options(make_user):
+    user = make_user()
+    reply = user.api.session.options(user.api.base + "/datasets", timeout=30)
+    assert reply.status_code == 405 and reply.json()["error"] == "method_not_allowed"

@@ -77,6 +77,11 @@ class LomasHandler(ExtensionHandlerMixin, APIHandler):
         super().set_default_headers()
         self.clear_header("Server")  # no need to name the web framework and its version
 
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        # No CORS preflight: identity comes only from the Authorization header, and the API
+        # is called from the same origin (the notebook server) or from outside a browser.
+        raise HTTPError(405)
+
     def check_xsrf_cookie(self) -> None:
         # Identity comes only from the Authorization header, which a browser never adds to a
         # cross-site request on its own; cookies are ignored, so there is nothing to forge.
