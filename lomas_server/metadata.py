@@ -11,17 +11,15 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from lomas_server.column_spec import ColumnSpec, parse_column, safe_missing_value
 from lomas_server.errors import InvalidMetadata, InvalidQuery
 
-COLUMN_TYPES = ("int", "float", "string", "boolean", "datetime")
-KEY_TYPES = ("string", "int", "boolean")  # what may be declared public keys
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-MAX_BOUND = 1e15  # bounds larger than this would let sums of many rows overflow
+__all__ = ["MAX_GRID", "TABLE_OPTIONS", "WEAKENING_TABLE_OPTIONS", "ColumnSpec", "DatasetMetadata"]
+
 MAX_GRID = 100_000  # declared groups one release may show
 
 # Table-level options understood by SmartNoise-SQL; they cannot double as column names.
@@ -65,61 +63,6 @@ WEAKENING_TABLE_OPTIONS = {
     ),
     "use_dpsu": (False, "is not supported; remove it"),
 }
-_COLUMN_KEYS = (
-    "type",
-    "lower",
-    "upper",
-    "nullable",
-    "cardinality",
-    "categories",
-    "precision",
-    "private_id",
-    "missing_value",
-    "sensitivity",
-    "public_keys",
-)
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    name: str
-    type: str
-    lower: float | int | str | None = None
-    upper: float | int | str | None = None
-    nullable: bool = True
-    categories: tuple[Any, ...] | None = None
-    private_id: bool = False
-    # The admin declares that which values occur in this column is public: grouping by it
-    # releases every declared category (the full grid), without thresholding.
-    public_keys: bool = False
-
-    @property
-    def is_numeric(self) -> bool:
-        return self.type in ("int", "float")
-
-    @property
-    def is_bounded(self) -> bool:
-        return self.lower is not None and self.upper is not None
-
-    def numeric_bounds(self) -> tuple[float, float]:
-        """The bounds of a bounded numeric column, as floats."""
-        lower, upper = self.lower, self.upper
-        if (
-            not self.is_numeric
-            or not isinstance(lower, (int, float))
-            or not isinstance(upper, (int, float))
-        ):
-            raise ValueError(f"column {self.name!r} has no numeric bounds")
-        return float(lower), float(upper)
-
-    @property
-    def public_values(self) -> tuple[Any, ...] | None:
-        """The values the admin declared public for grouping, in their declared order."""
-        if not self.public_keys:
-            return None
-        if self.categories is not None:
-            return self.categories
-        return (True, False) if self.type == "boolean" else None
 
 
 @dataclass(frozen=True)
@@ -202,7 +145,7 @@ class DatasetMetadata:
                     f"column {name!r}: 'sensitivity' would replace what its bounds imply; remove "
                     "it (the bounds decide)"
                 )
-            if "missing_value" in source and _missing_value(self.columns[name], source) is None:
+            if "missing_value" in source and safe_missing_value(self.columns[name], source) is None:
                 found.append(
                     f"column {name!r}: 'missing_value' must be a number within the column's "
                     "bounds, on a numeric column"
@@ -219,7 +162,9 @@ class DatasetMetadata:
         columns_doc = document.get("columns")
         if not isinstance(columns_doc, dict) or not columns_doc:
             raise InvalidMetadata("metadata needs a non-empty 'columns' mapping")
-        columns = {name: _parse_column(name, spec) for name, spec in columns_doc.items()}
+        columns = {
+            name: parse_column(name, spec, TABLE_OPTIONS) for name, spec in columns_doc.items()
+        }
         lowered = [name.lower() for name in columns]
         if len(set(lowered)) != len(lowered):
             raise InvalidMetadata("column names must differ in more than letter case")
@@ -290,139 +235,11 @@ class DatasetMetadata:
             source = self.document["columns"][name]
             if "cardinality" in source:
                 column["cardinality"] = source["cardinality"]
-            missing = _missing_value(spec, source)
+            missing = safe_missing_value(spec, source)
             if missing is not None:
                 column["missing_value"] = missing
             table[name] = column
         return table
-
-
-def _parse_column(name: Any, spec: Any) -> ColumnSpec:
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
-        raise InvalidMetadata(
-            f"column name {name!r} must be a plain identifier (letters, digits, underscore)"
-        )
-    if name.lower() in TABLE_OPTIONS:
-        raise InvalidMetadata(f"column name {name!r} clashes with a table option")
-    if not isinstance(spec, dict):
-        raise InvalidMetadata(f"column {name!r} must be a mapping")
-    unknown = set(spec) - set(_COLUMN_KEYS)
-    if unknown:
-        raise InvalidMetadata(
-            f"column {name!r} has unknown keys: {', '.join(sorted(map(str, unknown)))}"
-        )
-    ctype = spec.get("type")
-    if ctype not in COLUMN_TYPES:
-        raise InvalidMetadata(
-            f"column {name!r} has type {ctype!r}; expected one of {', '.join(COLUMN_TYPES)}"
-        )
-    lower, upper = spec.get("lower"), spec.get("upper")
-    if ctype in ("int", "float"):
-        lower, upper = _numeric_bounds(name, ctype, lower, upper)
-    elif ctype == "datetime":
-        lower, upper = _date_bounds(name, lower, upper)
-    elif lower is not None or upper is not None:
-        raise InvalidMetadata(f"column {name!r} of type {ctype} cannot have bounds")
-    categories = spec.get("categories")
-    if categories is not None:
-        categories = _categories(name, ctype, categories)
-    nullable = spec.get("nullable", True)
-    private_id = spec.get("private_id", False)
-    public_keys = spec.get("public_keys", False)
-    if not all(isinstance(flag, bool) for flag in (nullable, private_id, public_keys)):
-        raise InvalidMetadata(
-            f"column {name!r}: 'nullable', 'private_id' and 'public_keys' must be true or false"
-        )
-    if public_keys and ctype not in KEY_TYPES:
-        raise InvalidMetadata(
-            f"column {name!r}: only string, int and boolean columns can have 'public_keys'"
-        )
-    if public_keys and categories is None and ctype != "boolean":
-        raise InvalidMetadata(
-            f"column {name!r}: 'public_keys' needs the 'categories' that are public"
-        )
-    return ColumnSpec(name, ctype, lower, upper, nullable, categories, private_id, public_keys)
-
-
-def _numeric_bounds(name: str, ctype: str, lower: Any, upper: Any) -> tuple[Any, Any]:
-    if (lower is None) != (upper is None):
-        raise InvalidMetadata(f"column {name!r} needs both 'lower' and 'upper', or neither")
-    if lower is None:
-        return None, None
-    for bound in (lower, upper):
-        if (
-            isinstance(bound, bool)
-            or not isinstance(bound, (int, float))
-            or not math.isfinite(bound)
-        ):
-            raise InvalidMetadata(f"column {name!r}: bounds must be finite numbers")
-        if abs(bound) > MAX_BOUND:
-            raise InvalidMetadata(
-                f"column {name!r}: bounds are at most {MAX_BOUND:g} in magnitude (a sum of many "
-                "larger values could overflow)"
-            )
-    if ctype == "int" and (lower != int(lower) or upper != int(upper)):
-        raise InvalidMetadata(f"column {name!r}: an int column needs whole-number bounds")
-    if lower > upper:
-        raise InvalidMetadata(f"column {name!r}: 'lower' is above 'upper'")
-    if ctype == "int":
-        return int(lower), int(upper)
-    return float(lower), float(upper)
-
-
-def _categories(name: str, ctype: str, categories: Any) -> tuple[Any, ...]:
-    """The declared values, each of the column's type: a category that the data could never
-    hold as written (``'1'`` in an int column) would never match a row."""
-    if not isinstance(categories, list) or not categories:
-        raise InvalidMetadata(f"column {name!r}: 'categories' must be a non-empty list")
-    accepted = {
-        "string": lambda v: isinstance(v, str),
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "datetime": lambda v: isinstance(v, (str, date, datetime)),
-    }[ctype]
-    wrong = [v for v in categories if not accepted(v)]
-    if wrong:
-        raise InvalidMetadata(
-            f"column {name!r}: categories must be {ctype} values like the column "
-            f"(found {wrong[0]!r})"
-        )
-    if len(set(map(repr, categories))) != len(categories):
-        raise InvalidMetadata(f"column {name!r}: a category is listed twice")
-    return tuple(categories)
-
-
-def _missing_value(spec: ColumnSpec, source: dict[str, Any]) -> int | float | None:
-    """The column's ``missing_value`` if it is safe to hand to SmartNoise-SQL, else None.
-
-    SmartNoise-SQL writes it into the SQL as is (``COALESCE(col, value)``): text would be read
-    as a column name, and a value of another type would be converted only on rows with a NULL.
-    """
-    value = source.get("missing_value")
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not spec.is_numeric or not spec.is_bounded or not math.isfinite(value):
-        return None
-    if spec.type == "int" and value != int(value):
-        return None
-    if not spec.lower <= value <= spec.upper:  # type: ignore[operator]
-        return None
-    return int(value) if spec.type == "int" else float(value)
-
-
-def _date_bounds(name: str, lower: Any, upper: Any) -> tuple[Any, Any]:
-    def parse(value: Any) -> str | None:
-        if value is None:
-            return None
-        if isinstance(value, (date, datetime)):
-            return value.isoformat()
-        try:
-            return datetime.fromisoformat(str(value)).isoformat()
-        except ValueError as err:
-            raise InvalidMetadata(f"column {name!r}: bound {value!r} is not an ISO date") from err
-
-    return parse(lower), parse(upper)
 
 
 def _jsonable(value: Any) -> Any:
