@@ -28,7 +28,7 @@ It exits 1 when one of these fails (memory growth is printed, never judged).
     .venv/bin/python benchmarks/bench_load.py [--clients 16] [--queries 2000]
                                               [--store sqlite|mongo]
 
-``tests/test_load.py`` runs the same ``run_load`` smaller and asserts the checks.
+``tests/integration/test_load.py`` runs the same ``run_load`` smaller and asserts the checks.
 """
 
 from __future__ import annotations

@@ -130,3 +130,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(marker)
         if "spark" in item.nodeid.lower():
             item.add_marker("java")
+        if item.nodeid.startswith("tests/integration/"):
+            item.add_marker("integration")

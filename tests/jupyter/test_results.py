@@ -1,5 +1,5 @@
 """The typed results, built from replies shaped as the server words them (service/analyst.py);
-tests/test_client.py gets the same types from the real server."""
+tests/jupyter/test_client.py gets the same types from the real server."""
 
 from __future__ import annotations
 

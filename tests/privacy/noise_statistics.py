@@ -1,4 +1,4 @@
-"""The statistics behind the noise checks (tests/test_dp_statistics.py): bounds on the epsilon
+"""The statistics behind the noise checks (tests/privacy/test_dp_statistics.py): bounds on the epsilon
 or rho that releases on two neighbouring datasets really have, a model of each engine's noise,
 and the standard scores that say whether releases spread and centre as claimed. Nothing here
 talks to the server."""

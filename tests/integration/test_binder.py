@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.servers import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import json, os, urllib.request

@@ -1,9 +1,9 @@
 """Standing fault tests against real servers: each fault is produced for real, nothing is mocked.
 
 a. SIGKILL of the server while several queries run (both engines), then restarts on the same
-   store (tests/test_restart.py kills one query; this extends it).
+   store (tests/integration/test_restart.py kills one query; this extends it).
 b. The MongoDB-wire store (FerretDB) unreachable mid-life: stopped between queries, checked on
-   every endpoint (tests/test_mongo_deployment.py covers one query and the budget); killed
+   every endpoint (tests/integration/test_mongo_deployment.py covers one query and the budget); killed
    while a query runs after its reservation (the paid release must still reach the analyst);
    and the network to it cut inside a reservation by a TCP proxy that reads the wire
    protocol's length-prefixed messages. A MongoDB reservation is two writes without a
@@ -51,8 +51,8 @@ from lomas_server.service.admin import AdminService
 from lomas_server.store import open_store
 from lomas_server.store.mongo import MongoStore
 from tests.conftest import seed_datasets
+from tests.integration.test_restart import BIG_META as RESTART_META
 from tests.servers import Api, FerretDB, ServerProcess
-from tests.test_restart import BIG_META as RESTART_META
 
 # The big dataset is streamed from its Parquet file at each query (nothing kept loaded), so a
 # query runs for a second or more after its reservation: time to strike.
@@ -256,7 +256,7 @@ def test_sigkill_with_queries_running_keeps_each_spend_once_and_marks_them_inter
 ):
     """Four releases (both engines) reserved and running or queued when the server is killed.
 
-    tests/test_restart.py kills one query; this one checks, across several and across two
+    tests/integration/test_restart.py kills one query; this one checks, across several and across two
     restarts, that each reservation is in the ledger exactly once at its estimated cost, that
     finished releases are untouched, that an interrupted release is never replayed, and that
     /budget agrees with the ledger."""
@@ -400,7 +400,7 @@ def _healthy(api: Api) -> bool:
 def test_store_outage_every_endpoint_answers_503_json_and_spends_nothing(tmp_path):
     """Every analyst endpoint, both engines, estimates and reads, a wrong token: 503 with a
     bare JSON error, quickly; /health says why; after the outage the ledger and the archive
-    are exactly as before and service resumes (tests/test_mongo_deployment.py checks one
+    are exactly as before and service resumes (tests/integration/test_mongo_deployment.py checks one
     query and the budget)."""
     database = FerretDB(tmp_path / "db").start()
     url = database.database_url("outage")
