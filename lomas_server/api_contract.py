@@ -52,17 +52,20 @@ def document_text() -> str:
 
 @functools.cache
 def _document() -> dict[str, Any]:
-    return yaml.safe_load(document_text())
+    loaded: dict[str, Any] = yaml.safe_load(document_text())
+    return loaded
 
 
 def document() -> dict[str, Any]:
     """A fresh copy of the document, for a caller that changes it (the served ``servers``)."""
-    return json.loads(json.dumps(_document()))
+    copied: dict[str, Any] = json.loads(json.dumps(_document()))
+    return copied
 
 
 def schema(name: str) -> dict[str, Any]:
     """A schema of ``components/schemas`` (read-only)."""
-    return _document()["components"]["schemas"][name]
+    found: dict[str, Any] = _document()["components"]["schemas"][name]
+    return found
 
 
 def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -85,8 +88,9 @@ def request_schema_name(path: str, method: str) -> str | None:
 
 @functools.cache
 def _registry() -> Registry[Any]:
-    resource = Resource.from_contents(_document(), default_specification=DRAFT202012)
-    return Registry().with_resource(_URI, resource)
+    resource: Resource[Any] = Resource.from_contents(_document(), default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource(_URI, resource)
+    return registry
 
 
 @functools.cache
@@ -264,7 +268,8 @@ def _resolve(ref: str) -> dict[str, Any]:
     node: Any = _document()
     for part in re.sub(r"^.*#/", "", ref).split("/"):
         node = node[part]
-    return node
+    found: dict[str, Any] = node
+    return found
 
 
 def _with_base(node: Any) -> Any:
