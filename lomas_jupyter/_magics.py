@@ -49,6 +49,25 @@ def _friendly_errors(method: F) -> F:
     return cast(F, wrapper)
 
 
+def _run_options(method: F) -> F:
+    """The options every query magic shares: how to run it, and whether to ask first."""
+    options = [
+        argument(
+            "--estimate", action="store_true", help="show the cost and accuracy; spend nothing"
+        ),
+        argument("--dummy", action="store_true", help="run here on dummy data; spend nothing"),
+        argument(
+            "--fresh",
+            action="store_true",
+            help="pay for a new release even if this exact query ran before",
+        ),
+        argument("--yes", "-y", action="store_true", help="do not ask before an expensive query"),
+    ]
+    for option in reversed(options):  # as if written one above the other
+        method = option(method)
+    return method
+
+
 @magics_class
 class LomasMagic(Magics, Configurable):
     """Differentially private queries from notebooks (lomas-jupyter)."""
@@ -184,14 +203,7 @@ class LomasMagic(Magics, Configurable):
         "--epsilon", "-e", type=float, help="epsilon per noisy value (default: LomasMagic.epsilon)"
     )
     @argument("--delta", type=float, help="delta (default: LomasMagic.delta)")
-    @argument("--estimate", action="store_true", help="show the cost and accuracy; spend nothing")
-    @argument("--dummy", action="store_true", help="run here on dummy data; spend nothing")
-    @argument(
-        "--fresh",
-        action="store_true",
-        help="pay for a new release even if this exact query ran before",
-    )
-    @argument("--yes", "-y", action="store_true", help="do not ask before an expensive query")
+    @_run_options
     @argument("--no-postprocess", action="store_true", help="return the raw noisy aggregates")
     @argument("assign", nargs="*", help="VAR << stores the result in VAR")
     @cell_magic
@@ -220,14 +232,7 @@ class LomasMagic(Magics, Configurable):
         help="instead of a budget: the cheapest one giving this 95%% half-width",
     )
     @argument("--delta", type=float, help="delta, to group by columns whose values are not public")
-    @argument("--estimate", action="store_true", help="show the cost and accuracy; spend nothing")
-    @argument("--dummy", action="store_true", help="run here on dummy data; spend nothing")
-    @argument(
-        "--fresh",
-        action="store_true",
-        help="pay for a new release even if this exact query ran before",
-    )
-    @argument("--yes", "-y", action="store_true", help="do not ask before an expensive query")
+    @_run_options
     @argument("assign", nargs="*", help="VAR << stores the result in VAR")
     @cell_magic
     @_friendly_errors
