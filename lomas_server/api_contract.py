@@ -42,6 +42,14 @@ _MEASURED = {
     "maxLength",
     "maxItems",
 }
+# Violations worded from the schema's own keyword values.
+_SIMPLE = {
+    "maxLength": "is longer than {maxLength} characters",
+    "minLength": "must not be empty",
+    "maxItems": "takes at most {maxItems} entries",
+    "minItems": "takes at least {minItems} entries",
+    "pattern": "is not in the accepted form",
+}
 _FIRST = {"additionalProperties": 0, "unevaluatedProperties": 0, "required": 1}
 
 
@@ -190,16 +198,8 @@ def _must(kind: str, own: dict[str, Any], value: Any) -> str:
         return "must be " + " or ".join(_choice(branch) for branch in own["anyOf"])
     if kind == "enum":
         return f"is not one of {', '.join(map(str, own['enum']))}"
-    if kind == "maxLength":
-        return f"is longer than {own['maxLength']} characters"
-    if kind == "minLength":
-        return "must not be empty"
-    if kind == "maxItems":
-        return f"takes at most {own['maxItems']} entries"
-    if kind == "minItems":
-        return f"takes at least {own['minItems']} entries"
-    if kind == "pattern":
-        return "is not in the accepted form"
+    if kind in _SIMPLE:
+        return _SIMPLE[kind].format(**own)
     return "is not in an accepted form"
 
 
