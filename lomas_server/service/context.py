@@ -62,9 +62,14 @@ class DatasetContext:
         return self._account
 
     def read_account(self) -> Account:
-        """The account with the spend as the store has it now (after a reservation, say)."""
+        """The account as the store has it now: the grant (an admin may have changed it while
+        the query was planned) and the spend (after a reservation, say)."""
+        grant = self.store.get_grant(self.user, self.dataset)
+        if grant is None:
+            raise _not_available(self.dataset)
+        self.grant = grant
         self._account = Account(
-            self.record, self.grant.initial, self.store.spent(self.user, self.dataset)
+            self.record, grant.initial, self.store.spent(self.user, self.dataset)
         )
         return self._account
 
@@ -101,7 +106,7 @@ def open_context(
     record = store.get_dataset(dataset)
     grant = store.get_grant(user, dataset) if record is not None else None
     if record is None or grant is None:
-        raise NotFound(f"no dataset {dataset!r} is available to you", code="dataset_not_found")
+        raise _not_available(dataset)
     if for_query:
         account = store.get_user(user)
         if account is None or not account.may_query:
@@ -113,3 +118,7 @@ def max_query(record: DatasetRecord, limits: Limits) -> PrivacyAmount:
     if record.max_query is not None:
         return record.max_query
     return PrivacyAmount.budget(limits.max_query_epsilon, limits.max_query_delta)
+
+
+def _not_available(dataset: str) -> NotFound:
+    return NotFound(f"no dataset {dataset!r} is available to you", code="dataset_not_found")

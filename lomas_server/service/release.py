@@ -118,8 +118,9 @@ def release(
 
 def _reserve(ctx: DatasetContext, planned: PlannedQuery, query_id: str) -> Account:
     """Reserve with the caps of the dataset's rule; word a refusal in (epsilon, delta).
-    Returns the account as read before the reservation."""
-    account = ctx.account
+    Returns the account as read just before the reservation: the caps are the grant as it
+    is now, not as it was when the request arrived."""
+    account = ctx.read_account()
     reservation = Reservation(
         query_id,
         ctx.user,
