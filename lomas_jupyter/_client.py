@@ -122,10 +122,17 @@ class Client:
 
     # -- SmartNoise-SQL ----------------------------------------------------------------------
     def smartnoise_sql_cost(
-        self, dataset: str, query: str, *, epsilon: float, delta: float = 0.0
+        self,
+        dataset: str,
+        query: str,
+        *,
+        epsilon: float,
+        delta: float = 0.0,
+        postprocess: bool = True,
     ) -> Estimate:
-        """The exact cost and accuracy of a query, and whether it would be a free replay."""
-        body = {"query": query, "epsilon": epsilon, "delta": delta}
+        """The exact cost and accuracy of a query, and whether it would be a free replay
+        (``postprocess`` is part of what makes two requests the same)."""
+        body = {"query": query, "epsilon": epsilon, "delta": delta, "postprocess": postprocess}
         return self._estimate(dataset, "smartnoise-sql", body)
 
     def smartnoise_sql_response(

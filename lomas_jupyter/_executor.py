@@ -121,7 +121,11 @@ class Executor:
 
         def estimate() -> Estimate:
             return client.smartnoise_sql_cost(
-                dataset, command.query, epsilon=command.epsilon, delta=command.delta
+                dataset,
+                command.query,
+                epsilon=command.epsilon,
+                delta=command.delta,
+                postprocess=command.postprocess,
             )
 
         if command.mode == "estimate":

@@ -113,7 +113,10 @@ def check(name: str, body: Any) -> None:
     """Raise the worded error for the first way ``body`` breaks schema ``name``, if any."""
     # A failing ``allOf`` branch drops the names it would have allowed, so an
     # ``unevaluatedProperties`` error may name no field that is really unknown: those are noise.
-    errors = [e for e in validator(name).iter_errors(body) if not _spurious(e)]
+    try:
+        errors = [e for e in validator(name).iter_errors(body) if not _spurious(e)]
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
     if not errors:
         return
     error = min(errors, key=lambda e: (_FIRST.get(str(e.validator), 2), len(e.path)))
@@ -161,18 +164,15 @@ def _wording(error: ValidationError) -> str:
     where = _where(list(error.path))
     if kind in ("additionalProperties", "unevaluatedProperties"):
         allowed = sorted(_properties(own))
-        unknown = (
-            sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
-        )
-        return (
-            f"unknown field(s) {', '.join(map(repr, unknown))}{_inside(where)}; "
-            f"expected {', '.join(allowed)}"
-        )
+        unknown = ", ".join(repr(_short(name)) for name in _unknown(error))
+        return f"unknown field(s) {unknown}{_inside(where)}; expected {', '.join(allowed)}"
     if kind == "required":
         missing = [name for name in error.validator_value if name not in error.instance]
         return f"missing field {missing[0]!r}{_inside(where)}"
-    field = _field(list(error.path))
-    parent = _inside(_where(list(error.path)[:-1]))
+    path = list(error.path)
+    field = _field(path)
+    # "item 2 of 'group_by'" already names the list it is in.
+    parent = _inside(_where(path[:-2] if path and isinstance(path[-1], int) else path[:-1]))
     if "x-error" in own and kind not in _MEASURED:
         return f"{field} {own['x-error']}{parent}"
     return f"{field} {_must(kind, own, error.instance)}{parent}"
@@ -226,6 +226,11 @@ def _choice(branch: dict[str, Any]) -> str:
     if "const" in branch:
         return _number(branch["const"])
     return _range(branch).strip(" ,") or "of another form"
+
+
+def _short(text: str) -> str:
+    """What the request said, cut short: a message quotes it, never at any length."""
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _number(value: float) -> str:

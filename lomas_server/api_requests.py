@@ -21,6 +21,9 @@ from lomas_server.noise import Noise
 _DUMMY = api_contract.schema("DummyRequest")["properties"]
 MAX_SEED: int = _DUMMY["seed"]["maximum"]
 DEFAULT_DUMMY_ROWS: int = _DUMMY["rows"]["default"]
+# No request needs more than a few levels (an OpenDP filter's list of values is four deep);
+# deeper JSON would only cost the validator's stack.
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,23 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         ) from err
     if not isinstance(value, dict):
         raise InvalidRequest("the request body must be a JSON object", code="invalid_json")
+    if _depth(value) > MAX_DEPTH:
+        raise InvalidRequest(
+            f"the request body is nested more than {MAX_DEPTH} levels deep", code="invalid_json"
+        )
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a JSON value (without recursing: it may be deep)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def parse_sql_request(body: dict[str, Any], *, for_release: bool) -> SqlRequest:

@@ -125,3 +125,16 @@ def test_a_reply_that_breaks_the_document_is_caught():
         api_contract.reply_problem(path, "get", 200, {**good, "remaining": 1}) or ""
     )
     assert "not documented" in (api_contract.reply_problem(path, "get", 418, {}) or "")
+
+
+def test_an_output_name_ends_where_the_text_ends():
+    body = {"query": {"aggregates": [{"op": "count", "as": "n\n"}]}, "epsilon": 1.0}
+    with pytest.raises(ServiceError, match="plain identifier"):
+        api_contract.check("OpenDPRequest", body)
+
+
+def test_an_item_of_a_list_is_located_once():
+    body = {"query": {"aggregates": [5]}, "epsilon": 1.0}
+    with pytest.raises(ServiceError) as info:
+        api_contract.check("OpenDPRequest", body)
+    assert info.value.message == "item 1 of 'aggregates' must be a JSON object (in query)"

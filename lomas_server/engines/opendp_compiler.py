@@ -251,7 +251,8 @@ class Compiler:
         by_name = {r["column"]: r.get("accuracy") for r in rows}
         columns = []
         for a in self.query.aggregates:
-            parts = [n for n in by_name if n.startswith(a.name + "__")]
+            # An output name never holds "__", so what precedes the last one is the output.
+            parts = [n for n in by_name if "__" in n and n.rsplit("__", 1)[0] == a.name]
             exact = len(parts) == 1 and a.op in ("count", "sum", "histogram")
             columns.append(
                 {

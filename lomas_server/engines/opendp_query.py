@@ -31,6 +31,7 @@ from lomas_server.metadata import ColumnSpec, DatasetMetadata
 NEEDS_BOUNDS = ("sum", "mean", "variance", "quantile", "median")
 GROUPABLE = ("string", "int", "boolean")
 MAX_IN_VALUES = 1000
+MAX_NAME = 64
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def parse_opendp_query(document: dict[str, Any], metadata: DatasetMetadata) -> O
             "a histogram is a query of its own: no other aggregates and no 'group_by'"
         )
     names = [a.name for a in aggregates] + list(group_by)
+    names += [a.column for a in aggregates if a.op == "histogram" and a.column is not None]
     if len(set(names)) != len(names):
         raise InvalidQuery(
             "two outputs have the same name; give one of them another name with 'as'"
@@ -118,7 +120,7 @@ def parse_opendp_query(document: dict[str, Any], metadata: DatasetMetadata) -> O
 def _column(name: str, metadata: DatasetMetadata) -> ColumnSpec:
     spec = metadata.columns.get(name)
     if spec is None:
-        raise InvalidQuery(f"unknown column {name!r}")
+        raise InvalidQuery(f"unknown column {_short(name)!r}")
     return spec
 
 
@@ -175,6 +177,12 @@ def _aggregate(item: dict[str, Any], metadata: DatasetMetadata) -> Aggregate:
     elif q is not None:
         raise InvalidQuery(f"'q' only applies to 'quantile', not '{op}'")
     name = item.get("as") or _default_name(op, spec.name if spec else None, q)
+    if "__" in name or len(name) > MAX_NAME:
+        # Names with "__" are the server's (a statistic's noisy parts are NAME__n, ...).
+        raise InvalidQuery(
+            f"the output name {_short(name)!r} is not allowed (it holds '__' or is longer than "
+            f"{MAX_NAME} characters); give the aggregate another name with 'as'"
+        )
     return Aggregate(op, spec.name if spec else None, name, q)
 
 
@@ -201,3 +209,8 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return datetime_text(value)
     return value
+
+
+def _short(text: str) -> str:
+    """What the request said, cut short: a message quotes it, never at any length."""
+    return text if len(text) <= 60 else text[:57] + "..."

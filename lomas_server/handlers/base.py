@@ -12,12 +12,18 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import allow_unauthenticated
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado.web import HTTPError
 
 from lomas_server.api_requests import parse_json_object
-from lomas_server.errors import PayloadTooLarge, ServiceError, TooManyRequests, Unauthorized
+from lomas_server.errors import (
+    Forbidden,
+    PayloadTooLarge,
+    ServiceError,
+    TooManyRequests,
+    Unauthorized,
+)
 from lomas_server.service.analyst import AnalystService
 
 log = logging.getLogger("lomas_server.api")
@@ -60,7 +66,14 @@ class LomasHandler(ExtensionHandlerMixin, APIHandler):
         return self.settings[key]
 
     async def prepare(self) -> None:  # type: ignore[override]
-        await super().prepare()
+        # jupyter_server's own steps (host check, its login off for these handlers), then
+        # APIHandler's origin check in our words: its bare 404 would read as a wrong URL.
+        await JupyterHandler.prepare(self, _redirect_to_login=False)
+        if not self.check_origin():
+            raise Forbidden(
+                "requests from another web origin are not accepted; call the API from the "
+                "notebook server's own pages or from outside a browser"
+            )
         if not self.requires_user:
             return
         provider = self.settings["lomas_identity_provider"]

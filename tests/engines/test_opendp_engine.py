@@ -225,3 +225,20 @@ def test_filters_on_timestamps_compare_exactly():
             },
             metadata,
         )
+
+
+def test_every_output_name_is_checked_and_each_owns_only_its_noisy_values():
+    doubled = sample_metadata("penguin")
+    doubled["columns"]["body__mass"] = doubled["columns"]["body_mass_g"]
+    metadata = DatasetMetadata.from_dict(doubled)
+    with pytest.raises(InvalidQuery, match="give the aggregate another name with 'as'"):
+        parse_opendp_query({"aggregates": [{"op": "mean", "column": "body__mass"}]}, metadata)
+    histogram = {"aggregates": [{"op": "histogram", "column": "species", "as": "species"}]}
+    with pytest.raises(InvalidQuery, match="same name"):
+        parse_opendp_query(histogram, PENGUIN)
+    query = {"aggregates": [{"op": "count", "as": "a"}, {"op": "count", "as": "a_"}]}
+    engine = OpenDPEngine()
+    plan = engine.plan("P", PENGUIN, parse_opendp_query(query, PENGUIN), Noise("laplace", 1.0))
+    by_column = {c["column"]: c for c in plan.columns}
+    assert by_column["a"]["noisy_values"] == ["a__n"] and by_column["a"]["half_width"]
+    assert by_column["a_"]["noisy_values"] == ["a___n"] and by_column["a_"]["half_width"]

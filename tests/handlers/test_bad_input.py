@@ -217,3 +217,31 @@ def test_unknown_endpoint_and_wrong_method_answer_json(user):
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     wrong = user.api.get(SQL)
     assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("path", [SQL, SQL + "/cost", "/datasets/PENGUIN/opendp"])
+def test_deeply_nested_json_is_refused_in_our_words(user, path):
+    for depth in (40, 975):
+        raw = b'{"x": ' + b"[" * depth + b"]" * depth + b"}"
+        reply = user.api.post(path, data=raw, headers={"Content-Type": "application/json"})
+        assert reply.status_code == 400, reply.text
+        assert reply.json() == {
+            "error": "invalid_json",
+            "message": "the request body is nested more than 32 levels deep",
+        }
+    _assert_nothing_spent(user)
+
+
+def test_what_a_message_quotes_from_the_request_is_cut_short(user):
+    reply = user.api.post(SQL, {**GOOD, "k" * 5000: 1})
+    assert reply.status_code == 400 and len(reply.json()["message"]) < 200
+    opendp = {"query": {"aggregates": [{"op": "mean", "column": "c" * 5000}]}, "epsilon": 1.0}
+    reply = user.api.post("/datasets/PENGUIN/opendp/cost", opendp)
+    assert reply.status_code == 400 and "unknown column" in reply.json()["message"]
+    assert len(reply.json()["message"]) < 200
+
+
+def test_a_request_from_another_web_origin_is_refused_by_name(user):
+    reply = user.api.get("/datasets", headers={"Origin": "https://evil.example"})
+    assert reply.status_code == 403
+    assert reply.json()["error"] == "forbidden" and "origin" in reply.json()["message"]

@@ -119,3 +119,15 @@ def test_cost_estimate_reports_accuracy_per_column_and_noisy_value(user):
     sums = [v for v in accuracy["noisy_values"] if v["name"].startswith("sum_")]
     # SUM of a column in [30, 65] with one row per person: sensitivity 65, scale 65 / 0.5
     assert sums[0]["scale"] == pytest.approx(130, rel=1e-4)
+
+
+@pytest.mark.parametrize("postprocess", [True, False])
+def test_the_estimate_knows_postprocess_like_the_release(user, postprocess):
+    """The estimate takes the same fields that make two releases identical: one that calls
+    a request free must be right, and one that calls it paid must be right too."""
+    body = {"query": QUERY, "epsilon": 0.5, "delta": 0.0, "postprocess": postprocess}
+    first = user.api.post("/datasets/PENGUIN/smartnoise-sql", body).json()
+    same = user.api.post(COST, body).json()
+    other = user.api.post(COST, {**body, "postprocess": not postprocess}).json()
+    assert same["replay_of"] == first["query_id"]
+    assert other["replay_of"] is None
