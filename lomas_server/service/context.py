@@ -58,7 +58,14 @@ class DatasetContext:
     def account(self) -> Account:
         """The user's budget on the dataset, as read the first time it was asked for."""
         if self._account is None:
-            self._account = self.read_account()
+            self._account = self.read_spent()
+        return self._account
+
+    def read_spent(self) -> Account:
+        """The account with the spend as the store has it now (after a release, say)."""
+        self._account = Account(
+            self.record, self.grant.initial, self.store.spent(self.user, self.dataset)
+        )
         return self._account
 
     def read_account(self) -> Account:
@@ -68,10 +75,7 @@ class DatasetContext:
         if grant is None:
             raise _not_available(self.dataset)
         self.grant = grant
-        self._account = Account(
-            self.record, grant.initial, self.store.spent(self.user, self.dataset)
-        )
-        return self._account
+        return self.read_spent()
 
     def dataset_spent(self) -> PrivacyAmount | None:
         """The dataset-wide spend, when the dataset has a cap that it counts against."""

@@ -101,7 +101,7 @@ def release(
         ) from err
     _finish(ctx, query_id, DONE, result=result)
     try:
-        account = ctx.read_account()
+        account = ctx.read_spent()
     except StoreUnavailable:
         # A paid release is never hidden by the store going away now: the budget shown is
         # the one read at the reservation, with this query's cost.
