@@ -20,14 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lomas_server.api_requests import SqlRequest
-from lomas_server.datasets import DatasetCache
-from lomas_server.engines.engine_thread import EngineThread
-from lomas_server.engines.opendp_engine import OpenDPEngine
-from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.service.admin import AdminService
-from lomas_server.service.analyst import AnalystService
 from lomas_server.store.sqlite import SqliteStore
-from tests.conftest import seed_datasets
+from tests.conftest import analyst_service, seed_datasets
 
 QUERY = "SELECT species, COUNT(*) AS n FROM df GROUP BY species"
 STORE_READS = ("get_dataset", "get_grant", "get_user", "spent", "dataset_spent", "find_release")
@@ -40,13 +35,7 @@ def main() -> None:
     seed_datasets(admin, folder / "data")
     admin.add_user("analyst")
     admin.grant("analyst", "PENGUIN", 100.0, 1e-3)
-    thread = EngineThread()
-    service = AnalystService(
-        store,
-        SmartnoiseSqlEngine(thread=thread),
-        DatasetCache(2**30, None),
-        opendp=OpenDPEngine(thread=thread),
-    )
+    service, thread = analyst_service(store)
     request = SqlRequest(QUERY, 0.5, 0.0, postprocess=True, fresh=True)
     service.release("analyst", "PENGUIN", request)  # loads the data and remembers the plan
     profile = cProfile.Profile()

@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 import lomas_server
+from lomas_server.datasets import DatasetCache
+from lomas_server.engines.engine_thread import EngineThread
+from lomas_server.engines.opendp_engine import OpenDPEngine
+from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.service.admin import AdminService
+from lomas_server.service.analyst import AnalystService
+from lomas_server.store.base import AdminStore
 from lomas_server.store.sqlite import SqliteStore
 from tests.servers import Api, FerretDB, FileServer, MotoS3, PostgresServer, ServerProcess
 
@@ -28,6 +34,20 @@ def seed_datasets(admin: AdminService, data_dir: Path) -> None:
         target = data_dir / f"{stem}.csv"
         shutil.copyfile(SAMPLE_DATA / f"{stem}.csv", target)
         admin.add_dataset(dataset, target, sample_metadata(stem))
+
+
+def analyst_service(
+    store: AdminStore, cache: DatasetCache | None = None
+) -> tuple[AnalystService, EngineThread]:
+    """The analyst service in this process, both engines on one engine thread (close it)."""
+    thread = EngineThread()
+    analyst = AnalystService(
+        store,
+        SmartnoiseSqlEngine(thread=thread),
+        cache or DatasetCache(2**30, None),
+        opendp=OpenDPEngine(thread=thread),
+    )
+    return analyst, thread
 
 
 @pytest.fixture(scope="session")

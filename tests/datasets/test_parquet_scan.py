@@ -19,15 +19,12 @@ from lomas_server.arrow_schema import plain_strings
 from lomas_server.datasets import DatasetCache, LocalFileSource, S3Source, conformed_table, to_arrow
 from lomas_server.datasets.parquet_scan import ParquetScan, plan_scan
 from lomas_server.engines.duckdb_reader import DuckDBReader
-from lomas_server.engines.engine_thread import EngineThread
-from lomas_server.engines.opendp_engine import Noise, OpenDPEngine
-from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
+from lomas_server.engines.opendp_engine import Noise
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.admin import AdminService
-from lomas_server.service.analyst import AnalystService
 from lomas_server.store import open_store
-from tests.conftest import sample_metadata
+from tests.conftest import analyst_service, sample_metadata
 from tests.engines.test_engines_agree import (
     AGREEMENT_CASES,
     PENGUIN,
@@ -187,11 +184,7 @@ def test_a_missing_column_is_named(tmp_path):
 def service(tmp_path):
     """The real analyst service on its own SQLite store, scanning every Parquet dataset."""
     store = open_store(f"sqlite:///{tmp_path / 'admin.sqlite'}")
-    thread = EngineThread()
-    cache = DatasetCache(max_bytes=10**9, scan_above_bytes=0)
-    analyst = AnalystService(
-        store, SmartnoiseSqlEngine(thread=thread), cache, opendp=OpenDPEngine(thread=thread)
-    )
+    analyst, thread = analyst_service(store, DatasetCache(max_bytes=10**9, scan_above_bytes=0))
     yield AdminService(store), analyst
     thread.close()
 

@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 
 from lomas_server.api_requests import SqlRequest
-from lomas_server.datasets import DatasetCache
-from lomas_server.engines.engine_thread import EngineThread
-from lomas_server.engines.opendp_engine import OpenDPEngine
-from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.errors import BudgetExceeded
 from lomas_server.service.admin import AdminService
-from lomas_server.service.analyst import AnalystService
 from lomas_server.service.query_kinds import Engines
 from lomas_server.store import open_store
-from tests.conftest import seed_datasets
+from tests.conftest import analyst_service, seed_datasets
 
 QUERY = SqlRequest("SELECT COUNT(*) AS n FROM df", epsilon=2.0, delta=0.0)
 
@@ -26,13 +21,7 @@ def services(tmp_path):
     seed_datasets(admin, tmp_path / "data")
     admin.add_user("ana")
     admin.grant("ana", "PENGUIN", 10.0, 1e-4)
-    thread = EngineThread()
-    analyst = AnalystService(
-        store,
-        SmartnoiseSqlEngine(thread=thread),
-        DatasetCache(2**30, None),
-        opendp=OpenDPEngine(thread=thread),
-    )
+    analyst, thread = analyst_service(store)
     yield admin, analyst
     thread.close()
 
