@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 Amount = dict[str, float]
+# Estimate.accuracy_table(), in this order, then the half-width column named by its confidence.
+ESTIMATE_COLUMNS = ("column", "noisy values", "epsilon")
 
 
 def table_frame(table: Mapping[str, Any]) -> pd.DataFrame:
@@ -141,23 +143,26 @@ class Estimate:
         )
 
     def accuracy_table(self) -> pd.DataFrame:
-        """One row per released column: how many noisy values make it, their epsilon when the
-        engine gives it per value (SmartNoise-SQL), and the half-width of its interval."""
+        """One row per released column, as ``--estimate`` shows it; always the columns
+        ``ESTIMATE_COLUMNS`` and then the interval's half-width, named by its confidence
+        (``±95%``): how many noisy values make the column, and their epsilon where the
+        engine gives it per value (SmartNoise-SQL; empty otherwise)."""
         accuracy = self.accuracy
         level = f"±{accuracy['confidence']:.0%}"
         costs = {v["name"]: v.get("epsilon") for v in accuracy["noisy_values"]}
         rows = []
         for column in accuracy["columns"]:
-            row: dict[str, Any] = {
-                "column": column["column"],
-                "noisy values": len(column["noisy_values"]),
-            }
             shares = [costs.get(name) for name in column["noisy_values"]]
-            if shares and all(share is not None for share in shares):
-                row["epsilon"] = sum(float(share) for share in shares if share is not None)
-            row[level] = column["half_width"]
-            rows.append(row)
-        return pd.DataFrame(rows)
+            known = bool(shares) and all(share is not None for share in shares)
+            epsilon = sum(float(share) for share in shares if share is not None) if known else None
+            rows.append(
+                (column["column"], len(column["noisy_values"]), epsilon, column["half_width"])
+            )
+        # The same columns for every engine and query, so that code reading them and eyes
+        # comparing two estimates find each where it was.
+        frame = pd.DataFrame(rows, columns=[*ESTIMATE_COLUMNS, level])
+        frame["epsilon"] = frame["epsilon"].astype(float)
+        return frame
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,16 @@ def test_line_magics(connected, user):
     assert "9 more queries like the last one fit" in captured.outputs[0].data["text/plain"]
 
 
+def test_estimate_columns_are_the_same_for_every_engine(connected):
+    sql = connected.run_cell_magic("lomas_sql", "--estimate", COUNT)
+    opendp = connected.run_cell_magic("lomas_opendp", "--estimate", OPENDP_CELL)
+    assert (
+        list(sql.columns) == list(opendp.columns) == ["column", "noisy values", "epsilon", "±95%"]
+    )
+    # SmartNoise-SQL gives each noisy value's epsilon, OpenDP does not: empty, still there
+    assert sql.set_index("column").loc["n", "epsilon"] == 0.5 and opendp["epsilon"].isna().all()
+
+
 def test_magics_before_connecting_say_so(shell):
     shell.magics_manager.registry["LomasMagic"].client = None
     assert _error(shell, "%lomas_datasets") == (

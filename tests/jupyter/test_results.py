@@ -99,8 +99,8 @@ def test_sql_estimate_and_its_accuracy_table():
     estimate = Estimate.from_reply(reply, dataset="PENGUIN")
     assert (estimate.fits, estimate.free, estimate.queries_left) == (True, False, 2)
     assert estimate.query == reply["normalized_query"] and estimate.noise is None
+    assert list(estimate.accuracy_table().columns) == ["column", "noisy values", "epsilon", "±95%"]
     table = estimate.accuracy_table().set_index("column")
-    assert set(table.columns) == {"noisy values", "epsilon", "±95%"}
     assert table.loc["n", "noisy values"] == 1 and table.loc["n", "epsilon"] == 0.5
     assert table.loc["mean", "epsilon"] == 1.0 and table.loc["mean", "±95%"] == 1.25
     assert pd.isna(table.loc["species", "epsilon"])  # a group key: no noise, no cost
@@ -127,8 +127,9 @@ def test_opendp_estimate_of_a_free_replay():
     )
     assert estimate.noise == {"mechanism": "gaussian", "rho": 0.05, "delta": 0.0}
     table = estimate.accuracy_table()
-    # OpenDP gives no epsilon per value: the table says only what is known
-    assert list(table.columns) == ["column", "noisy values", "±90%"]
+    # OpenDP gives no epsilon per value: the column stays, empty, so the order never changes
+    assert list(table.columns) == ["column", "noisy values", "epsilon", "±90%"]
+    assert table["epsilon"].isna().all() and table.loc[0, "±90%"] == 12.0
 
 
 def test_release_and_the_attrs_of_its_frame():
