@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import requests
 
-from lomas_jupyter._errors import ClientUsageError, ServerError, TransportError
+from lomas_jupyter._errors import ClientUsageError, ServerError, TransportError, Unauthorized
 from lomas_jupyter._opendp import OpenDPQueryBuilder
 from lomas_jupyter._results import Budget, DatasetInfo, Estimate, Release, table_frame
 
@@ -28,10 +28,18 @@ class Client:
     refuses, ``TransportError`` when there is no usable reply."""
 
     def __init__(
-        self, url: str, token: str, *, timeout: float = 120.0, user: str | None = None
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 120.0,
+        user: str | None = None,
+        token_source: str = "the token given to Client",
     ) -> None:
         self.url = url.rstrip("/")
         self.user = user
+        # Named when the server refuses the token: the fix is wherever the token was set.
+        self.token_source = token_source
         self.api = self.url + API_PREFIX
         self.timeout = timeout
         self._session = requests.Session()
@@ -42,6 +50,7 @@ class Client:
         """Connect with a connection.json as written by ``lomas-server demo``."""
         try:
             info = json.loads(Path(path).read_text())
+            kwargs.setdefault("token_source", f"the token in {path}")
             return cls(info["url"], info["token"], user=info.get("user"), **kwargs)
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ClientUsageError(f"cannot read connection file {path}: {err}") from err
@@ -52,6 +61,7 @@ class Client:
         url, token = os.environ.get("LOMAS_URL"), os.environ.get("LOMAS_TOKEN")
         if not url or not token:
             raise ClientUsageError("set LOMAS_URL and LOMAS_TOKEN, or pass a URL and token")
+        kwargs.setdefault("token_source", "LOMAS_TOKEN")
         return cls(url, token, user=os.environ.get("LOMAS_USER"), **kwargs)
 
     @classmethod
@@ -196,6 +206,17 @@ class Client:
         reply = self._call("POST", f"/datasets/{dataset}/{engine}", body)
         return self._typed(lambda: Release.from_reply(reply, dataset=dataset, request=body))
 
+    def _token_refused(self, error: Unauthorized) -> Unauthorized:
+        """The server words a refused token for HTTP clients (the header to send); here the
+        analyst set it in a variable, a file or an argument, so the message names that."""
+        return Unauthorized(
+            f"the server at {self.url} refused the token: check {self.token_source}, "
+            "or ask the administrator for a new one",
+            code=error.code,
+            status=error.status,
+            reply=error.reply,
+        )
+
     def _typed(self, build: Callable[[], T]) -> T:
         """A reply of the wrong shape (a proxy's page, an incompatible server) is no result."""
         try:
@@ -230,7 +251,10 @@ class Client:
             payload = None
         if response.status_code >= 400:
             if isinstance(payload, dict) and "message" in payload:
-                raise ServerError.from_reply(payload, status=response.status_code)
+                error = ServerError.from_reply(payload, status=response.status_code)
+                if isinstance(error, Unauthorized):
+                    raise self._token_refused(error)
+                raise error
             raise TransportError(
                 f"the server answered HTTP {response.status_code}",
                 code="http_error",

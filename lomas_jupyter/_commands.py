@@ -64,23 +64,40 @@ class ConnectCommand:
         if self.file:
             return Client.from_file(self.file, timeout=timeout)
         if self.url:
-            token = self.token or os.environ.get("LOMAS_TOKEN")
+            if self.token:
+                return Client(
+                    self.url, self.token, timeout=timeout, token_source="the token after --token"
+                )
+            token = os.environ.get("LOMAS_TOKEN")
             if not token:
                 raise ClientUsageError("give --token, or set LOMAS_TOKEN")
-            return Client(self.url, token, timeout=timeout)
+            return Client(self.url, token, timeout=timeout, token_source="LOMAS_TOKEN")
         return Client.discover(timeout=timeout)
 
+    def connect(self, current: str, *, timeout: float) -> tuple[Client, str, str]:
+        """A client that has answered, the default dataset on it, and the line that says so.
+
+        Nothing is kept of an attempt that fails, so the caller's connection stays as it was."""
+        client = self.open(timeout=timeout)
+        try:
+            dataset, message = self.choose_dataset(client, current)
+        except BaseException:
+            client.close()
+            raise
+        return client, dataset, message
+
     def choose_dataset(self, client: Client, current: str) -> tuple[str, str]:
-        """The default dataset after connecting, and the line that says so."""
+        """The default dataset after connecting, and the line that says so: the one asked
+        for, else the current one if this server has it, else the only one there is."""
         names = [d.name for d in client.datasets()]
-        dataset = current
+        dataset = current if current in names else ""
         if self.dataset:
             if self.dataset not in names:
                 raise ClientUsageError(
                     f"no dataset {self.dataset!r} is available to you; you have: {', '.join(names)}"
                 )
             dataset = self.dataset
-        elif not current and len(names) == 1:
+        elif not dataset and len(names) == 1:
             dataset = names[0]
         who = f" as {client.user}" if client.user else ""
         message = f"Connected to {client.url}{who}. Datasets: {', '.join(names) or '(none)'}" + (

@@ -111,9 +111,16 @@ class LomasMagic(Magics, Configurable):
         else lomas-demo/connection.json in this folder or one above it.
         """
         command = ConnectCommand.parse(self.lomas_connect, line)
-        # Connected from here on, even if the dataset asked for is not there.
-        self.client = command.open(timeout=self.timeout)
-        self.dataset, message = command.choose_dataset(self.client, self.dataset)
+        try:
+            client, dataset, message = command.connect(self.dataset, timeout=self.timeout)
+        except LomasError:
+            # A mistyped token or URL must not cost the analyst a working connection.
+            if self.client is not None:
+                print(f"Still connected to {self.client.url}, as before.")
+            raise
+        if self.client is not None:
+            self.client.close()
+        self.client, self.dataset = client, dataset
         print(message)
 
     # -- wiring --------------------------------------------------------------------------------

@@ -119,6 +119,26 @@ def test_server_refusals_raise_their_class(client, server):
     assert info.value.status == 401 and str(info.value).endswith("[unauthorized]")
 
 
+def test_a_refused_token_names_where_it_came_from(server, tmp_path, monkeypatch):
+    """The server's 401 explains the HTTP header; the analyst set a variable or a file."""
+    with pytest.raises(Unauthorized) as info:
+        Client(server.url, "wrong").datasets()
+    assert str(info.value) == (
+        f"the server at {server.url} refused the token: check the token given to Client, "
+        "or ask the administrator for a new one [unauthorized]"
+    )
+    assert "Authorization" in info.value.reply["message"]  # the server's words stay at hand
+    assert "Authorization" not in str(info.value)
+    monkeypatch.setenv("LOMAS_URL", server.url)
+    monkeypatch.setenv("LOMAS_TOKEN", "wrong")
+    with pytest.raises(Unauthorized, match="check LOMAS_TOKEN, or ask"):
+        Client.from_env().budget("PENGUIN")
+    path = tmp_path / "connection.json"
+    path.write_text(json.dumps({"url": server.url, "token": "wrong"}))
+    with pytest.raises(Unauthorized, match=f"check the token in {path}, or ask"):
+        Client.from_file(path).queries()
+
+
 def test_client_connection_failure_is_readable():
     with pytest.raises(TransportError, match="cannot reach") as info:
         Client("http://127.0.0.1:9", "t", timeout=2).datasets()

@@ -71,10 +71,33 @@ def test_connect_errors_are_one_readable_line(shell, server, monkeypatch):
     monkeypatch.delenv("LOMAS_TOKEN", raising=False)
     assert _error(shell, f"%lomas_connect {server.url} --token wrong") == (
         "UsageError",
-        "missing or invalid API token; send the header 'Authorization: token <your token>' [unauthorized]",
+        f"the server at {server.url} refused the token: check the token after --token, "
+        "or ask the administrator for a new one [unauthorized]",
     )
+    monkeypatch.setenv("LOMAS_TOKEN", "wrong")
+    kind, message = _error(shell, f"%lomas_connect {server.url}")
+    assert message.startswith(f"the server at {server.url} refused the token: check LOMAS_TOKEN")
     kind, message = _error(shell, "%lomas_connect http://127.0.0.1:9 --token x")
     assert kind == "UsageError" and "cannot reach the server" in message
+
+
+def test_a_failed_connect_keeps_the_working_connection(connected, user, server, capsys):
+    magic = connected.magics_manager.registry["LomasMagic"]
+    working = magic.client
+    capsys.readouterr()
+    for line in (
+        f"{server.url} --token wrong",  # refused token
+        "http://127.0.0.1:9 --token x",  # no server there
+        f"{server.url} --token {user.token} --dataset NOPE",  # a dataset it does not have
+    ):
+        kind, message = _error(connected, f"%lomas_connect {line}")
+        assert kind == "UsageError", message
+        assert capsys.readouterr().out == f"Still connected to {server.url}, as before.\n"
+        assert magic.client is working and magic.dataset == "PENGUIN"
+    # and it still works
+    assert list(connected.run_line_magic("lomas_datasets", "")["dataset"]) == ["PENGUIN", "TITANIC"]
+    connected.run_cell_magic("lomas_sql", "", "SELECT COUNT(*) AS n FROM df")
+    assert _spent(user) == 0.5
 
 
 def test_query_displays_budget_bundle_and_returns_a_dataframe(connected, user):
