@@ -17,7 +17,7 @@ from lomas_jupyter._client import Client
 from lomas_jupyter._commands import DatasetCommand, Defaults, OpenDPCommand, SqlCommand
 from lomas_jupyter._display import BudgetDisplay
 from lomas_jupyter._errors import ClientUsageError
-from lomas_jupyter._results import Estimate, Release
+from lomas_jupyter._results import DATASET_COLUMNS, Estimate, Release
 
 HISTORY_COLUMNS = [
     "query_id",
@@ -52,18 +52,8 @@ class Executor:
 
     # -- exploring ---------------------------------------------------------------------------
     def datasets(self) -> Outcome:
-        rows = [
-            {
-                "dataset": d.name,
-                "epsilon left": d.budget.remaining["epsilon"],
-                "delta left": d.budget.remaining["delta"],
-                "epsilon spent": d.budget.spent["epsilon"],
-                "delta spent": d.budget.spent["delta"],
-                "max epsilon per query": d.max_query["epsilon"],
-            }
-            for d in self.client.datasets()
-        ]
-        return Outcome(pd.DataFrame(rows))
+        rows = [d.row() for d in self.client.datasets()]
+        return Outcome(pd.DataFrame(rows, columns=list(DATASET_COLUMNS)))
 
     def metadata(self, command: DatasetCommand) -> Outcome:
         dataset = self.defaults.resolve(command.dataset)

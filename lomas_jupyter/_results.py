@@ -14,6 +14,16 @@ from typing import Any
 import pandas as pd
 
 Amount = dict[str, float]
+# %lomas_datasets: one DatasetInfo.row() per dataset, in this order.
+DATASET_COLUMNS = (
+    "dataset",
+    "epsilon left",
+    "delta left",
+    "epsilon spent",
+    "delta spent",
+    "max epsilon per query",
+    "max delta per query",
+)
 # Estimate.accuracy_table(), in this order, then the half-width column named by its confidence.
 ESTIMATE_COLUMNS = ("column", "noisy values", "epsilon")
 
@@ -101,6 +111,20 @@ class DatasetInfo:
             max_query=_amount(reply["max_query"]),
             raw=dict(reply),
         )
+
+    def row(self) -> dict[str, Any]:
+        """Its row in ``%lomas_datasets`` (columns ``DATASET_COLUMNS``)."""
+        remaining, spent = self.budget.remaining, self.budget.spent
+        values = (
+            self.name,
+            remaining["epsilon"],
+            remaining["delta"],
+            spent["epsilon"],
+            spent["delta"],
+            self.max_query["epsilon"],
+            self.max_query["delta"],
+        )
+        return dict(zip(DATASET_COLUMNS, values, strict=True))
 
 
 @dataclass(frozen=True)

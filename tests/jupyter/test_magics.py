@@ -243,6 +243,22 @@ def test_short_errors_off_raises_the_real_exception(connected):
 def test_line_magics(connected, user):
     datasets = connected.run_line_magic("lomas_datasets", "")
     assert list(datasets["dataset"]) == ["PENGUIN", "TITANIC"]
+    # what one query may cost sits beside what is left: delta too, which groups need
+    assert list(datasets.columns) == [
+        "dataset",
+        "epsilon left",
+        "delta left",
+        "epsilon spent",
+        "delta spent",
+        "max epsilon per query",
+        "max delta per query",
+    ]
+    limits = {d.name: d.max_query for d in user_client(connected).datasets()}
+    titanic = datasets.set_index("dataset").loc["TITANIC"]
+    assert titanic["delta left"] == 1e-3 and titanic["max delta per query"] == pytest.approx(
+        limits["TITANIC"]["delta"]
+    )
+    assert titanic["max epsilon per query"] == limits["TITANIC"]["epsilon"]
     metadata = connected.run_line_magic("lomas_metadata", "")
     assert "bill_length_mm" in set(metadata["column"])
     assert metadata.set_index("column").loc["bill_length_mm", "upper"] == 65.0
@@ -266,6 +282,10 @@ def test_estimate_columns_are_the_same_for_every_engine(connected):
     )
     # SmartNoise-SQL gives each noisy value's epsilon, OpenDP does not: empty, still there
     assert sql.set_index("column").loc["n", "epsilon"] == 0.5 and opendp["epsilon"].isna().all()
+
+
+def user_client(shell):
+    return shell.magics_manager.registry["LomasMagic"].client
 
 
 def test_magics_before_connecting_say_so(shell):

@@ -84,6 +84,15 @@ def test_dataset_info():
     assert info.name == "TITANIC" and info.engines == ("smartnoise_sql", "opendp")
     assert info.budget.dataset == "TITANIC" and info.budget.last_query is None
     assert info.max_query == {"epsilon": 10.0, "delta": 0.001}
+    assert info.row() == {
+        "dataset": "TITANIC",
+        "epsilon left": 3.5,
+        "delta left": 1e-4,
+        "epsilon spent": 1.5,
+        "delta spent": 0.0,
+        "max epsilon per query": 10.0,
+        "max delta per query": 0.001,
+    }
 
 
 def test_sql_estimate_and_its_accuracy_table():
