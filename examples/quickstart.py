@@ -24,10 +24,8 @@ def main(connection: str) -> None:
         )
 
     metadata = client.metadata("PENGUIN")
-    print(
-        "\nPENGUIN columns:",
-        ", ".join(f"{n} ({c['type']})" for n, c in metadata["columns"].items()),
-    )
+    print("\nPENGUIN columns (public metadata, free):")
+    print(metadata.columns.to_string(index=False))
 
     print("\nDummy rows (from metadata only, free):")
     print(client.dummy("PENGUIN", rows=5, seed=1).to_string(index=False))
@@ -52,7 +50,9 @@ def main(connection: str) -> None:
     except InvalidQuery as err:
         print(f"\nA refused query costs nothing: {err}")
 
-    print(f"\nMy archive holds {len(client.queries('PENGUIN'))} PENGUIN queries.")
+    print("\nMy archive (an identical rerun replays the release marked 'free to rerun'):")
+    history = pd.DataFrame([q.row() for q in client.queries("PENGUIN")])
+    print(history.to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lomas_jupyter._archive import QueryRecord
 from lomas_jupyter._client import Client
 from lomas_jupyter._display import MIME_TYPE, BudgetDisplay
 from lomas_jupyter._errors import (
@@ -29,7 +30,7 @@ from lomas_jupyter._errors import (
     Unauthorized,
 )
 from lomas_jupyter._opendp import OpenDPQueryBuilder
-from lomas_jupyter._results import Budget, DatasetInfo, Estimate, LastQuery, Release
+from lomas_jupyter._results import Budget, DatasetInfo, Estimate, LastQuery, Metadata, Release
 
 __version__ = "0.1.0"
 __all__ = [
@@ -47,10 +48,12 @@ __all__ = [
     "InvalidRequest",
     "LastQuery",
     "LomasError",
+    "Metadata",
     "NotFound",
     "OpenDPQueryBuilder",
     "PayloadTooLarge",
     "QueryFailed",
+    "QueryRecord",
     "QueryTooExpensive",
     "Release",
     "ServerBusy",

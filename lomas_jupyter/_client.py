@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import pandas as pd
 import requests
 
+from lomas_jupyter._archive import QueryRecord, archive_records
 from lomas_jupyter._errors import ClientUsageError, ServerError, TransportError, Unauthorized
 from lomas_jupyter._opendp import OpenDPQueryBuilder
-from lomas_jupyter._results import Budget, DatasetInfo, Estimate, Release, table_frame
+from lomas_jupyter._results import Budget, DatasetInfo, Estimate, Metadata, Release, table_frame
 
 API_PREFIX = "/lomas/api/v1"
 DEMO_CONNECTION = Path("lomas-demo") / "connection.json"
@@ -107,9 +108,11 @@ class Client:
         reply = self._call("GET", "/datasets")
         return self._typed(lambda: [DatasetInfo.from_reply(d) for d in reply["datasets"]])
 
-    def metadata(self, dataset: str) -> dict[str, Any]:
-        """The dataset's public metadata document: columns, types, bounds, categories."""
-        return self._json(self._call("GET", f"/datasets/{dataset}/metadata"))
+    def metadata(self, dataset: str) -> Metadata:
+        """The dataset's public metadata: its columns (types, bounds, categories) as a
+        DataFrame, its options, and the whole document in ``raw``."""
+        reply = self._call("GET", f"/datasets/{dataset}/metadata")
+        return self._typed(lambda: Metadata.from_reply(reply, dataset=dataset))
 
     def budget(self, dataset: str) -> Budget:
         """Your budget on a dataset, and how many more queries like your last one fit."""
@@ -124,11 +127,12 @@ class Client:
         reply = self._call("POST", f"/datasets/{dataset}/dummy", body)
         return self._typed(lambda: table_frame(reply))
 
-    def queries(self, dataset: str | None = None) -> list[dict[str, Any]]:
-        """Your archive: each query's request, cost, status and result, as the server keeps it."""
+    def queries(self, dataset: str | None = None) -> list[QueryRecord]:
+        """Your archive, oldest first: each query, its parameters, cost, status and result,
+        and which release a rerun of it replays."""
         params = {"dataset": dataset} if dataset else None
         reply = self._call("GET", "/queries", params=params)
-        return self._typed(lambda: list(reply["queries"]))
+        return self._typed(lambda: archive_records(reply["queries"]))
 
     # -- SmartNoise-SQL ----------------------------------------------------------------------
     def smartnoise_sql_cost(

@@ -13,23 +13,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from lomas_jupyter._archive import history_frame
 from lomas_jupyter._client import Client
 from lomas_jupyter._commands import DatasetCommand, Defaults, OpenDPCommand, SqlCommand
 from lomas_jupyter._display import BudgetDisplay
 from lomas_jupyter._errors import ClientUsageError
 from lomas_jupyter._results import DATASET_COLUMNS, Estimate, Release
-
-HISTORY_COLUMNS = [
-    "query_id",
-    "dataset",
-    "query",
-    "epsilon",
-    "delta",
-    "cost epsilon",
-    "cost delta",
-    "status",
-    "at",
-]
 
 
 @dataclass(frozen=True)
@@ -58,20 +47,8 @@ class Executor:
     def metadata(self, command: DatasetCommand) -> Outcome:
         dataset = self.defaults.resolve(command.dataset)
         metadata = self.client.metadata(dataset)
-        options = {k: v for k, v in metadata.items() if k != "columns"}
-        rows = [
-            {
-                "column": name,
-                "type": spec.get("type"),
-                "lower": spec.get("lower"),
-                "upper": spec.get("upper"),
-                "nullable": spec.get("nullable", True),
-                "categories": spec.get("categories"),
-            }
-            for name, spec in metadata["columns"].items()
-        ]
-        message = f"{dataset}: " + ", ".join(f"{k}={v}" for k, v in options.items())
-        return Outcome(pd.DataFrame(rows), message=message)
+        options = ", ".join(f"{k}={v}" for k, v in metadata.options.items())
+        return Outcome(metadata.columns, message=f"{dataset}: {options}")
 
     def budget(self, command: DatasetCommand) -> Outcome:
         dataset = self.defaults.resolve(command.dataset)
@@ -82,21 +59,7 @@ class Executor:
         )
 
     def history(self, command: DatasetCommand) -> Outcome:
-        rows = [
-            {
-                "query_id": q["query_id"][:8],
-                "dataset": q["dataset"],
-                "query": q.get("query"),
-                "epsilon": q.get("epsilon"),
-                "delta": q.get("delta"),
-                "cost epsilon": q["cost"]["epsilon"],
-                "cost delta": q["cost"]["delta"],
-                "status": q["status"],
-                "at": q["created_at"],
-            }
-            for q in self.client.queries(command.dataset)
-        ]
-        return Outcome(pd.DataFrame(rows, columns=HISTORY_COLUMNS))
+        return Outcome(history_frame(self.client.queries(command.dataset)))
 
     def dummy(self, command: DatasetCommand) -> Outcome:
         return Outcome(
@@ -125,7 +88,7 @@ class Executor:
 
             rows = client.dummy(dataset, rows=self.defaults.dummy_rows, seed=0)
             run = run_on_dummy(
-                client.metadata(dataset),
+                client.metadata(dataset).raw,
                 rows,
                 dataset,
                 command.query,
@@ -161,7 +124,7 @@ class Executor:
             from lomas_jupyter._dummy import run_opendp_on_dummy
 
             rows = client.dummy(dataset, rows=self.defaults.dummy_rows, seed=0)
-            result = run_opendp_on_dummy(client.metadata(dataset), rows, dataset, request)
+            result = run_opendp_on_dummy(client.metadata(dataset).raw, rows, dataset, request)
             return _dummy_outcome(result, len(rows), estimate(), command.target)
         return self._spend(
             estimate,

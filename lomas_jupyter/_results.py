@@ -1,4 +1,5 @@
-"""The server's replies as typed values: a release, an estimate, a budget, a dataset.
+"""The server's replies as typed values: a release, an estimate, a budget, a dataset, its
+metadata.
 
 Each keeps the reply as it came in ``raw``, so that a field a newer server adds is never
 out of reach. Amounts (``cost``, ``initial``, ...) are dicts with ``epsilon`` and ``delta``,
@@ -26,6 +27,8 @@ DATASET_COLUMNS = (
 )
 # Estimate.accuracy_table(), in this order, then the half-width column named by its confidence.
 ESTIMATE_COLUMNS = ("column", "noisy values", "epsilon")
+# Metadata.columns, in this order.
+METADATA_COLUMNS = ("column", "type", "lower", "upper", "nullable", "categories", "public keys")
 
 
 def table_frame(table: Mapping[str, Any]) -> pd.DataFrame:
@@ -125,6 +128,40 @@ class DatasetInfo:
             self.max_query["delta"],
         )
         return dict(zip(DATASET_COLUMNS, values, strict=True))
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """A dataset's public metadata: ``columns`` has one row per column (``METADATA_COLUMNS``),
+    as ``%lomas_metadata`` shows it; ``options`` the table's settings (``max_ids``,
+    ``row_privacy``, ``rows``, ...); ``raw`` the whole document."""
+
+    dataset: str
+    columns: pd.DataFrame = field(repr=False, compare=False)
+    options: dict[str, Any]
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], *, dataset: str) -> Metadata:
+        rows = [
+            (
+                str(name),
+                spec.get("type"),
+                spec.get("lower"),
+                spec.get("upper"),
+                # The server's defaults for what a column does not say.
+                bool(spec.get("nullable", True)),
+                spec.get("categories"),
+                bool(spec.get("public_keys", False)),
+            )
+            for name, spec in reply["columns"].items()
+        ]
+        return cls(
+            dataset=dataset,
+            columns=pd.DataFrame(rows, columns=list(METADATA_COLUMNS)),
+            options={str(k): v for k, v in reply.items() if k != "columns"},
+            raw=dict(reply),
+        )
 
 
 @dataclass(frozen=True)

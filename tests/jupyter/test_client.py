@@ -16,7 +16,9 @@ from lomas_jupyter import (
     Estimate,
     InvalidQuery,
     LomasError,
+    Metadata,
     NotFound,
+    QueryRecord,
     QueryTooExpensive,
     Release,
     TransportError,
@@ -34,7 +36,7 @@ def client(make_user, server):
 
 def test_client_round_trip(client):
     assert [d.name for d in client.datasets()] == ["PENGUIN"]
-    assert "columns" in client.metadata("PENGUIN")
+    assert "bill_length_mm" in set(client.metadata("PENGUIN").columns["column"])
     dummy = client.dummy("PENGUIN", rows=20, seed=1)
     assert isinstance(dummy, pd.DataFrame) and dummy.shape == (20, 7)
     assert client.smartnoise_sql_cost("PENGUIN", COUNT, epsilon=0.5).cost == {
@@ -157,3 +159,45 @@ def test_client_from_file_and_env(tmp_path, server, make_user, monkeypatch):
     assert Client.from_env().datasets()[0].name == "PENGUIN"
     with pytest.raises(ClientUsageError, match="connection file"):
         Client.from_file(tmp_path / "missing.json")
+
+
+def test_metadata_is_typed_like_the_magic_shows_it(client):
+    metadata = client.metadata("PENGUIN")
+    assert isinstance(metadata, Metadata) and metadata.dataset == "PENGUIN"
+    columns = metadata.columns.set_index("column")
+    assert list(metadata.columns.columns) == [
+        "column",
+        "type",
+        "lower",
+        "upper",
+        "nullable",
+        "categories",
+        "public keys",
+    ]
+    assert columns.loc["bill_length_mm", "upper"] == 65.0
+    assert columns.loc["species", "categories"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert columns.loc["species", "public keys"] and not columns.loc["species", "nullable"]
+    assert metadata.options["max_ids"] == 1 and "columns" not in metadata.options
+    assert metadata.raw["columns"]["bill_length_mm"]["upper"] == 65.0
+
+
+def test_queries_are_typed_records_marked_for_replay(client):
+    first = client.smartnoise_sql_response("PENGUIN", COUNT, epsilon=0.5)
+    client.smartnoise_sql("PENGUIN", COUNT.lower(), epsilon=0.5)  # a replay: not archived
+    fresh = client.smartnoise_sql_response("PENGUIN", COUNT, epsilon=0.5, fresh=True)
+    opendp = client.opendp("PENGUIN").group_by("species").count().gaussian(rho=0.05).response()
+    records = client.queries("PENGUIN")
+    assert all(isinstance(r, QueryRecord) for r in records)
+    assert [r.query_id for r in records] == [first.query_id, fresh.query_id, opendp.query_id]
+    sql, again, counted = records
+    assert (sql.engine, sql.query, sql.epsilon, sql.delta) == ("smartnoise_sql", COUNT, 0.5, 0.0)
+    assert sql.cost == {"epsilon": 0.5, "delta": 0.0} and sql.status == "done"
+    assert sql.created_at.tzinfo is not None and sql.finished_at >= sql.created_at
+    pd.testing.assert_frame_equal(sql.result, first.frame, check_dtype=False)
+    # a rerun returns the first release; the second was paid for with fresh=True
+    assert sql.replayable and sql.repeats is None
+    assert not again.replayable and again.repeats == first.query_id
+    assert counted.engine == "opendp" and counted.query == "count(*) by species"
+    assert (counted.mechanism, counted.rho, counted.epsilon) == ("gaussian", 0.05, None)
+    assert counted.opendp is not None and counted.replayable
+    assert client.queries("PENGUIN") == records

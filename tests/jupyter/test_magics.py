@@ -38,6 +38,10 @@ def _spent(user, dataset="PENGUIN"):
     return user.api.get(f"/datasets/{dataset}/budget").json()["spent"]["epsilon"]
 
 
+def user_client(shell):
+    return shell.magics_manager.registry["LomasMagic"].client
+
+
 def _error(shell, cell):
     """Run a cell as a notebook would; return the one-line error it shows, if any."""
     result = shell.run_cell(cell)
@@ -267,11 +271,66 @@ def test_line_magics(connected, user):
     connected.run_cell_magic("lomas_sql", "--epsilon 0.5", COUNT)
     history = connected.run_line_magic("lomas_history", "")
     assert list(history["status"]) == ["done"] and history["cost epsilon"][0] == 0.5
+    pd.testing.assert_frame_equal(
+        metadata, user_client(connected).metadata("PENGUIN").columns
+    )  # the magic shows what the client returns
     with capture_output() as captured:
         connected.run_line_magic("lomas_budget", "")
     data = captured.outputs[0].data[MIME_TYPE]
     assert data["kind"] == "budget" and data["queries_left"] == 9  # 4.5 left / 0.5 each
     assert "9 more queries like the last one fit" in captured.outputs[0].data["text/plain"]
+
+
+def test_history_is_readable(connected, user):
+    total = "SELECT COUNT(*) AS n FROM df"
+    connected.run_cell_magic(
+        "lomas_sql", "", "SELECT species, COUNT(*) AS n\n  FROM df\n  GROUP BY species"
+    )
+    connected.run_cell_magic("lomas_sql", "", total)
+    connected.run_cell_magic("lomas_sql", "", total.lower())  # the same again: a free replay
+    connected.run_cell_magic("lomas_sql", "--fresh", total)
+    connected.run_cell_magic("lomas_opendp", "--rho 0.05 --yes", "aggregates: [{op: count}]")
+    connected.run_cell_magic(
+        "lomas_sql",
+        "--dataset TITANIC --delta 1e-5",
+        "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name",
+    )
+    history = connected.run_line_magic("lomas_history", "")
+    assert list(history.columns) == [
+        "at",
+        "query_id",
+        "dataset",
+        "engine",
+        "query",
+        "parameters",
+        "cost epsilon",
+        "cost delta",
+        "status",
+        "replay",
+    ]
+    records = user_client(connected).queries("PENGUIN")  # the default dataset's
+    assert list(history["query_id"]) == [r.query_id[:8] for r in records]
+    # local time to the second, not the server's ISO string in UTC
+    at = history["at"][0]
+    assert isinstance(at, pd.Timestamp) and at.tzinfo is None and at.microsecond == 0
+    assert at == pd.Timestamp(
+        records[0].created_at.astimezone().replace(tzinfo=None, microsecond=0)
+    )
+    assert list(history["query"]) == [COUNT, total, total, "count(*)"]  # each on one line
+    assert list(history["engine"]) == ["SQL", "SQL", "SQL", "OpenDP"]
+    assert list(history["parameters"]) == ["epsilon=0.5", "epsilon=0.5", "epsilon=0.5", "rho=0.05"]
+    assert list(history["replay"]) == [
+        "free to rerun",
+        "free to rerun",
+        f"fresh repeat of {history['query_id'][1]}",
+        "free to rerun",
+    ]
+    assert list(history["status"]) == ["done"] * 4
+    assert list(history["cost epsilon"][:3]) == [0.5, 0.5, 0.5]
+    titanic = connected.run_line_magic("lomas_history", "TITANIC")
+    assert list(titanic["dataset"]) == ["TITANIC"]
+    assert titanic["parameters"][0] == "epsilon=0.5, delta=1e-05"
+    assert titanic["cost delta"][0] == pytest.approx(1e-5)
 
 
 def test_estimate_columns_are_the_same_for_every_engine(connected):
@@ -282,10 +341,6 @@ def test_estimate_columns_are_the_same_for_every_engine(connected):
     )
     # SmartNoise-SQL gives each noisy value's epsilon, OpenDP does not: empty, still there
     assert sql.set_index("column").loc["n", "epsilon"] == 0.5 and opendp["epsilon"].isna().all()
-
-
-def user_client(shell):
-    return shell.magics_manager.registry["LomasMagic"].client
 
 
 def test_magics_before_connecting_say_so(shell):

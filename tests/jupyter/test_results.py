@@ -4,11 +4,13 @@ tests/jupyter/test_client.py gets the same types from the real server."""
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
-from lomas_jupyter import Budget, DatasetInfo, Estimate, LastQuery, Release
+from lomas_jupyter import Budget, DatasetInfo, Estimate, LastQuery, Metadata, QueryRecord, Release
+from lomas_jupyter._archive import archive_records, history_frame
 
 BUDGET = {
     "initial": {"epsilon": 5.0, "delta": 1e-4},
@@ -190,3 +192,117 @@ def test_results_are_frozen():
     budget = Budget.from_reply(BUDGET, dataset="PENGUIN")
     with pytest.raises(dataclasses.FrozenInstanceError):
         budget.dataset = "OTHER"
+
+
+def test_metadata_columns_one_row_each_with_the_server_defaults():
+    reply = {
+        "max_ids": 1,
+        "row_privacy": True,
+        "columns": {
+            "species": {"type": "string", "categories": ["A", "B"], "public_keys": True},
+            "mass": {"type": "float", "lower": 2000.0, "upper": 7000.0, "nullable": False},
+        },
+    }
+    metadata = Metadata.from_reply(reply, dataset="PENGUIN")
+    assert metadata.options == {"max_ids": 1, "row_privacy": True} and metadata.raw == reply
+    columns = metadata.columns.set_index("column")
+    assert list(columns.index) == ["species", "mass"]
+    assert columns.loc["species"].drop(["lower", "upper"]).to_dict() == {
+        "type": "string",
+        "nullable": True,  # the server's default for a column that does not say
+        "categories": ["A", "B"],
+        "public keys": True,
+    }
+    assert columns[["lower", "upper"]].loc["species"].isna().all()
+    assert columns.loc["mass"].to_dict() == {
+        "type": "float",
+        "lower": 2000.0,
+        "upper": 7000.0,
+        "nullable": False,
+        "categories": None,
+        "public keys": False,
+    }
+
+
+def _entry(query_id, created, **fields):
+    entry = {
+        "query_id": query_id * 16,
+        "dataset": "PENGUIN",
+        "engine": "smartnoise_sql",
+        "query": "SELECT COUNT(*) AS n\n    FROM df",
+        "normalized_query": "SELECT COUNT ( * ) AS n FROM df",
+        "epsilon": 0.5,
+        "delta": 0.0,
+        "postprocess": True,
+        "cost": {"epsilon": 0.5, "delta": 0.0},
+        "status": "done",
+        "created_at": created,
+        "finished_at": None,
+        "result": {"columns": ["n"], "data": [[344.2]]},
+    }
+    return {**entry, **fields}
+
+
+def test_archive_records_are_marked_as_the_server_replays():
+    replies = [
+        _entry("a1", "2025-03-01T09:00:00.123456+00:00", status="failed", result=None),
+        _entry("b2", "2025-03-01T09:01:00+00:00"),
+        _entry("c3", "2025-03-01T09:02:00+00:00"),  # the same request, paid again (fresh)
+        _entry("d4", "2025-03-01T09:03:00+00:00", epsilon=1.0, cost={"epsilon": 1.0, "delta": 0}),
+        _entry(
+            "e5",
+            "2025-03-01T09:04:00",  # no zone: taken as UTC
+            engine="opendp",
+            query="count(*) by species",
+            normalized_query=None,
+            opendp={"aggregates": [{"op": "count"}], "group_by": ["species"]},
+            postprocess=None,
+            mechanism="gaussian",
+            epsilon=None,
+            rho=0.05,
+            delta=1e-6,
+            cost={"epsilon": 0.9, "delta": 1e-6, "rho": 0.05},
+        ),
+    ]
+    failed, first, fresh, other, opendp = archive_records(replies)
+    assert isinstance(first, QueryRecord) and not failed.replayable and failed.result is None
+    assert first.replayable and first.repeats is None
+    assert fresh.repeats == "b2" * 16 and not fresh.replayable
+    assert other.replayable  # another epsilon: another request
+    assert opendp.created_at == datetime(2025, 3, 1, 9, 4, tzinfo=UTC) and opendp.replayable
+    assert opendp.parameters() == "rho=0.05, delta=1e-06" and first.parameters() == "epsilon=0.5"
+    assert list(first.result.columns) == ["n"]
+
+
+def test_history_rows_are_readable():
+    records = archive_records(
+        [
+            _entry("b2", "2025-03-01T09:01:00.654321+00:00", postprocess=False),
+            _entry("c3", "2025-03-01T09:02:00+00:00", postprocess=False),
+        ]
+    )
+    frame = history_frame(records)
+    assert list(frame.columns) == [
+        "at",
+        "query_id",
+        "dataset",
+        "engine",
+        "query",
+        "parameters",
+        "cost epsilon",
+        "cost delta",
+        "status",
+        "replay",
+    ]
+    row = frame.iloc[0]
+    local = datetime(2025, 3, 1, 9, 1, tzinfo=UTC).astimezone().replace(tzinfo=None)
+    assert row["at"] == pd.Timestamp(local)  # local time, to the second
+    assert (row["query_id"], row["engine"], row["query"]) == (
+        "b2b2b2b2",
+        "SQL",
+        "SELECT COUNT(*) AS n FROM df",
+    )
+    assert row["parameters"] == "epsilon=0.5, no postprocess"
+    assert (row["cost epsilon"], row["cost delta"], row["status"]) == (0.5, 0.0, "done")
+    assert list(frame["replay"]) == ["free to rerun", "fresh repeat of b2b2b2b2"]
+    assert history_frame([]).columns.tolist() == frame.columns.tolist()
