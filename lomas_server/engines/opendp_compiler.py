@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -20,6 +20,7 @@ from lomas_server.accounting import MechanismLoss, PrivacyLoss
 from lomas_server.arrow_schema import empty_arrow, plain_strings
 from lomas_server.engines.opendp_calibration import resolve
 from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
+from lomas_server.engines.public_range import within
 from lomas_server.errors import InvalidQuery
 from lomas_server.limits import MIN_EPSILON, MIN_RHO
 from lomas_server.literals import epoch_microseconds
@@ -41,6 +42,8 @@ KEY_COUNT = "__rows__n"  # the noisy count behind thresholded groups
 class OpenDPResult:
     columns: list[str]
     rows: list[list[Any]]
+    # How many released values were moved into their public range, per column.
+    clamped: dict[str, int] = field(default_factory=dict)
 
 
 def refusal(err: Exception) -> InvalidQuery:
@@ -254,14 +257,44 @@ class Compiler:
             # An output name never holds "__", so what precedes the last one is the output.
             parts = [n for n in by_name if "__" in n and n.rsplit("__", 1)[0] == a.name]
             exact = len(parts) == 1 and a.op in ("count", "sum", "histogram")
+            lower, upper = self._public_range(a)
             columns.append(
                 {
                     "column": a.name,
                     "noisy_values": parts,
                     "half_width": by_name[parts[0]] if exact else None,
+                    "kind": a.op,
+                    "lower": lower,
+                    "upper": upper,
+                    "half_width_times_count": self._mean_half_width(a, by_name),
                 }
             )
         return noisy, columns
+
+    def _public_range(self, aggregate: Aggregate) -> tuple[float | None, float | None]:
+        """Where the statistic's true value lies, from the metadata alone."""
+        if aggregate.op in ("count", "histogram"):
+            return 0.0, None
+        if aggregate.column is None:
+            return None, None
+        low, high = self.metadata.columns[aggregate.column].numeric_bounds()
+        if aggregate.op == "sum":
+            return (0.0 if low >= 0 else None), (0.0 if high <= 0 else None)
+        if aggregate.op == "variance":
+            return 0.0, ((high - low) / 2) ** 2
+        return low, high  # mean, median, quantile
+
+    def _mean_half_width(
+        self, aggregate: Aggregate, by_name: dict[str, float | None]
+    ) -> float | None:
+        """A mean's half-width times its group's row count (delta method; see sql_plan.py)."""
+        if aggregate.op != "mean" or aggregate.column is None:
+            return None
+        total, count = by_name.get(f"{aggregate.name}__sum"), by_name.get(f"{aggregate.name}__n")
+        if total is None or count is None:
+            return None
+        low, high = self.metadata.columns[aggregate.column].numeric_bounds()
+        return math.hypot(total, max(abs(low), abs(high)) * count)
 
     def budget_for_accuracy(self, empty: Any) -> float:
         """The smallest epsilon (or rho) at which every noisy value meets the target accuracy."""
@@ -344,12 +377,19 @@ class Compiler:
         elif keys:
             released = released.sort_values(keys, na_position="last").reset_index(drop=True)
         columns = [*keys, *[a.name for a in self.query.aggregates]]
+        ranges = [self._public_range(a) for a in self.query.aggregates]
+        clamped: dict[str, int] = {}
         rows = []
         for _, row in released.iterrows():
-            rows.append(
-                [*[row[k] for k in keys], *[_finish(a, row) for a in self.query.aggregates]]
-            )
-        return OpenDPResult(columns, rows)
+            values = []
+            for aggregate, (lower, upper) in zip(self.query.aggregates, ranges, strict=True):
+                value = _finish(aggregate, row)
+                kept = within(value, lower, upper)
+                if kept != value:
+                    clamped[aggregate.name] = clamped.get(aggregate.name, 0) + 1
+                values.append(kept)
+            rows.append([*[row[k] for k in keys], *values])
+        return OpenDPResult(columns, rows, clamped)
 
 
 def _finish(aggregate: Aggregate, row: pd.Series) -> Any:

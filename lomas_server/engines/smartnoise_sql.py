@@ -153,7 +153,7 @@ class SmartnoiseSqlEngine:
             subquery, outer = reader._rewrite(sql)
             all_mechanisms = reader._get_mechanisms(subquery)
             mechanisms = [m for m in all_mechanisms if m is not None]
-            _check_censoring(reader, subquery, all_mechanisms)
+            threshold = _check_censoring(reader, subquery, all_mechanisms)
             odometer = odometer_total(mechanisms, reader.privacy)
         except InvalidQuery:
             raise
@@ -173,7 +173,7 @@ class SmartnoiseSqlEngine:
             raise InvalidQuery("the query has no aggregate; every released value must be noisy")
         pairs = [(float(m.epsilon), float(m.delta or 0.0)) for m in mechanisms]
         noisy = noisy_values(subquery, all_mechanisms)
-        columns = column_accuracy(outer, output_names, noisy)
+        columns = column_accuracy(outer, output_names, noisy, metadata)
         loss = PrivacyLoss.approx_dp(pairs, bound=odometer)
         return SqlPlan(
             dataset,
@@ -186,6 +186,7 @@ class SmartnoiseSqlEngine:
             columns,
             guarded.group_columns,
             guarded.key_grid,
+            threshold,
         )
 
     # -- execution (data) --------------------------------------------------------------------
@@ -224,7 +225,7 @@ class SmartnoiseSqlEngine:
             if postprocess:
                 rows = reader.execute(plan.sql)
                 columns = _named(list(rows[0]), plan.output_names)
-                return SqlResult(columns, [list(row) for row in rows[1:]])
+                return _kept_in_range(plan, columns, [list(row) for row in rows[1:]])
             subquery, _ = reader._rewrite(plan.sql)
             raw = reader.execute(plan.sql, postprocess=False)
             return SqlResult([s.name for s in subquery._select_symbols], [list(row) for row in raw])
@@ -305,18 +306,19 @@ def _open_reader(
     return DuckDBReader(rows(), memory_limit_bytes=duckdb_memory_bytes)
 
 
-def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]) -> None:
-    """Do now what SmartNoise-SQL would do after reading data: build the censoring threshold.
+def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]) -> float | None:
+    """Do now what SmartNoise-SQL would do after reading data: build the censoring threshold,
+    and return it (the noisy count a group needs to be shown).
 
     It fails for some privacy parameters (delta = 0) regardless of the data; found here, the
     query is refused before anything is spent instead of failing after.
     """
     if not reader._options.censor_dims:
-        return
+        return None
     position = reader._get_keycount_position(subquery)
     if position is None or mechanisms[position] is None:
         raise InvalidQuery("this dataset hides rare groups, which needs a count in the query")
-    mechanisms[position].threshold  # noqa: B018 - evaluated for the ValueError it may raise
+    return float(mechanisms[position].threshold)
 
 
 def _reset_features() -> None:
@@ -327,6 +329,23 @@ def _reset_features() -> None:
 
 def _snsql_document(metadata: DatasetMetadata, censor: bool) -> dict[str, Any]:
     return {"": {"": {CANONICAL_TABLE: metadata.smartnoise_table(censor_dims=censor)}}}
+
+
+def _kept_in_range(plan: SqlPlan, columns: list[str], rows: list[list[Any]]) -> SqlResult:
+    """Released values moved into their public range: counts not below 0, means within the
+    column's bounds, sums on the bounds' side of 0. Free under DP (post-processing)."""
+    clamped: dict[str, int] = {}
+    if len(plan.columns) != len(columns):
+        return SqlResult(columns, rows)
+    for index, described in enumerate(plan.columns):
+        if described.lower is None and described.upper is None:
+            continue
+        for row in rows:
+            kept = described.keep_in_range(row[index])
+            if kept != row[index]:
+                row[index] = kept
+                clamped[described.column] = clamped.get(described.column, 0) + 1
+    return SqlResult(columns, rows, clamped)
 
 
 def _fingerprint(metadata: DatasetMetadata) -> str:

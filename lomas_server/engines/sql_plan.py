@@ -2,21 +2,31 @@
 
 Everything here is computed from the query and the metadata alone, before any row is read:
 each noisy value's mechanism (epsilon, delta, scale), each output column's half-width where
-one exists, and SmartNoise-SQL's own odometer total.
+one exists (for a mean, as a constant over the group's row count), the public range each
+released value must lie in, and SmartNoise-SQL's own odometer total.
+
+A mean's half-width (delta method, normal approximation): the released mean is S/N with
+noise e_S on the sum and e_N on the count, so its error is about (e_S - mean * e_N) / N;
+with |mean| at most M (the larger bound in magnitude), the 95% half-width is at most
+sqrt(w_S^2 + (M w_N)^2) / N, where w_S and w_N are the sum's and the count's own half-widths.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 from lomas_server.accounting import PrivacyLoss
+from lomas_server.engines.public_range import within
 from lomas_server.engines.snsql_adapter import (
+    ArithmeticExpression,
     Column,
     NestedExpression,
     OdometerHeterogeneous,
     Privacy,
 )
+from lomas_server.metadata import DatasetMetadata
 
 CONFIDENCE = 0.95
 
@@ -38,6 +48,8 @@ class SqlPlan:
     # Which groups the release shows (see the module doc).
     group_columns: tuple[str, ...] = ()
     key_grid: tuple[tuple[Any, ...], ...] | None = None
+    # With thresholded groups: the noisy count a group needs to be shown.
+    threshold: float | None = None
 
     @property
     def thresholded(self) -> bool:
@@ -68,22 +80,38 @@ class NoisyValue:
 class ColumnAccuracy:
     column: str
     noisy_values: list[str]
-    # Only for a column that is one noisy value (a COUNT or a SUM); AVG, VAR and
-    # expressions combine several and have no closed-form interval.
+    # Only for a column that is one noisy value (a COUNT or a SUM); a mean's depends on the
+    # group's row count (below); VAR and other expressions have no closed form here.
     half_width: float | None
+    # What the column releases: "count", "sum" or "mean" (of a bounded column), else None.
+    kind: str | None = None
+    # The public range every released value lies in (None: unbounded on that side).
+    lower: float | None = None
+    upper: float | None = None
+    # A mean's half-width is at most this divided by its group's row count.
+    half_width_times_count: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "column": self.column,
             "noisy_values": self.noisy_values,
             "half_width": self.half_width,
+            "kind": self.kind,
+            "lower": self.lower,
+            "upper": self.upper,
+            "half_width_times_count": self.half_width_times_count,
         }
+
+    def keep_in_range(self, value: Any) -> Any:
+        return within(value, self.lower, self.upper)
 
 
 @dataclass(frozen=True)
 class SqlResult:
     columns: list[str]
     rows: list[list[Any]]
+    # How many released values post-processing moved into their public range, per column.
+    clamped: dict[str, int] = field(default_factory=dict)
 
 
 def noisy_values(subquery: Any, mechanisms: list[Any]) -> list[NoisyValue]:
@@ -108,7 +136,9 @@ def noisy_values(subquery: Any, mechanisms: list[Any]) -> list[NoisyValue]:
     return out
 
 
-def column_accuracy(outer: Any, names: list[str], noisy: list[NoisyValue]) -> list[ColumnAccuracy]:
+def column_accuracy(
+    outer: Any, names: list[str], noisy: list[NoisyValue], metadata: DatasetMetadata
+) -> list[ColumnAccuracy]:
     by_name = {value.name: value for value in noisy}
     out = []
     for name, item in zip(names, outer.select.namedExpressions, strict=True):
@@ -118,10 +148,67 @@ def column_accuracy(outer: Any, names: list[str], noisy: list[NoisyValue]) -> li
         found = [expression] if isinstance(expression, Column) else expression.find_nodes(Column)
         sources = list(dict.fromkeys(c.name for c in found if c.name in by_name))
         exact = isinstance(expression, Column) and expression.name in by_name
-        out.append(
-            ColumnAccuracy(name, sources, by_name[expression.name].half_width if exact else None)
-        )
+        half_width = by_name[expression.name].half_width if exact else None
+        out.append(_described(name, sources, half_width, expression, by_name, metadata))
     return out
+
+
+def _described(
+    name: str,
+    sources: list[str],
+    half_width: float | None,
+    expression: Any,
+    by_name: dict[str, NoisyValue],
+    metadata: DatasetMetadata,
+) -> ColumnAccuracy:
+    """The column's kind and public range, read from SmartNoise-SQL's rewrite: a COUNT is
+    one noisy ``count_*``, a SUM one noisy ``sum_<column>``, an AVG ``sum_<c> / count_<c>``."""
+    plain = ColumnAccuracy(name, sources, half_width)
+    if isinstance(expression, Column) and expression.name in by_name:
+        if expression.name.startswith("count_"):
+            return ColumnAccuracy(name, sources, half_width, "count", lower=0.0)
+        bounds = _bounds_of(expression.name, "sum_", metadata)
+        if bounds is None:
+            return plain
+        low, high = bounds
+        return ColumnAccuracy(
+            name,
+            sources,
+            half_width,
+            "sum",
+            lower=0.0 if low >= 0 else None,
+            upper=0.0 if high <= 0 else None,
+        )
+    if (
+        isinstance(expression, ArithmeticExpression)
+        and str(expression.op) == "/"
+        and isinstance(expression.left, Column)
+        and isinstance(expression.right, Column)
+        and expression.left.name in by_name
+        and expression.right.name in by_name
+        and expression.right.name.startswith("count_")
+        and expression.left.name[len("sum_") :] == expression.right.name[len("count_") :]
+    ):
+        bounds = _bounds_of(expression.left.name, "sum_", metadata)
+        total, count = by_name[expression.left.name], by_name[expression.right.name]
+        if bounds is None or total.half_width is None or count.half_width is None:
+            return plain
+        low, high = bounds
+        largest = max(abs(low), abs(high))
+        times_count = math.hypot(total.half_width, largest * count.half_width)
+        return ColumnAccuracy(name, sources, None, "mean", low, high, times_count)
+    return plain
+
+
+def _bounds_of(
+    noisy_name: str, prefix: str, metadata: DatasetMetadata
+) -> tuple[float, float] | None:
+    if not noisy_name.startswith(prefix):
+        return None
+    spec = metadata.column(noisy_name[len(prefix) :])
+    if spec is None or not spec.is_numeric or not spec.is_bounded:
+        return None
+    return spec.numeric_bounds()
 
 
 def odometer(mechanisms: list[Any], privacy: Privacy) -> tuple[float, float]:

@@ -106,6 +106,7 @@ class PlannedSql:
             "confidence": CONFIDENCE,
             "columns": [column.as_dict() for column in self.plan.columns],
             "noisy_values": [value.as_dict() for value in self.plan.noisy_values],
+            "threshold": self.plan.threshold,
         }
 
     def run(self, data: Reachable, owner: str) -> dict[str, Any]:
@@ -118,7 +119,8 @@ class PlannedSql:
             postprocess=self.request.postprocess,
             owner=owner,
         )
-        return rows_payload(outcome.columns, outcome.rows)
+        table = rows_payload(outcome.columns, outcome.rows)
+        return {**table, "clamped": outcome.clamped} if self.request.postprocess else table
 
 
 class PlannedOpenDP:
@@ -153,17 +155,19 @@ class PlannedOpenDP:
         return {"query_text": self.plan.query.describe(), "noise": self._noise()}
 
     def accuracy(self) -> dict[str, Any]:
+        thresholds = [c.threshold for c in self.plan.calibration if c.threshold is not None]
         return {
             "confidence": self.plan.noise.confidence,
             "columns": self.plan.columns,
             "noisy_values": self.plan.noisy_values,
+            "threshold": float(max(thresholds)) if thresholds else None,
         }
 
     def run(self, data: Reachable, owner: str) -> dict[str, Any]:
         outcome = self._engine.execute(
             self.plan, self._ctx.metadata, lambda: data.frame, owner=owner
         )
-        return rows_payload(outcome.columns, outcome.rows)
+        return {**rows_payload(outcome.columns, outcome.rows), "clamped": outcome.clamped}
 
 
 def fingerprint(engine: str, query: str, *parameters: Any) -> str:

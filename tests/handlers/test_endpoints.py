@@ -138,7 +138,7 @@ def test_censored_rare_groups_give_a_charged_empty_result_not_an_error(make_user
     reply = user.api.sql("TITANIC", query, 1.0, 1e-5)
     assert reply.status_code == 200
     body = reply.json()
-    assert body["result"] == {"columns": ["Name", "n"], "data": []}
+    assert body["result"] == {"columns": ["Name", "n"], "data": [], "clamped": {}}
     assert body["cost"]["epsilon"] == 1.0 and body["cost"]["delta"] > 0
 
 

@@ -1,0 +1,94 @@
+"""What a release says it is worth: values kept in their public range (and how many were
+moved), a mean's half-width per group size, the threshold behind hidden groups."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import sample_metadata
+
+SQL = "/datasets/PENGUIN/smartnoise-sql"
+OPENDP = "/datasets/PENGUIN/opendp"
+BOUNDS = sample_metadata("penguin")["columns"]["body_mass_g"]
+GROUPED = "SELECT species, AVG(body_mass_g) AS m, COUNT(*) AS n FROM df GROUP BY species"
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user(PENGUIN=(100.0, 1e-3), TITANIC=(10.0, 1e-3))
+
+
+def _at_a_bound(values, lower, upper) -> int:
+    return sum(1 for v in values if v is not None and (v == lower or v == upper))
+
+
+def test_sql_means_and_counts_stay_in_range_and_moves_are_counted(user):
+    # Noise this large moves most means out of their bounds: post-processing brings them back.
+    seen = 0
+    for _ in range(4):
+        body = {"query": GROUPED, "epsilon": 0.002, "fresh": True}
+        reply = user.api.post(SQL, body).json()
+        means = [row[1] for row in reply["result"]["data"]]
+        counts = [row[2] for row in reply["result"]["data"]]
+        assert all(BOUNDS["lower"] <= m <= BOUNDS["upper"] for m in means)
+        assert all(c >= 0 for c in counts)
+        clamped = reply["result"]["clamped"]
+        assert clamped.get("m", 0) == _at_a_bound(means, BOUNDS["lower"], BOUNDS["upper"])
+        assert clamped.get("n", 0) == sum(1 for c in counts if c == 0)
+        seen += clamped.get("m", 0)
+    assert seen > 0
+
+
+def test_without_postprocess_the_raw_values_come_back(user):
+    body = {"query": GROUPED, "epsilon": 0.002, "postprocess": False, "fresh": True}
+    reply = user.api.post(SQL, body).json()
+    assert "clamped" not in reply["result"]
+
+
+def test_opendp_statistics_stay_in_range_too(user):
+    query = {
+        "group_by": ["species"],
+        "aggregates": [{"op": "mean", "column": "body_mass_g", "as": "m"}, {"op": "count"}],
+    }
+    moved = 0
+    for _ in range(3):
+        reply = user.api.post(OPENDP, {"query": query, "epsilon": 0.01, "fresh": True}).json()
+        means = [row[1] for row in reply["result"]["data"]]
+        assert all(m is None or BOUNDS["lower"] <= m <= BOUNDS["upper"] for m in means)
+        assert all(row[2] >= 0 for row in reply["result"]["data"])
+        assert reply["result"]["clamped"].get("m", 0) == _at_a_bound(
+            means, BOUNDS["lower"], BOUNDS["upper"]
+        )
+        moved += reply["result"]["clamped"].get("m", 0)
+    assert moved > 0
+
+
+def test_estimates_give_a_mean_its_half_width_per_group_size(user):
+    for path, body in (
+        (SQL + "/cost", {"query": GROUPED, "epsilon": 1.0}),
+        (
+            OPENDP + "/cost",
+            {
+                "query": {"aggregates": [{"op": "mean", "column": "body_mass_g", "as": "m"}]},
+                "epsilon": 1.0,
+            },
+        ),
+    ):
+        accuracy = user.api.post(path, body).json()["accuracy"]
+        (mean,) = [c for c in accuracy["columns"] if c["column"] == "m"]
+        assert mean["kind"] == "mean" and mean["half_width_times_count"] > 0
+        assert (mean["lower"], mean["upper"]) == (BOUNDS["lower"], BOUNDS["upper"])
+        assert accuracy["threshold"] is None  # no hidden groups here
+
+
+def test_hidden_groups_come_with_their_threshold(user):
+    body = {"query": "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name", "epsilon": 1.0}
+    sql = user.api.post("/datasets/TITANIC/smartnoise-sql/cost", {**body, "delta": 1e-5})
+    assert sql.status_code == 200, sql.text
+    assert sql.json()["accuracy"]["threshold"] > 1
+    query = {"group_by": ["Name"], "aggregates": [{"op": "count"}]}
+    opendp = user.api.post(
+        "/datasets/TITANIC/opendp/cost", {"query": query, "epsilon": 1.0, "delta": 1e-5}
+    )
+    assert opendp.status_code == 200, opendp.text
+    assert opendp.json()["accuracy"]["threshold"] > 1
