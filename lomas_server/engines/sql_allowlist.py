@@ -26,13 +26,13 @@ from lomas_server.engines.snsql_adapter import (
     SortItem,
     Top,
 )
-from lomas_server.engines.sql_names import (
-    CANONICAL_TABLE,
-    QueryNames,
-    describe,
-    output_name,
-    unquote,
+from lomas_server.engines.sql_advice import (
+    distinct_refusal,
+    function_refusal,
+    quote,
+    select_refusal,
 )
+from lomas_server.engines.sql_names import CANONICAL_TABLE, QueryNames, output_name, unquote
 from lomas_server.engines.sql_types import NUMERIC, literal_type
 from lomas_server.engines.sql_where import COMPARISONS, RowConditions
 from lomas_server.errors import InvalidQuery
@@ -62,13 +62,16 @@ class AllowList:
         # run on the released rows, so they may only refer to what the SELECT list releases.
         self.outputs: dict[str, Any] = {}
         self.output_texts: set[str] = set()
+        self.aggregates = 0
 
     # -- the query as a whole ----------------------------------------------------------------
     def check(self, query: Query) -> None:
         table = self.names.table(query)
         quantifier = query.select.quantifier
         if quantifier is not None and not isinstance(quantifier, Top):
-            raise InvalidQuery("SELECT DISTINCT is not supported; use GROUP BY")
+            raise InvalidQuery(
+                "SELECT DISTINCT is not supported; use GROUP BY with COUNT(*) to see the groups"
+            )
         if isinstance(quantifier, Top):
             self._check_row_count(quantifier.n, "TOP")
         if query.limit is not None:
@@ -80,10 +83,12 @@ class AllowList:
         if query.agg is not None:
             for grouping in query.agg.groupingExpressions:
                 if not isinstance(grouping.expression, Column):
-                    raise InvalidQuery("GROUP BY takes column names only")
+                    raise InvalidQuery(
+                        "GROUP BY takes column names only, not numbers or expressions"
+                    )
                 name = self.names.column(grouping.expression).name
                 if name in self.group_columns:
-                    raise InvalidQuery(f"column {name!r} appears twice in GROUP BY")
+                    raise InvalidQuery(f"column {quote(name)} appears twice in GROUP BY")
                 self.group_columns.append(name)
         for item in query.select.namedExpressions:
             self._select_item(item)
@@ -92,10 +97,16 @@ class AllowList:
             if output in self.outputs:
                 # HAVING and ORDER BY name outputs without regard to case: which one is meant?
                 raise InvalidQuery(
-                    f"two outputs are named {output_name(item)!r} (letter case aside); rename one"
+                    f"two outputs are named {quote(output_name(item))} (letter case aside); "
+                    "rename one with AS"
                 )
             self.outputs[output] = item.expression
             self.output_texts.add(str(item.expression))
+        if not self.aggregates:
+            raise InvalidQuery(
+                "the query has no aggregate; add one such as COUNT(*): every released value "
+                "must be noisy"
+            )
         if query.having is not None:
             self._having(query.having.condition, 0)
         if query.order is not None:
@@ -117,7 +128,7 @@ class AllowList:
             spec = self.names.column(expression)
             if spec.name not in self.group_columns:
                 raise InvalidQuery(
-                    f"column {spec.name!r} must appear in GROUP BY or inside an aggregate"
+                    f"column {quote(spec.name)} must appear in GROUP BY or inside an aggregate"
                 )
             return
         self._outer(expression, 0)
@@ -133,7 +144,8 @@ class AllowList:
         elif isinstance(node, Literal):
             if literal_type(node) != NUMERIC or abs(node.value) > MAX_OUTER_FACTOR:
                 raise InvalidQuery(
-                    f"literal {node.text} is not allowed here; use numbers up to {MAX_OUTER_FACTOR:g}"
+                    f"literal {quote(str(node.text))} is not allowed here; use numbers up to "
+                    f"{MAX_OUTER_FACTOR:g}"
                 )
         elif isinstance(node, ArithmeticExpression):
             self._arithmetic(node, depth)
@@ -150,33 +162,45 @@ class AllowList:
             self._outer(node.expression, depth + 1)
         elif isinstance(node, Column):
             raise InvalidQuery(
-                f"column {node.name!r} can only be selected on its own or inside an aggregate"
+                f"column {quote(str(node.name))} can only be selected on its own or inside an "
+                "aggregate"
             )
         else:
-            raise InvalidQuery(f"{describe(node)} is not allowed in the SELECT list")
+            raise InvalidQuery(select_refusal(node))
 
     def _arithmetic(self, node: ArithmeticExpression, depth: int) -> None:
         if node.op in ("+", "-", "*"):
             self._outer(node.left, depth + 1)
             self._outer(node.right, depth + 1)
+            if node.op == "*":
+                for factor in (node.left, node.right):
+                    self._positive(factor, "*")
             return
         if node.op in ("/", "%"):
             divisor = node.right
-            if not (
-                isinstance(divisor, Literal)
-                and literal_type(divisor) == NUMERIC
-                and divisor.value != 0
-            ):
+            if not (isinstance(divisor, Literal) and literal_type(divisor) == NUMERIC):
                 raise InvalidQuery(
-                    f"'{node.op}' needs a non-zero number on its right; a divisor computed from "
+                    f"'{node.op}' needs a positive number on its right; a divisor computed from "
                     "data could be zero for some datasets and not for others"
                 )
             self._outer(node.left, depth + 1)
             self._outer(divisor, depth + 1)
+            self._positive(divisor, node.op)
             return
-        raise InvalidQuery(f"operator {node.op!r} is not allowed")
+        raise InvalidQuery(f"operator {quote(str(node.op))} is not allowed; use + - * / or %")
+
+    @staticmethod
+    def _positive(operand: Any, op: str) -> None:
+        # SmartNoise-SQL bounds an aggregate times a number as [lower * n, upper * n], which
+        # it cannot plan for n <= 0 (its refusal would name no construct).
+        if isinstance(operand, Literal) and operand.value <= 0:
+            raise InvalidQuery(
+                f"'{op}' takes positive numbers only, not {quote(str(operand.text))}; to change "
+                "the sign of x, write 0 - x"
+            )
 
     def _aggregate(self, node: AggFunction) -> None:
+        self.aggregates += 1
         name = str(node.name).upper()
         argument = node.expression
         if name == COUNT:
@@ -187,22 +211,28 @@ class AllowList:
             if isinstance(argument, Column):
                 self.names.column(argument)
                 return
-            raise InvalidQuery("COUNT takes * or a column name")
-        if name not in SUMMING_AGGREGATES:
             raise InvalidQuery(
-                f"aggregate {name} is not supported; use COUNT, SUM, AVG, VAR or STDDEV"
+                "COUNT takes * or a column name (no expressions inside aggregates); choose rows "
+                "with WHERE"
             )
+        if name not in SUMMING_AGGREGATES:
+            raise InvalidQuery(function_refusal(name))
         if node.quantifier is not None:
-            raise InvalidQuery(f"{name}(DISTINCT ...) is not supported")
+            raise InvalidQuery(distinct_refusal(name))
         if not isinstance(argument, Column):
-            raise InvalidQuery(f"{name} takes a column name (no expressions inside aggregates)")
+            raise InvalidQuery(
+                f"{name} takes a column name (no expressions inside aggregates); choose rows with "
+                "WHERE, and compute over the aggregate outside it"
+            )
         spec = self.names.column(argument)
         if not spec.is_numeric:
-            raise InvalidQuery(f"{name} needs a numeric column; {spec.name!r} is {spec.type}")
+            raise InvalidQuery(
+                f"{name} needs a numeric column; {quote(spec.name)} is {spec.type}: count it instead"
+            )
         if not spec.is_bounded:
             raise InvalidQuery(
-                f"column {spec.name!r} has no bounds in the metadata: it can be counted but not "
-                f"used in {name}"
+                f"column {quote(spec.name)} has no bounds in the metadata: it can be counted but "
+                f"not used in {name}"
             )
         if spec.type == "int":
             largest = max(abs(int(spec.lower)), abs(int(spec.upper)))  # type: ignore[arg-type]
@@ -210,8 +240,8 @@ class AllowList:
                 largest *= largest
             if largest >= _INT_SUM_LIMIT:
                 raise InvalidQuery(
-                    f"the bounds of column {spec.name!r} are too wide for {name} to be computed "
-                    "without integer overflow"
+                    f"the bounds of column {quote(spec.name)} are too wide for {name} to be "
+                    "computed without integer overflow"
                 )
 
     # -- HAVING and ORDER BY (evaluated on the noisy output) ---------------------------------
@@ -253,7 +283,7 @@ class AllowList:
         spec = self.names.column(target)
         if spec.nullable and spec.name not in self.not_null:
             raise InvalidQuery(
-                f"column {spec.name!r} may hold NULLs, which cannot be sorted; add "
+                f"column {quote(spec.name)} may hold NULLs, which cannot be sorted; add "
                 f"'WHERE {spec.name} IS NOT NULL' or sort the result in the notebook"
             )
 

@@ -1,5 +1,4 @@
-"""The names in a query: its one table, the columns it reads, the outputs it releases, and
-how a construct is named when the guard refuses it.
+"""The names in a query: its one table, the columns it reads, and the outputs it releases.
 
 SQL folds unquoted names, and engines fold them differently; every column reference is
 rewritten to the metadata's own spelling, so a query means the same on each engine.
@@ -7,9 +6,18 @@ rewritten to the metadata's own spelling, so a query means the same on each engi
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
 
-from lomas_server.engines.snsql_adapter import Column, NamedExpression, Query, Relation, Table
+from lomas_server.engines import sql_advice as advice
+from lomas_server.engines.snsql_adapter import (
+    AliasedSubquery,
+    Column,
+    NamedExpression,
+    Query,
+    Relation,
+    Table,
+)
+from lomas_server.engines.sql_advice import quote
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
 
@@ -29,17 +37,20 @@ class QueryNames:
         """The FROM clause's one table; refuses joins, subqueries and unknown tables."""
         relations = list(query.source.relations) if query.source is not None else []
         if len(relations) != 1 or not isinstance(relations[0], Relation):
-            raise InvalidQuery("query exactly one table")
+            raise InvalidQuery(advice.SEVERAL_TABLES)
         relation = relations[0]
         if relation.joins:
-            raise InvalidQuery("joins are not supported")
+            raise InvalidQuery(advice.JOIN)
         table = relation.primary
         if not isinstance(table, Table):
-            raise InvalidQuery("subqueries are not supported; query the table directly")
+            if isinstance(table, AliasedSubquery):
+                raise InvalidQuery(advice.SUBQUERY)
+            raise InvalidQuery(f"write the table without parentheses: FROM {CANONICAL_TABLE}")
         name = unquote(str(table.name)).lower()
         if name not in self.table_names:
             raise InvalidQuery(
-                f"unknown table {table.name!r}; query FROM {CANONICAL_TABLE} (or the dataset's name)"
+                f"unknown table {quote(str(table.name))}; query FROM {CANONICAL_TABLE} (or the "
+                "dataset's name)"
             )
         self.table_alias = unquote(table.alias).lower() if table.alias else None
         return table
@@ -54,14 +65,30 @@ class QueryNames:
             elif parts[0].lower() in self.table_names:
                 qualifier = (CANONICAL_TABLE if self.table_alias is None else parts[0]) + "."
             else:
-                raise InvalidQuery(f"unknown table or alias {parts[0]!r} in {node.name!r}")
+                raise InvalidQuery(
+                    f"unknown table or alias {quote(parts[0])} in {quote(str(node.name))}"
+                )
         elif len(parts) != 1:
-            raise InvalidQuery(f"unknown column {node.name!r}")
+            raise InvalidQuery(f"unknown column {quote(str(node.name))}")
         spec = self.metadata.column(parts[-1])
         if spec is None:
-            raise InvalidQuery(f"unknown column {parts[-1]!r}")
+            raise InvalidQuery(self._unknown_column(str(node.name).split(".")[-1], parts[-1]))
         node.name = qualifier + spec.name
         return spec
+
+    def _unknown_column(self, written: str, name: str) -> str:
+        if written.startswith('"'):
+            # In SQL, "F" names a column; an analyst writing sex = "F" meant the text.
+            example = "" if "'" in name else f" ('{quote(name)[1:-1]}')"
+            return (
+                f"unknown column {quote(name)}: double quotes name a column; write text values "
+                f"in single quotes{example}"
+            )
+        known = {column.lower(): column for column in self.metadata.columns}
+        close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.75)
+        if close:
+            return f"unknown column {quote(name)}; did you mean {quote(known[close[0]])}?"
+        return f"unknown column {quote(name)}; the dataset's metadata lists its columns"
 
 
 def unquote(identifier: str) -> str:
@@ -77,27 +104,3 @@ def output_name(item: NamedExpression) -> str:
     if isinstance(item.expression, Column):
         return unquote(str(item.expression.name).split(".")[-1])
     return str(item.expression)
-
-
-def describe(node: Any) -> str:
-    """A construct as a refusal names it, in SQL's words rather than the parser's classes."""
-    names = {
-        "CaseExpression": "CASE",
-        "CastFunction": "CAST",
-        "IIFFunction": "IIF",
-        "ChooseFunction": "CHOOSE",
-        "PowerFunction": "POWER",
-        "AllColumns": "*",
-        "SubstringFunction": "SUBSTRING",
-        "ConcatFunction": "CONCAT",
-        "CoalesceFunction": "COALESCE",
-        "ExtractFunction": "EXTRACT",
-        "BareFunction": "a function without arguments",
-        "RankingFunction": "a window function",
-    }
-    kind = type(node).__name__
-    if kind in ("MathFunction", "AggFunction") and hasattr(node, "name"):
-        return str(node.name).upper()
-    if kind in ("Column", "Literal"):
-        return str(node)
-    return names.get(kind, kind.removesuffix("Function").removesuffix("Expression").upper() or kind)

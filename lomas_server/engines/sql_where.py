@@ -21,7 +21,8 @@ from lomas_server.engines.snsql_adapter import (
     NestedBoolean,
     PredicatedExpression,
 )
-from lomas_server.engines.sql_names import QueryNames, describe
+from lomas_server.engines.sql_advice import describe, quote, where_refusal
+from lomas_server.engines.sql_names import QueryNames
 from lomas_server.engines.sql_types import NULL, literal_type, spec_type
 from lomas_server.errors import InvalidQuery
 from lomas_server.limits import MAX_DEPTH
@@ -46,30 +47,31 @@ class RowConditions:
             elif op in COMPARISONS:
                 self._comparison(node.left, node.right, op)
             else:
-                raise InvalidQuery(f"operator {node.op!r} is not allowed in WHERE")
+                raise InvalidQuery(
+                    f"operator {quote(str(node.op))} is not allowed in WHERE; compare with =, <>, "
+                    "<, <=, > or >="
+                )
         elif isinstance(node, (NestedBoolean, LogicalNot)):
             self.check(node.expression, depth + 1)
         elif isinstance(node, ColumnBoolean):
             if not isinstance(node.expression, Column):
-                raise InvalidQuery(f"{describe(node.expression)} cannot be used as a condition")
+                raise InvalidQuery(where_refusal(node.expression))
             spec = self.names.column(node.expression)
             if spec.type != "boolean":
                 raise InvalidQuery(
-                    f"column {spec.name!r} is {spec.type}, not boolean; compare it to a value"
+                    f"column {quote(spec.name)} is {spec.type}, not boolean; compare it to a value"
                 )
         elif isinstance(node, PredicatedExpression):
             self._predicate(node)
         else:
-            raise InvalidQuery(f"{describe(node)} is not allowed in WHERE")
+            raise InvalidQuery(where_refusal(node))
 
     def _operand_type(self, node: Any) -> str:
         if isinstance(node, Column):
             return spec_type(self.names.column(node))
         if isinstance(node, Literal):
             return literal_type(node)
-        raise InvalidQuery(
-            f"{describe(node)} is not allowed in WHERE; compare columns with values directly"
-        )
+        raise InvalidQuery(where_refusal(node))
 
     def _comparison(self, left: Any, right: Any, op: str) -> None:
         left_type, right_type = self._operand_type(left), self._operand_type(right)
@@ -97,7 +99,7 @@ class RowConditions:
     def _predicate(self, node: PredicatedExpression) -> None:
         subject = node.expression
         if not isinstance(subject, Column):
-            raise InvalidQuery(f"{describe(subject)} is not allowed in WHERE")
+            raise InvalidQuery(where_refusal(subject))
         spec = self.names.column(subject)
         predicate = node.predicate
         if isinstance(predicate, IsCondition):
@@ -109,7 +111,7 @@ class RowConditions:
         elif isinstance(predicate, BetweenCondition):
             values = [predicate.lower, predicate.upper]
         else:
-            raise InvalidQuery(f"{describe(predicate)} is not allowed in WHERE")
+            raise InvalidQuery(where_refusal(predicate))
         for value in values:
             if not isinstance(value, Literal):
                 raise InvalidQuery("IN and BETWEEN take literal values only")
