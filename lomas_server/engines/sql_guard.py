@@ -7,25 +7,30 @@ datasets). So the guard accepts a small, typed subset of SQL in which no constru
 per row, and refuses everything else with a message naming the construct. The subset is
 documented in docs/sql-allowlist.md; keep the two in step.
 
-A query goes through three steps: its text's size (sql_size.py), SmartNoise-SQL's parser,
-then the allow-list walk over the parsed query (sql_allowlist.py, with sql_where.py for the
-WHERE clause and sql_names.py for names).
+A query goes through three steps: its text's size (sql_size.py), SmartNoise-SQL's parser
+(whose failures sql_syntax.py words), then the allow-list walk over the parsed query
+(sql_allowlist.py, with sql_where.py for the WHERE clause and sql_names.py for names). What a
+refusal suggests instead of a construct is in sql_advice.py.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from lomas_server.engines.snsql_adapter import Query, QueryParser
+from lomas_server.engines.snsql_adapter import Query, parse_queries
+from lomas_server.engines.sql_advice import DOCS, SEVERAL_STATEMENTS
 from lomas_server.engines.sql_allowlist import AllowList
 from lomas_server.engines.sql_names import CANONICAL_TABLE
 from lomas_server.engines.sql_size import check_size
+from lomas_server.engines.sql_syntax import explain
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
 
 __all__ = ["CANONICAL_TABLE", "GuardedQuery", "guard_query"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,20 +69,23 @@ def guard_query(text: str, metadata: DatasetMetadata, dataset_name: str) -> Guar
 
 def _parse(text: str) -> Query:
     try:
-        queries = QueryParser().queries(text)
+        queries = parse_queries(text)
     except RecursionError as err:
-        raise InvalidQuery("the query is nested too deeply") from err
-    except ValueError as err:
-        # The parser's own text lists grammar internals; say where, in the query's terms.
-        where = re.search(r"[Bb]ad token (.*?) at line (\d+) column (\d+)", str(err))
-        if where is None:
-            raise InvalidQuery("syntax error: the query is not one SELECT statement") from err
-        token, line, column = where.groups()
         raise InvalidQuery(
-            f"syntax error at line {line}, column {int(column) + 1}, near {token[:40]!r}"
+            "the query is nested too deeply; write it with fewer parentheses"
         ) from err
-    except Exception as err:  # the parser's own failures carry no useful message
-        raise InvalidQuery("the query could not be parsed as a single SELECT statement") from err
+    except Exception as err:
+        # The parser's own words name grammar internals: the analyst reads ours.
+        raise InvalidQuery(_explained(text, err)) from err
     if len(queries) != 1:
-        raise InvalidQuery("send exactly one SELECT statement")
+        raise InvalidQuery(SEVERAL_STATEMENTS)
     return queries[0]
+
+
+def _explained(text: str, err: Exception) -> str:
+    try:
+        return explain(text, err)
+    except Exception:
+        # A defect in the explanation must not turn a refusal into a server error.
+        log.exception("could not explain why a query cannot be parsed")
+        return f"the query cannot be read as one SELECT statement; {DOCS} shows what is accepted"

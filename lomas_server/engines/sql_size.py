@@ -8,6 +8,7 @@ NOT or signs count as levels too, and each number and name is short.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from lomas_server.errors import InvalidQuery
 from lomas_server.limits import (
@@ -27,15 +28,22 @@ _TOKEN = re.compile(
 )
 
 
+def sql_tokens(text: str) -> Iterator[re.Match[str]]:
+    """The words, names, values and symbols of SQL text, blanks and comments left out; an
+    unclosed quote runs to the end of the text."""
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if not (token[0].isspace() or token.startswith(("--", "/*"))):
+            yield match
+
+
 def check_size(text: str) -> None:
     """Refuse a query too long, too deep or with too many tokens."""
     if len(text) > MAX_QUERY_LENGTH:
         raise InvalidQuery(f"the query is longer than {MAX_QUERY_LENGTH} characters")
     depth = run = tokens = 0
-    for match in _TOKEN.finditer(text):
+    for match in sql_tokens(text):
         token = match.group()
-        if token[0].isspace() or token.startswith(("--", "/*")):
-            continue
         tokens += 1
         if tokens > MAX_TOKENS:
             raise InvalidQuery(f"the query has more than {MAX_TOKENS} words and symbols")

@@ -171,8 +171,8 @@ def test_epsilon_above_the_per_query_maximum(user):
 @pytest.mark.parametrize(
     ("query", "mentions"),
     [
-        ("DELETE FROM df", "syntax"),
-        ("DROP TABLE df", "syntax"),
+        ("DELETE FROM df", "only SELECT queries"),
+        ("DROP TABLE df", "only SELECT queries"),
         ("SELECT COUNT(*) FROM df; SELECT COUNT(*) FROM df", "one SELECT"),
         ("SELECT COUNT(*) FROM other_table", "unknown table"),
         ("SELECT COUNT(nope) FROM df", "unknown column 'nope'"),
