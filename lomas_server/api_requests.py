@@ -30,7 +30,9 @@ MAX_DEPTH = 32
 class SqlRequest:
     query: str
     epsilon: float
-    delta: float
+    # None: not given, so the server chooses (0, or the dataset's default where groups are
+    # shown above a threshold, which needs delta).
+    delta: float | None
     postprocess: bool = True
     fresh: bool = False
 
@@ -99,7 +101,7 @@ def parse_sql_request(body: dict[str, Any], *, for_release: bool) -> SqlRequest:
     return SqlRequest(
         query=body["query"],
         epsilon=float(body["epsilon"]),
-        delta=float(body.get("delta", 0.0)),
+        delta=float(body["delta"]) if "delta" in body else None,
         postprocess=body.get("postprocess", True),
         fresh=body.get("fresh", False),
     )
@@ -123,6 +125,8 @@ class OpenDPRequest:
     query: Any  # checked against the metadata by engines.opendp_query
     noise: Noise
     fresh: bool = False
+    # False: the server chooses delta where groups are shown above a threshold.
+    delta_given: bool = True
 
 
 def parse_opendp_request(body: dict[str, Any], *, for_release: bool) -> OpenDPRequest:
@@ -148,4 +152,9 @@ def parse_opendp_request(body: dict[str, Any], *, for_release: bool) -> OpenDPRe
         confidence = float(body["accuracy"].get("confidence", confidence))
     delta = float(body.get("delta", 0.0))
     noise = Noise(mechanism, budget, delta or None, half_width, confidence)
-    return OpenDPRequest(query=body["query"], noise=noise, fresh=body.get("fresh", False))
+    return OpenDPRequest(
+        query=body["query"],
+        noise=noise,
+        fresh=body.get("fresh", False),
+        delta_given="delta" in body,
+    )

@@ -114,8 +114,9 @@ class DatasetMetadata:
         return InvalidQuery(
             f"the values of {', '.join(map(repr, hidden))} are not declared public, so groups "
             "are shown only when their noisy count passes a threshold, which needs 'delta' "
-            "above 0 (e.g. 1e-6); or the administrator can declare the column's 'categories' "
-            "with 'public_keys: true'"
+            "above 0: leave 'delta' out and the server chooses one, or give one (e.g. 1e-6); "
+            "or the administrator can declare the column's 'categories' with "
+            "'public_keys: true'"
         )
 
     def weakening_options(self) -> list[str]:

@@ -105,22 +105,27 @@ class SmartnoiseSqlEngine:
         metadata: DatasetMetadata,
         query: str,
         epsilon: float,
-        delta: float,
+        delta: float | None,
         *,
         scope: str = "",
+        default_delta: float = 0.0,
     ) -> SqlPlan:
         """Check and price a query from metadata alone.
 
         A plan is a pure function of its arguments, so the last few are remembered: pricing a
         query and then running it (or running it again with ``fresh``) plans it once. A
         refusal is never remembered. ``scope`` (the analyst) keeps each one's plans apart, so
-        that how fast a query is planned says nothing of what others asked.
+        that how fast a query is planned says nothing of what others asked. ``delta`` None:
+        ``default_delta`` where groups are shown above a threshold, else 0.
         """
-        key = (scope, dataset, _fingerprint(metadata), query, float(epsilon), float(delta))
+        asked = ("default", float(default_delta)) if delta is None else float(delta)
+        key = (scope, dataset, _fingerprint(metadata), query, float(epsilon), asked)
         known = self._plans.get(key)
         if known is not None:
             return known
         guarded = guard_query(query, metadata, dataset)
+        if delta is None:
+            delta = default_delta if guarded.thresholded else 0.0
         if guarded.thresholded and delta <= 0:
             raise metadata.threshold_needs_delta(list(guarded.group_columns))
         if not guarded.thresholded:

@@ -85,6 +85,17 @@ class DatasetContext:
     def max_query(self) -> PrivacyAmount:
         return max_query(self.record, self.limits)
 
+    def default_delta(self) -> float:
+        """The delta a query gets when it needs one (its groups are shown above a threshold)
+        and the analyst gave none: 1/(10 n) for a dataset of n rows (1e-6 when the metadata
+        declares no row count), at most the per-query maximum and a tenth of what is left,
+        so that one query never takes the whole remaining delta."""
+        rows = self.metadata.rows
+        wanted = 1 / (10 * rows) if rows else 1e-6
+        left = self.account.remaining()["delta"]
+        chosen = min(wanted, self.max_query.delta, left / 10)
+        return float(f"{chosen:.2g}") if chosen > 0 else 0.0
+
     def charge(self, loss: PrivacyLoss) -> PrivacyAmount:
         """A query's cost in the ledger's currency, refused above the per-query maximum."""
         cost = self.rule.charge(loss)

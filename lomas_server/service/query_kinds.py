@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from lomas_server.accounting import PrivacyAmount
@@ -60,12 +60,15 @@ class Engines:
             plan = self.sql.plan(
                 ctx.dataset, ctx.metadata, request.query, request.epsilon, request.delta,
                 scope=ctx.user,
+                default_delta=ctx.default_delta() if request.delta is None else 0.0,
             )  # fmt: skip
             return PlannedSql(self.sql, ctx, request, plan, ctx.charge(plan.loss))
         query = parse_opendp_query(request.query, ctx.metadata)
-        opendp_plan = self.opendp.plan(
-            ctx.dataset, ctx.metadata, query, request.noise, scope=ctx.user
-        )
+        noise = request.noise
+        thresholded = bool(query.group_by) and not ctx.metadata.key_grid(list(query.group_by))
+        if not request.delta_given and thresholded:
+            noise = replace(noise, delta=ctx.default_delta() or None)
+        opendp_plan = self.opendp.plan(ctx.dataset, ctx.metadata, query, noise, scope=ctx.user)
         return PlannedOpenDP(self.opendp, ctx, opendp_plan, ctx.charge(opendp_plan.loss))
 
 
@@ -93,7 +96,7 @@ class PlannedSql:
             "query": self.request.query,
             "normalized_query": self.plan.sql,
             "epsilon": self.request.epsilon,
-            "delta": self.request.delta,
+            "delta": self.plan.delta,
             "postprocess": self.request.postprocess,
         }
 

@@ -71,8 +71,12 @@ def hidden_sexes(admin):
 
 def test_private_keys_need_delta_and_pay_for_it(make_user, hidden_sexes):
     user = make_user(**{hidden_sexes: (10.0, 1e-4)})
-    refused = user.api.post(OPENDP.format(hidden_sexes), {"query": BY_SEX, "epsilon": 1.0})
+    body = {"query": BY_SEX, "epsilon": 1.0, "delta": 0}
+    refused = user.api.post(OPENDP.format(hidden_sexes), body)
     assert refused.status_code == 400 and "delta" in refused.json()["message"]
+    # Without a delta the server chooses one, and the cost says which.
+    chosen = user.api.post(OPENDP.format(hidden_sexes) + "/cost", {"query": BY_SEX, "epsilon": 1.0})
+    assert chosen.status_code == 200 and chosen.json()["cost"]["delta"] > 0
     reply = user.api.post(
         OPENDP.format(hidden_sexes), {"query": BY_SEX, "epsilon": 1.0, "delta": 1e-6}
     )

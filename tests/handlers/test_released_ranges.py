@@ -92,3 +92,24 @@ def test_hidden_groups_come_with_their_threshold(user):
     )
     assert opendp.status_code == 200, opendp.text
     assert opendp.json()["accuracy"]["threshold"] > 1
+
+
+def test_a_query_that_needs_delta_gets_one_when_none_is_given(user):
+    """Names are not public keys: their groups are shown above a threshold, which needs
+    delta. Without one, the server picks a small delta within the dataset's limits."""
+    body = {"query": "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name", "epsilon": 1.0}
+    estimate = user.api.post("/datasets/TITANIC/smartnoise-sql/cost", body).json()
+    chosen = estimate["cost"]["delta"]
+    assert 0 < chosen <= 1 / (10 * 1000)  # TITANIC declares 1000 rows
+    released = user.api.post("/datasets/TITANIC/smartnoise-sql", body)
+    assert released.status_code == 200 and released.json()["cost"]["delta"] == chosen
+    explicit = user.api.post("/datasets/TITANIC/smartnoise-sql/cost", {**body, "delta": 0})
+    assert explicit.status_code == 400 and "delta" in explicit.json()["message"]
+    query = {"group_by": ["Name"], "aggregates": [{"op": "count"}]}
+    opendp = user.api.post("/datasets/TITANIC/opendp/cost", {"query": query, "epsilon": 1.0})
+    assert opendp.status_code == 200 and 0 < opendp.json()["cost"]["delta"] <= 1e-4
+
+
+def test_a_query_that_needs_no_delta_is_charged_none(user):
+    body = {"query": GROUPED, "epsilon": 1.0}
+    assert user.api.post(SQL + "/cost", body).json()["cost"]["delta"] == 0.0
