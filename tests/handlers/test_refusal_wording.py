@@ -71,6 +71,7 @@ CORPUS = [
     ("SELECT COUNT(*) * -1 AS n FROM df", "0 - x"),
     ("SELECT species FROM df GROUP BY species", "COUNT(*)"),
     ("SELECT COUNT(*) FROM df WHERE body_mass_g > ?", "placeholders"),
+    ("SELECT COUNT(*) AS n FROM df LIMIT 5 OFFSET 10", "LIMIT n"),
     # syntax errors: where, and a hint when a common cause shows
     ("SELECT COUNT(*) AS n FROM df t WHERE t.body_mass_g > 3000", "near 't' (line 1, column 30)"),
     ('SELECT COUNT(*) FROM df WHERE species = "Adelie"', "single quotes"),
@@ -180,7 +181,7 @@ def user(make_user):
 
 
 def test_the_corpus_covers_every_class_of_refusal():
-    assert len(CORPUS) >= 40 and len(MUTATIONS) == 24
+    assert len(CORPUS) >= 42 and len(MUTATIONS) == 24
     assert sum(OPENDP == mentions for _, mentions in CORPUS) >= 4
 
 
