@@ -141,12 +141,14 @@ class Client:
         query: str,
         *,
         epsilon: float,
-        delta: float = 0.0,
+        delta: float | None = None,
         postprocess: bool = True,
     ) -> Estimate:
         """The exact cost and accuracy of a query, and whether it would be a free replay
         (``postprocess`` is part of what makes two requests the same)."""
-        body = {"query": query, "epsilon": epsilon, "delta": delta, "postprocess": postprocess}
+        body = _without_none(
+            {"query": query, "epsilon": epsilon, "delta": delta, "postprocess": postprocess}
+        )
         return self._estimate(dataset, "smartnoise-sql", body)
 
     def smartnoise_sql_response(
@@ -155,7 +157,7 @@ class Client:
         query: str,
         *,
         epsilon: float,
-        delta: float = 0.0,
+        delta: float | None = None,
         postprocess: bool = True,
         fresh: bool = False,
     ) -> Release:
@@ -164,13 +166,15 @@ class Client:
 
         An identical earlier request is replayed for free; ``fresh=True`` pays for a new release.
         """
-        body = {
-            "query": query,
-            "epsilon": epsilon,
-            "delta": delta,
-            "postprocess": postprocess,
-            "fresh": fresh,
-        }
+        body = _without_none(
+            {
+                "query": query,
+                "epsilon": epsilon,
+                "delta": delta,
+                "postprocess": postprocess,
+                "fresh": fresh,
+            }
+        )
         return self._release(dataset, "smartnoise-sql", body)
 
     def smartnoise_sql(
@@ -179,7 +183,7 @@ class Client:
         query: str,
         *,
         epsilon: float,
-        delta: float = 0.0,
+        delta: float | None = None,
         postprocess: bool = True,
         fresh: bool = False,
     ) -> pd.DataFrame:
@@ -269,3 +273,8 @@ class Client:
                 "the server answered with something that is not JSON", code="bad_reply"
             )
         return payload
+
+
+def _without_none(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without the fields left to the server (a delta not given, say)."""
+    return {key: value for key, value in body.items() if value is not None}

@@ -32,7 +32,8 @@ class Defaults:
 
     dataset: str = ""
     epsilon: float = 0.5
-    delta: float = 0.0
+    delta: float | None = None  # None: the server chooses (only where a query needs one)
+    uncertainty: bool = True
     confirm_above: float = 1.0
     dummy_rows: int = 1000
     timeout: float = 120.0
@@ -131,12 +132,13 @@ class SqlCommand:
     dataset: str
     query: str
     epsilon: float
-    delta: float
+    delta: float | None
     mode: Mode = "run"
     fresh: bool = False
     yes: bool = False
     postprocess: bool = True
     target: str | None = None  # VAR of 'VAR <<'
+    budget: float | None = None  # the cell's whole epsilon, split over its noisy values
 
     @classmethod
     def parse(
@@ -148,6 +150,10 @@ class SqlCommand:
         namespace: Mapping[str, Any],
     ) -> SqlCommand:
         args = parse_argstring(magic, line)
+        if args.budget is not None and args.epsilon is not None:
+            raise ClientUsageError(
+                "give --epsilon (for each noisy value) or --budget (for the whole cell), not both"
+            )
         target, cell = parse_assignment(args.assign, cell)
         query = render(cell, namespace)
         return cls(
@@ -160,6 +166,7 @@ class SqlCommand:
             yes=args.yes,
             postprocess=not args.no_postprocess,
             target=target,
+            budget=args.budget,
         )
 
 

@@ -69,6 +69,10 @@ def _for_dummy(document: dict[str, Any], dummy: pd.DataFrame) -> DatasetMetadata
     return DatasetMetadata.from_dict(document)
 
 
+# The delta of a dummy run that needs one and was given none (the rows are synthetic).
+DUMMY_DELTA = 1e-6
+
+
 def run_on_dummy(
     metadata_document: dict[str, Any],
     dummy: pd.DataFrame,
@@ -76,13 +80,14 @@ def run_on_dummy(
     query: str,
     *,
     epsilon: float,
-    delta: float,
+    delta: float | None,
     seed: int,
 ) -> DummyRun:
     with _refused_as_by_the_server():
         metadata = _for_dummy(metadata_document, dummy)
         engine = _shared_engines()[0]
-        plan = engine.plan(dataset, metadata, query, epsilon, delta)
+        # A delta not given: a small one where groups are thresholded, as the server would.
+        plan = engine.plan(dataset, metadata, query, epsilon, delta, default_delta=DUMMY_DELTA)
         frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
         table = to_arrow(frame, metadata)
         outcome = engine.execute(plan, metadata, f"dummy:{len(frame)}:{seed}", lambda: table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -19,6 +19,7 @@ from lomas_jupyter._commands import DatasetCommand, Defaults, OpenDPCommand, Sql
 from lomas_jupyter._display import BudgetDisplay
 from lomas_jupyter._errors import ClientUsageError
 from lomas_jupyter._results import DATASET_COLUMNS, Estimate, Release
+from lomas_jupyter._uncertainty import estimate_notes
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,24 @@ class Executor:
     def sql(self, command: SqlCommand) -> Outcome:
         client, dataset = self.client, command.dataset
 
-        def estimate() -> Estimate:
+        def price(asked: SqlCommand) -> Estimate:
             return client.smartnoise_sql_cost(
                 dataset,
-                command.query,
-                epsilon=command.epsilon,
-                delta=command.delta,
-                postprocess=command.postprocess,
+                asked.query,
+                epsilon=asked.epsilon,
+                delta=asked.delta,
+                postprocess=asked.postprocess,
             )
 
+        split = None
+        if command.budget is not None:
+            command, split = _split_budget(command, price)
+
+        def estimate() -> Estimate:
+            return price(command)
+
         if command.mode == "estimate":
-            return _estimate_outcome(estimate())
+            return _estimate_outcome(estimate(), split)
         if command.mode == "dummy":
             from lomas_jupyter._dummy import run_on_dummy
 
@@ -110,6 +118,7 @@ class Executor:
             command.fresh,
             command.yes,
             command.target,
+            split,
         )
 
     def opendp(self, command: OpenDPCommand) -> Outcome:
@@ -141,6 +150,7 @@ class Executor:
         fresh: bool,
         yes: bool,
         target: str | None,
+        split: str | None = None,
     ) -> Outcome:
         """Ask first when the query is expensive (and not a free replay), then run it."""
         threshold = self.defaults.confirm_above
@@ -163,7 +173,9 @@ class Executor:
             if replay
             else None,
         )
-        return Outcome(release.frame, display=display, target=target)
+        frame = release.with_uncertainty() if self.defaults.uncertainty else release.frame
+        message = "\n".join(line for line in (split, *release.notes()) if line)
+        return Outcome(frame, display=display, message=message or None, target=target)
 
     def _confirm(self, dataset: str, cost: float) -> bool:
         threshold = self.defaults.confirm_above
@@ -179,7 +191,31 @@ class Executor:
         return answer.strip().lower() in ("y", "yes")
 
 
-def _estimate_outcome(estimate: Estimate) -> Outcome:
+def _split_budget(
+    command: SqlCommand, price: Callable[[SqlCommand], Estimate]
+) -> tuple[SqlCommand, str]:
+    """``--budget B``: the epsilon for each noisy value that makes the cell cost B.
+
+    SmartNoise-SQL charges each noisy value its epsilon (an AVG is a noisy SUM and a noisy
+    COUNT). The server prices the query at one epsilon, which says how many noisy values it
+    has; the same price at B / count is then checked, and scaled down once if the dataset's
+    accounting adds up otherwise."""
+    assert command.budget is not None
+    budget = command.budget
+    probe = replace(command, epsilon=budget, budget=None)
+    count = max(1, len(price(probe).accuracy.get("noisy_values", [])))
+    chosen = replace(probe, epsilon=budget / count)
+    cost = price(chosen).cost["epsilon"]
+    if cost > budget:
+        chosen = replace(chosen, epsilon=chosen.epsilon * budget / cost)
+    line = (
+        f"--budget {budget:g}: epsilon={chosen.epsilon:.4g} for each of the query's {count} "
+        f"noisy value{'s' if count != 1 else ''}"
+    )
+    return chosen, line
+
+
+def _estimate_outcome(estimate: Estimate, split: str | None = None) -> Outcome:
     note = None
     if estimate.replay_of:
         note = f"this exact query ran before (query {estimate.replay_of[:8]}): rerunning it is free"
@@ -188,8 +224,9 @@ def _estimate_outcome(estimate: Estimate) -> Outcome:
     display = BudgetDisplay(
         estimate.dataset, estimate.budget.amounts, cost=estimate.cost, kind="estimate", note=note
     )
+    lines = [line for line in (split, *estimate_notes(estimate.accuracy)) if line]
     # Shown, not stored: 'VAR <<' keeps the result of a run, and an estimate is none.
-    return Outcome(estimate.accuracy_table(), display=display)
+    return Outcome(estimate.accuracy_table(), display=display, message="\n".join(lines) or None)
 
 
 def _dummy_outcome(

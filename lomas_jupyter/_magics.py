@@ -77,8 +77,15 @@ class LomasMagic(Magics, Configurable):
         config=True
     )
     delta = Float(
-        0.0,
-        help="Delta of %%lomas_sql when --delta is not given (datasets that hide rare groups need > 0).",
+        None,
+        allow_none=True,
+        help="Delta when --delta is not given; None lets the server choose one where groups "
+        "are shown above a threshold (and none elsewhere).",
+    ).tag(config=True)
+    uncertainty = Bool(
+        True,
+        help="Show a '± column' (95% half-width) after each released column whose accuracy is "
+        "known; df.attrs['half_width'] has them either way.",
     ).tag(config=True)
     confirm_above = Float(
         1.0,
@@ -134,6 +141,7 @@ class LomasMagic(Magics, Configurable):
             dataset=self.dataset,
             epsilon=self.epsilon,
             delta=self.delta,
+            uncertainty=self.uncertainty,
             confirm_above=self.confirm_above,
             dummy_rows=self.dummy_rows,
             timeout=self.timeout,
@@ -211,6 +219,11 @@ class LomasMagic(Magics, Configurable):
     )
     @argument("--delta", type=float, help="delta (default: LomasMagic.delta)")
     @_run_options
+    @argument(
+        "--budget",
+        type=float,
+        help="the whole cell's epsilon: split evenly over the query's noisy values",
+    )
     @argument("--no-postprocess", action="store_true", help="return the raw noisy aggregates")
     @argument("assign", nargs="*", help="VAR << stores the result in VAR")
     @cell_magic

@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from lomas_jupyter._uncertainty import half_widths, release_notes, with_uncertainty
+
 Amount = dict[str, float]
 # %lomas_datasets: one DatasetInfo.row() per dataset, in this order.
 DATASET_COLUMNS = (
@@ -206,8 +208,10 @@ class Estimate:
     def accuracy_table(self) -> pd.DataFrame:
         """One row per released column, as ``--estimate`` shows it; always the columns
         ``ESTIMATE_COLUMNS`` and then the interval's half-width, named by its confidence
-        (``±95%``): how many noisy values make the column, and their epsilon where the
-        engine gives it per value (SmartNoise-SQL; empty otherwise)."""
+        (``±95%``), and for a mean the half-width times its group's row count
+        (``±95% × rows``: divide by a group's size): how many noisy values make the column,
+        and their epsilon where the engine gives it per value (SmartNoise-SQL; empty
+        otherwise)."""
         accuracy = self.accuracy
         level = f"±{accuracy['confidence']:.0%}"
         costs = {v["name"]: v.get("epsilon") for v in accuracy["noisy_values"]}
@@ -217,11 +221,17 @@ class Estimate:
             known = bool(shares) and all(share is not None for share in shares)
             epsilon = sum(float(share) for share in shares if share is not None) if known else None
             rows.append(
-                (column["column"], len(column["noisy_values"]), epsilon, column["half_width"])
+                (
+                    column["column"],
+                    len(column["noisy_values"]),
+                    epsilon,
+                    column["half_width"],
+                    column.get("half_width_times_count"),
+                )
             )
         # The same columns for every engine and query, so that code reading them and eyes
         # comparing two estimates find each where it was.
-        frame = pd.DataFrame(rows, columns=[*ESTIMATE_COLUMNS, level])
+        frame = pd.DataFrame(rows, columns=[*ESTIMATE_COLUMNS, level, f"{level} × rows"])
         frame["epsilon"] = frame["epsilon"].astype(float)
         return frame
 
@@ -260,13 +270,15 @@ class Release:
         cls, reply: Mapping[str, Any], *, dataset: str, request: Mapping[str, Any]
     ) -> Release:
         epsilon = request.get("epsilon")
+        # A delta not given was chosen by the server: the cost says which.
+        delta = request.get("delta", reply["cost"].get("delta"))
         release = cls(
             frame=table_frame(reply["result"]),
             query_id=str(reply["query_id"]),
             dataset=dataset,
             cost=_amount(reply["cost"]),
             epsilon=None if epsilon is None else float(epsilon),
-            delta=float(request.get("delta") or 0.0),
+            delta=float(delta or 0.0),
             replay_of=reply.get("replay_of"),
             budget=Budget.from_reply(reply["budget"], dataset=dataset),
             accuracy=reply.get("accuracy"),
@@ -277,7 +289,9 @@ class Release:
         return release
 
     def facts(self) -> dict[str, Any]:
-        """What the frame's ``attrs`` hold."""
+        """What the frame's ``attrs`` hold: what the result is, what it cost and what it is
+        worth (``half_width``: per column, one number or one per row; see ``notes``)."""
+        accuracy = self.accuracy or {}
         return {
             "dataset": self.dataset,
             "query_id": self.query_id,
@@ -285,4 +299,19 @@ class Release:
             "delta": self.delta,
             "cost": dict(self.cost),
             "replay_of": self.replay_of,
+            "accuracy": accuracy,
+            "confidence": accuracy.get("confidence"),
+            "half_width": half_widths(self.frame, accuracy),
+            "threshold": accuracy.get("threshold"),
+            "clamped": dict(self.raw.get("result", {}).get("clamped") or {}),
+            "notes": self.notes(),
         }
+
+    def notes(self) -> list[str]:
+        """One line each: hidden groups, values kept in range, means' half-widths."""
+        return release_notes(self.frame, self.raw.get("result", {}), self.accuracy)
+
+    def with_uncertainty(self) -> pd.DataFrame:
+        """The result with a ``± column`` (the half-width at the stated confidence) after
+        each column whose accuracy is known."""
+        return with_uncertainty(self.frame, self.frame.attrs.get("half_width") or {})

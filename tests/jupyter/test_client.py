@@ -66,14 +66,17 @@ def test_replies_are_typed(client):
     assert (release.dataset, release.epsilon, release.delta) == ("PENGUIN", 0.5, 0.0)
     assert release.cost == {"epsilon": 0.5, "delta": 0.0} and not release.is_replay
     assert release.budget.spent["epsilon"] == 0.5
-    assert release.frame.attrs == {
+    attrs = release.frame.attrs
+    assert {k: attrs[k] for k in ("dataset", "query_id", "epsilon", "delta", "cost")} == {
         "dataset": "PENGUIN",
         "query_id": release.query_id,
         "epsilon": 0.5,
         "delta": 0.0,
         "cost": {"epsilon": 0.5, "delta": 0.0},
-        "replay_of": None,
     }
+    assert attrs["replay_of"] is None and attrs["accuracy"] == release.accuracy
+    assert attrs["half_width"]["n"] == release.accuracy["columns"][0]["half_width"] > 0
+    assert attrs["confidence"] == 0.95 and attrs["clamped"] == {}
     assert release.raw["query_id"] == release.query_id
 
     replay = client.smartnoise_sql_response("PENGUIN", COUNT, epsilon=0.5)

@@ -107,7 +107,8 @@ def test_a_failed_connect_keeps_the_working_connection(connected, user, server, 
 def test_query_displays_budget_bundle_and_returns_a_dataframe(connected, user):
     with capture_output() as captured:
         frame = connected.run_cell_magic("lomas_sql", "--epsilon 0.5", COUNT)
-    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["species", "n"]
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == ["species", "n", "± n"]
+    assert (frame["± n"] > 0).all() and list(frame.attrs["half_width"]) == ["n"]
     bundles = [o.data for o in captured.outputs]
     assert len(bundles) == 1
     bundle = bundles[0]
@@ -121,7 +122,7 @@ def test_query_displays_budget_bundle_and_returns_a_dataframe(connected, user):
 
 def test_assignment_on_the_line_and_in_the_cell(connected):
     assert connected.run_cell_magic("lomas_sql", "res <<", COUNT) is None
-    assert list(connected.user_ns["res"].columns) == ["species", "n"]
+    assert list(connected.user_ns["res"].columns) == ["species", "n", "± n"]
     del connected.user_ns["res"]
     connected.run_cell_magic("lomas_sql", "", "res << " + COUNT)
     assert isinstance(connected.user_ns["res"], pd.DataFrame)
@@ -337,7 +338,9 @@ def test_estimate_columns_are_the_same_for_every_engine(connected):
     sql = connected.run_cell_magic("lomas_sql", "--estimate", COUNT)
     opendp = connected.run_cell_magic("lomas_opendp", "--estimate", OPENDP_CELL)
     assert (
-        list(sql.columns) == list(opendp.columns) == ["column", "noisy values", "epsilon", "±95%"]
+        list(sql.columns)
+        == list(opendp.columns)
+        == ["column", "noisy values", "epsilon", "±95%", "±95% × rows"]
     )
     # SmartNoise-SQL gives each noisy value's epsilon, OpenDP does not: empty, still there
     assert sql.set_index("column").loc["n", "epsilon"] == 0.5 and opendp["epsilon"].isna().all()
@@ -379,7 +382,7 @@ def test_opendp_magic_estimate_run_replay_and_dummy(connected, user, capsys):
         "lomas_opendp", "--epsilon 0.5 --delta 1e-6 by_species <<", OPENDP_CELL
     )
     frame = connected.user_ns["by_species"]
-    assert list(frame.columns) == ["species", "count", "bill"]
+    assert list(frame.columns) == ["species", "count", "± count", "bill"]
     assert _spent(user) == 0.5
     with capture_output() as captured:
         connected.run_cell_magic("lomas_opendp", "--epsilon 0.5 --delta 1e-6", OPENDP_CELL)
@@ -395,7 +398,7 @@ def test_opendp_magic_gaussian_and_errors(connected, user):
     frame = connected.run_cell_magic(
         "lomas_opendp", "--rho 0.05 --yes", "aggregates: [{op: count}]"
     )
-    assert list(frame.columns) == ["count"]
+    assert list(frame.columns) == ["count", "± count"]
     assert _error(connected, "%%lomas_opendp\naggregates: [{op: sum, column: species}]")[
         1
     ].startswith("'sum' needs a numeric column")

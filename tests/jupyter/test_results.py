@@ -110,7 +110,13 @@ def test_sql_estimate_and_its_accuracy_table():
     estimate = Estimate.from_reply(reply, dataset="PENGUIN")
     assert (estimate.fits, estimate.free, estimate.queries_left) == (True, False, 2)
     assert estimate.query == reply["normalized_query"] and estimate.noise is None
-    assert list(estimate.accuracy_table().columns) == ["column", "noisy values", "epsilon", "±95%"]
+    assert list(estimate.accuracy_table().columns) == [
+        "column",
+        "noisy values",
+        "epsilon",
+        "±95%",
+        "±95% × rows",
+    ]
     table = estimate.accuracy_table().set_index("column")
     assert table.loc["n", "noisy values"] == 1 and table.loc["n", "epsilon"] == 0.5
     assert table.loc["mean", "epsilon"] == 1.0 and table.loc["mean", "±95%"] == 1.25
@@ -139,7 +145,7 @@ def test_opendp_estimate_of_a_free_replay():
     assert estimate.noise == {"mechanism": "gaussian", "rho": 0.05, "delta": 0.0}
     table = estimate.accuracy_table()
     # OpenDP gives no epsilon per value: the column stays, empty, so the order never changes
-    assert list(table.columns) == ["column", "noisy values", "epsilon", "±90%"]
+    assert list(table.columns) == ["column", "noisy values", "epsilon", "±90%", "±90% × rows"]
     assert table["epsilon"].isna().all() and table.loc[0, "±90%"] == 12.0
 
 
@@ -163,14 +169,16 @@ def test_release_and_the_attrs_of_its_frame():
     )
     assert release.cost == ZCDP_COST and not release.is_replay
     assert release.budget.spent["epsilon"] == 1.5 and release.request == request
-    assert release.frame.attrs == {
+    attrs = release.frame.attrs
+    assert {k: attrs[k] for k in ("dataset", "query_id", "epsilon", "delta", "cost")} == {
         "dataset": "PENGUIN",
         "query_id": "ef" * 16,
         "epsilon": 0.5,
         "delta": 1e-6,
         "cost": ZCDP_COST,
-        "replay_of": None,
     }
+    assert attrs["replay_of"] is None and attrs["accuracy"] == SQL_ACCURACY
+    assert set(attrs) >= {"half_width", "confidence", "threshold", "clamped", "notes"}
     assert "frame" not in repr(release) and "PENGUIN" in repr(release)
 
 
