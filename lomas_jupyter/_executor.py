@@ -168,6 +168,7 @@ class Executor:
             cost=release.cost,
             kind="replay" if replay else "query",
             query_id=release.query_id,
+            queries_left=release.queries_left,
             replay_of=replay,
             note="the same noisy answer as before; add --fresh to pay for a new one"
             if replay

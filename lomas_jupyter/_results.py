@@ -262,6 +262,13 @@ class Release:
         return self.frame
 
     @property
+    def queries_left(self) -> int | None:
+        """How many more queries like this one fit, counted by the server with this one
+        spent; None for a replay (it was free)."""
+        left = self.raw.get("queries_left")
+        return None if left is None else int(left)
+
+    @property
     def is_replay(self) -> bool:
         return self.replay_of is not None
 

@@ -67,6 +67,7 @@ def release(
                 "result": earlier.result,
                 "cost": ctx.account.cost_view(PrivacyAmount.zero()),
                 "budget": ctx.account.view(),
+                "queries_left": None,
                 "accuracy": planned.accuracy(),
             }
     data = data_access.reachable(ctx, in_place=planned.in_place)
@@ -102,16 +103,20 @@ def release(
     _finish(ctx, query_id, DONE, result=result)
     try:
         account = ctx.read_spent()
+        # Counted with this release spent, exactly as the next reservation will count.
+        left = account.times_fit(planned.cost, ctx.dataset_spent())
     except StoreUnavailable:
         # A paid release is never hidden by the store going away now: the budget shown is
         # the one read at the reservation, with this query's cost.
         account = replace(before, spent=before.spent + planned.cost)
+        left = None
     return {
         "query_id": query_id,
         "replay_of": None,
         "result": result,
         "cost": account.cost_view(planned.cost),
         "budget": account.view(),
+        "queries_left": left,
         "accuracy": planned.accuracy(),
     }
 

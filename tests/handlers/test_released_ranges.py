@@ -113,3 +113,14 @@ def test_a_query_that_needs_delta_gets_one_when_none_is_given(user):
 def test_a_query_that_needs_no_delta_is_charged_none(user):
     body = {"query": GROUPED, "epsilon": 1.0}
     assert user.api.post(SQL + "/cost", body).json()["cost"]["delta"] == 0.0
+
+
+def test_a_release_says_how_many_more_like_it_fit_counting_itself(make_user):
+    user = make_user(PENGUIN=(2.0, 0.0))
+    body = {"query": "SELECT COUNT(*) AS n FROM df", "epsilon": 0.5}
+    assert user.api.post(SQL, body).json()["queries_left"] == 3  # 1.5 left after it
+    assert user.api.post(SQL, body).json()["queries_left"] is None  # a free replay
+    again = user.api.post(SQL, {**body, "fresh": True}).json()
+    assert again["queries_left"] == 2
+    budget = user.api.get("/datasets/PENGUIN/budget").json()
+    assert budget["last_query"]["queries_left"] == 2

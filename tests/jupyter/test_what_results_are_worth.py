@@ -93,3 +93,12 @@ def test_a_whole_cell_budget_is_split_over_the_noisy_values(shell, user):
 def test_budget_and_epsilon_together_are_refused(shell):
     result = shell.run_cell("%%lomas_sql --budget 1 --epsilon 1\nSELECT COUNT(*) AS n FROM df")
     assert "not both" in str(result.error_in_exec)
+
+
+def test_the_display_after_a_cell_counts_the_queries_left_with_it_spent(shell, user):
+    with capture_output() as captured:
+        shell.run_cell_magic("lomas_sql", "--epsilon 5 --yes", "SELECT COUNT(*) AS n FROM df")
+    (bundle,) = [o.data for o in captured.outputs if lomas_jupyter.MIME_TYPE in o.data]
+    # 50 granted, 5 spent by this cell: 9 more like it.
+    assert bundle[lomas_jupyter.MIME_TYPE]["queries_left"] == 9
+    assert "9 more queries like the last one fit" in bundle["text/plain"]
