@@ -217,7 +217,7 @@ def opendp_noise(args: Any, defaults: Defaults) -> dict[str, Any]:
     else:
         noise["epsilon"] = defaults.epsilon if args.epsilon is None else args.epsilon
     delta = defaults.delta if args.delta is None else args.delta
-    if delta:
+    if delta is not None:  # None: the server chooses where the query needs one
         noise["delta"] = delta
     return noise
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -25,6 +25,7 @@ from lomas_server.engines.opendp_query import parse_opendp_query
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
 from lomas_server.engines.sql_plan import SqlPlan
 from lomas_server.errors import ServiceError
+from lomas_server.limits import DEFAULT_DELTA
 from lomas_server.metadata import DatasetMetadata
 
 _engines: tuple[SmartnoiseSqlEngine, OpenDPEngine] | None = None
@@ -69,10 +70,6 @@ def _for_dummy(document: dict[str, Any], dummy: pd.DataFrame) -> DatasetMetadata
     return DatasetMetadata.from_dict(document)
 
 
-# The delta of a dummy run that needs one and was given none (the rows are synthetic).
-DUMMY_DELTA = 1e-6
-
-
 def run_on_dummy(
     metadata_document: dict[str, Any],
     dummy: pd.DataFrame,
@@ -87,7 +84,7 @@ def run_on_dummy(
         metadata = _for_dummy(metadata_document, dummy)
         engine = _shared_engines()[0]
         # A delta not given: a small one where groups are thresholded, as the server would.
-        plan = engine.plan(dataset, metadata, query, epsilon, delta, default_delta=DUMMY_DELTA)
+        plan = engine.plan(dataset, metadata, query, epsilon, delta, default_delta=DEFAULT_DELTA)
         frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
         table = to_arrow(frame, metadata)
         outcome = engine.execute(plan, metadata, f"dummy:{len(frame)}:{seed}", lambda: table)
@@ -104,7 +101,12 @@ def run_opendp_on_dummy(
         parsed = parse_opendp_request(request, for_release=False)
         engine = _shared_engines()[1]
         query = parse_opendp_query(parsed.query, metadata)
-        plan = engine.plan(dataset, metadata, query, parsed.noise)
+        noise = parsed.noise
+        if not parsed.delta_given:
+            # As the server would choose for thresholded groups (and a delta changes nothing
+            # where no group is thresholded).
+            noise = replace(noise, delta=DEFAULT_DELTA)
+        plan = engine.plan(dataset, metadata, query, noise)
         frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
         outcome = engine.execute(plan, metadata, lambda: to_arrow(frame, metadata))
     return pd.DataFrame(outcome.rows, columns=outcome.columns)

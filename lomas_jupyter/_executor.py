@@ -203,7 +203,10 @@ def _split_budget(
     accounting adds up otherwise."""
     assert command.budget is not None
     budget = command.budget
-    probe = replace(command, epsilon=budget, budget=None)
+    # How many noisy values there are does not depend on epsilon: priced at a twentieth of
+    # the budget, the probe stays under the per-query maximum a query with fewer than 20
+    # noisy values could meet.
+    probe = replace(command, epsilon=max(budget / 20, 1e-3), budget=None)
     count = max(1, len(price(probe).accuracy.get("noisy_values", [])))
     chosen = replace(probe, epsilon=budget / count)
     cost = price(chosen).cost["epsilon"]

@@ -277,8 +277,8 @@ class Release:
         cls, reply: Mapping[str, Any], *, dataset: str, request: Mapping[str, Any]
     ) -> Release:
         epsilon = request.get("epsilon")
-        # A delta not given was chosen by the server: the cost says which.
-        delta = request.get("delta", reply["cost"].get("delta"))
+        # The delta the noise used, as given or as the server chose it.
+        delta = reply.get("delta_used", request.get("delta"))
         release = cls(
             frame=table_frame(reply["result"]),
             query_id=str(reply["query_id"]),
@@ -316,7 +316,10 @@ class Release:
 
     def notes(self) -> list[str]:
         """One line each: hidden groups, values kept in range, means' half-widths."""
-        return release_notes(self.frame, self.raw.get("result", {}), self.accuracy)
+        # Only SQL can ask for raw values (postprocess false); an OpenDP request has a query
+        # document, not SQL text.
+        sql = isinstance(self.request.get("query"), str)
+        return release_notes(self.frame, self.raw.get("result", {}), self.accuracy, raw_option=sql)
 
     def with_uncertainty(self) -> pd.DataFrame:
         """The result with a ``± column`` (the half-width at the stated confidence) after

@@ -54,23 +54,28 @@ def with_uncertainty(frame: pd.DataFrame, widths: dict[str, Any]) -> pd.DataFram
 
 
 def release_notes(
-    frame: pd.DataFrame, result: dict[str, Any], accuracy: dict[str, Any] | None
+    frame: pd.DataFrame,
+    result: dict[str, Any],
+    accuracy: dict[str, Any] | None,
+    *,
+    raw_option: bool = True,
 ) -> list[str]:
     """What the analyst must know to read the result: hidden groups, moved values, means
-    whose half-width needs the group size."""
+    whose half-width needs the group size. ``raw_option``: the query could have asked for
+    raw values (SQL's --no-postprocess)."""
     accuracy = accuracy or {}
     notes = []
     threshold = accuracy.get("threshold")
     if threshold is not None:
-        shown = len(frame)
         about = math.ceil(float(threshold))
+        empty = "no group passed it; " if len(frame) == 0 else ""
         notes.append(
-            f"{shown} group{'s' if shown != 1 else ''} shown; groups with fewer than about "
-            f"{about} people are hidden (their values are not public, so a group is shown "
-            "only when its noisy count passes a threshold)"
+            f"a group is shown only when its noisy count passes about {about} (its values are "
+            f"not public): {empty}smaller groups are hidden, and a shown count near {about} is "
+            "likely above the true one"
         )
     elif len(frame) == 0:
-        notes.append("no rows: the query's filters leave no group to release")
+        notes.append("no rows: the query's HAVING or LIMIT kept none")
     clamped = result.get("clamped")
     if clamped:
         ranges = {
@@ -81,13 +86,14 @@ def release_notes(
             for name, count in clamped.items()
         )
         notes.append(
-            f"post-processing kept values in their public range: moved {moved}; "
-            "free under DP, --no-postprocess keeps the raw values"
+            f"post-processing kept values in their public range: moved {moved}; free under "
+            + ("DP, --no-postprocess keeps the raw values" if raw_option else "DP")
         )
     widths = half_widths(frame, accuracy)
     for column in accuracy.get("columns", []):
         k = column.get("half_width_times_count")
-        if k is not None and widths.get(column["column"]) is None:
+        shown = column["column"] in frame.columns  # not with --no-postprocess's raw parts
+        if k is not None and shown and widths.get(column["column"]) is None:
             notes.append(f"{column['column']!r}: ±{k:.4g}/n for a group of n rows (95%)")
     return notes
 
@@ -97,7 +103,8 @@ def estimate_notes(accuracy: dict[str, Any]) -> list[str]:
     threshold = accuracy.get("threshold")
     if threshold is not None:
         notes.append(
-            f"groups with fewer than about {math.ceil(float(threshold))} people will not be shown"
+            f"a group will be shown only when its noisy count passes about "
+            f"{math.ceil(float(threshold))}: smaller groups will be hidden"
         )
     for column in accuracy.get("columns", []):
         k = column.get("half_width_times_count")

@@ -385,7 +385,7 @@ class Compiler:
             for aggregate, (lower, upper) in zip(self.query.aggregates, ranges, strict=True):
                 value = _finish(aggregate, row)
                 kept = within(value, lower, upper)
-                if kept != value:
+                if kept is not value:  # the very value when it stays (NaN included)
                     clamped[aggregate.name] = clamped.get(aggregate.name, 0) + 1
                 values.append(kept)
             rows.append([*[row[k] for k in keys], *values])

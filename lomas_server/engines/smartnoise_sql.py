@@ -347,7 +347,7 @@ def _kept_in_range(plan: SqlPlan, columns: list[str], rows: list[list[Any]]) -> 
             continue
         for row in rows:
             kept = described.keep_in_range(row[index])
-            if kept != row[index]:
+            if kept is not row[index]:  # the very value when it stays (NaN included)
                 row[index] = kept
                 clamped[described.column] = clamped.get(described.column, 0) + 1
     return SqlResult(columns, rows, clamped)

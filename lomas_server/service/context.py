@@ -9,12 +9,14 @@ changed (the spend, after the reservation).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 
-from lomas_server.accounting import AccountingRule, PrivacyAmount, PrivacyLoss
+from lomas_server.accounting import ZCDP, AccountingRule, PrivacyAmount, PrivacyLoss
 from lomas_server.datasets import source_from_description
 from lomas_server.datasets.sources import DatasetSource
 from lomas_server.errors import Forbidden, InvalidRequest, NotFound
+from lomas_server.limits import DEFAULT_DELTA
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
 from lomas_server.store.base import AdminStore, DatasetRecord, GrantRecord
@@ -87,14 +89,17 @@ class DatasetContext:
 
     def default_delta(self) -> float:
         """The delta a query gets when it needs one (its groups are shown above a threshold)
-        and the analyst gave none: 1/(10 n) for a dataset of n rows (1e-6 when the metadata
-        declares no row count), at most the per-query maximum and a tenth of what is left,
-        so that one query never takes the whole remaining delta."""
-        rows = self.metadata.rows
-        wanted = 1 / (10 * rows) if rows else 1e-6
-        left = self.account.remaining()["delta"]
-        chosen = min(wanted, self.max_query.delta, left / 10)
-        return float(f"{chosen:.2g}") if chosen > 0 else 0.0
+        and the analyst gave none: ``DEFAULT_DELTA``, or less where the per-query maximum
+        (less a zCDP dataset's conversion delta) is smaller.
+
+        It depends on nothing that changes between two runs of the same query (not on what
+        is left), so that running a cell again replays it; a grant without room for it is
+        refused at the reservation, with the numbers."""
+        room = self.max_query.delta
+        if self.rule.mode == ZCDP:
+            room -= self.record.conversion_delta
+        # Rounded down to two digits: rounding up could pass the maximum.
+        return _two_digits_down(min(DEFAULT_DELTA, room / 2)) if room > 0 else 0.0
 
     def charge(self, loss: PrivacyLoss) -> PrivacyAmount:
         """A query's cost in the ledger's currency, refused above the per-query maximum."""
@@ -137,3 +142,8 @@ def max_query(record: DatasetRecord, limits: Limits) -> PrivacyAmount:
 
 def _not_available(dataset: str) -> NotFound:
     return NotFound(f"no dataset {dataset!r} is available to you", code="dataset_not_found")
+
+
+def _two_digits_down(value: float) -> float:
+    scale = 10.0 ** (math.floor(math.log10(value)) - 1)
+    return math.floor(value / scale) * scale

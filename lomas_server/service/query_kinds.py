@@ -32,6 +32,7 @@ class PlannedQuery(Protocol):
     cost: PrivacyAmount  # in the dataset's ledger currency
     fingerprint: str  # identical requests share it (see ``fingerprint``)
     in_place: bool  # may run where the data lives instead of on loaded rows
+    delta: float  # the delta the noise uses (given, or chosen by the server), 0 for none
 
     def archived_request(self) -> dict[str, Any]: ...
 
@@ -65,7 +66,9 @@ class Engines:
             return PlannedSql(self.sql, ctx, request, plan, ctx.charge(plan.loss))
         query = parse_opendp_query(request.query, ctx.metadata)
         noise = request.noise
-        thresholded = bool(query.group_by) and not ctx.metadata.key_grid(list(query.group_by))
+        # The columns whose values key the released groups: a histogram's too.
+        keys = [*query.group_by, *(a.column for a in query.aggregates if a.op == "histogram")]
+        thresholded = bool(keys) and not ctx.metadata.key_grid([k for k in keys if k])
         if not request.delta_given and thresholded:
             noise = replace(noise, delta=ctx.default_delta() or None)
         opendp_plan = self.opendp.plan(ctx.dataset, ctx.metadata, query, noise, scope=ctx.user)
@@ -85,6 +88,7 @@ class PlannedSql:
         cost: PrivacyAmount,
     ) -> None:
         self._engine, self._ctx, self.request, self.plan, self.cost = sql, ctx, request, plan, cost
+        self.delta = float(plan.delta)
         # The plan's epsilon and delta: a delta given to a query that needs none changes
         # nothing about the release, and the estimate words its replays the same way.
         self.fingerprint = fingerprint(
@@ -134,6 +138,7 @@ class PlannedOpenDP:
         self, opendp: OpenDPEngine, ctx: DatasetContext, plan: OpenDPPlan, cost: PrivacyAmount
     ) -> None:
         self._engine, self._ctx, self.plan, self.cost = opendp, ctx, plan, cost
+        self.delta = float(plan.delta or 0.0)
         query = json.dumps(plan.query.as_dict(), sort_keys=True)
         self.fingerprint = fingerprint(
             OPENDP_ENGINE, query, plan.noise.mechanism, float(plan.budget), plan.delta or 0.0

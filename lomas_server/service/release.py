@@ -37,11 +37,14 @@ def estimate(ctx: DatasetContext, planned: PlannedQuery) -> dict[str, Any]:
     """What a release would cost and return, with nothing spent and no data touched."""
     account = ctx.account
     earlier = ctx.store.find_release(ctx.user, ctx.dataset, planned.fingerprint)
+    left = account.times_fit(planned.cost, ctx.dataset_spent())
     return {
         "cost": account.cost_view(planned.cost),
+        "delta_used": planned.delta,
         "budget": account.view(),
-        "fits": account.fits(planned.cost),
-        "queries_left": account.times_fit(planned.cost, ctx.dataset_spent()),
+        # Within the grant and, where the dataset has one, the dataset-wide cap.
+        "fits": account.fits(planned.cost) and (left is None or left >= 1),
+        "queries_left": left,
         "replay_of": earlier.query_id if earlier else None,
         **planned.described(),
         "accuracy": planned.accuracy(),
@@ -66,6 +69,7 @@ def release(
                 "replay_of": earlier.query_id,
                 "result": earlier.result,
                 "cost": ctx.account.cost_view(PrivacyAmount.zero()),
+                "delta_used": planned.delta,
                 "budget": ctx.account.view(),
                 "queries_left": None,
                 "accuracy": planned.accuracy(),
@@ -115,6 +119,7 @@ def release(
         "replay_of": None,
         "result": result,
         "cost": account.cost_view(planned.cost),
+        "delta_used": planned.delta,
         "budget": account.view(),
         "queries_left": left,
         "accuracy": planned.accuracy(),

@@ -100,7 +100,16 @@ def test_query_returns_noisy_result_cost_budget_and_id(make_user):
     reply = user.api.sql("PENGUIN", COUNT_BY_SPECIES, 1.0)
     assert reply.status_code == 200
     body = reply.json()
-    assert set(body) == {"query_id", "replay_of", "result", "cost", "budget", "accuracy"}
+    assert set(body) == {
+        "query_id",
+        "replay_of",
+        "result",
+        "cost",
+        "delta_used",
+        "budget",
+        "queries_left",
+        "accuracy",
+    }
     counted = {c["column"]: c for c in body["accuracy"]["columns"]}["n"]
     assert counted["half_width"] > 0 and body["accuracy"]["confidence"] == 0.95
     assert body["replay_of"] is None

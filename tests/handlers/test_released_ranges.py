@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lomas_server.limits import DEFAULT_DELTA
 from tests.conftest import sample_metadata
 
 SQL = "/datasets/PENGUIN/smartnoise-sql"
@@ -100,14 +101,17 @@ def test_a_query_that_needs_delta_gets_one_when_none_is_given(user):
     body = {"query": "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name", "epsilon": 1.0}
     estimate = user.api.post("/datasets/TITANIC/smartnoise-sql/cost", body).json()
     chosen = estimate["cost"]["delta"]
-    assert 0 < chosen <= 1 / (10 * 1000)  # TITANIC declares 1000 rows
+    assert chosen == estimate["delta_used"] == DEFAULT_DELTA
     released = user.api.post("/datasets/TITANIC/smartnoise-sql", body)
     assert released.status_code == 200 and released.json()["cost"]["delta"] == chosen
     explicit = user.api.post("/datasets/TITANIC/smartnoise-sql/cost", {**body, "delta": 0})
     assert explicit.status_code == 400 and "delta" in explicit.json()["message"]
     query = {"group_by": ["Name"], "aggregates": [{"op": "count"}]}
     opendp = user.api.post("/datasets/TITANIC/opendp/cost", {"query": query, "epsilon": 1.0})
-    assert opendp.status_code == 200 and 0 < opendp.json()["cost"]["delta"] <= 1e-4
+    assert opendp.status_code == 200 and opendp.json()["delta_used"] == DEFAULT_DELTA
+    histogram = {"aggregates": [{"op": "histogram", "column": "Name"}]}
+    reply = user.api.post("/datasets/TITANIC/opendp/cost", {"query": histogram, "epsilon": 1.0})
+    assert reply.status_code == 200 and reply.json()["delta_used"] == DEFAULT_DELTA
 
 
 def test_a_query_that_needs_no_delta_is_charged_none(user):

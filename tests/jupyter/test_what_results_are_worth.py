@@ -8,6 +8,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 import lomas_jupyter
+from lomas_server.limits import DEFAULT_DELTA
 
 MEAN = "SELECT species, AVG(body_mass_g) AS m, COUNT(body_mass_g) AS n FROM df GROUP BY species"
 BY_NAME = "SELECT Name, COUNT(*) AS n FROM df GROUP BY Name"
@@ -64,10 +65,11 @@ def test_an_estimate_states_a_means_half_width_per_group_size(shell):
 
 def test_hidden_groups_are_announced_and_delta_is_chosen(shell, user):
     estimate, out = _run(shell, "--estimate --dataset TITANIC --epsilon 1", BY_NAME)
-    assert "groups with fewer than about" in out and "will not be shown" in out
+    assert "shown only when its noisy count passes about" in out
+    assert "smaller groups will be hidden" in out
     frame, out = _run(shell, "--dataset TITANIC --epsilon 1 --yes", BY_NAME)
-    assert "groups with fewer than about" in out and "are hidden" in out
-    assert 0 < frame.attrs["delta"] <= 1e-4 and frame.attrs["threshold"] > 1
+    assert "smaller groups are hidden" in out
+    assert frame.attrs["delta"] == DEFAULT_DELTA and frame.attrs["threshold"] > 1
     assert _spent(user, "TITANIC") == 1.0
 
 
@@ -102,3 +104,19 @@ def test_the_display_after_a_cell_counts_the_queries_left_with_it_spent(shell, u
     # 50 granted, 5 spent by this cell: 9 more like it.
     assert bundle[lomas_jupyter.MIME_TYPE]["queries_left"] == 9
     assert "9 more queries like the last one fit" in bundle["text/plain"]
+
+
+def test_a_budget_is_split_even_over_many_noisy_values(shell, user):
+    cell = (
+        "SELECT AVG(body_mass_g) AS m, AVG(bill_length_mm) AS b, AVG(flipper_length_mm) AS f,"
+        " SUM(bill_depth_mm) AS s, COUNT(*) AS n FROM df"
+    )
+    frame, out = _run(shell, "--budget 3 --yes", cell)  # 8 noisy values, 0.375 each
+    assert "for each of the query's 8 noisy values" in out
+    assert frame.attrs["cost"]["epsilon"] == pytest.approx(3.0)
+
+
+def test_an_explicit_zero_delta_is_sent_not_dropped(shell, user):
+    cell = "%%lomas_opendp --dataset TITANIC --epsilon 1 --delta 0\ngroup_by: [Name]\naggregates: [{op: count}]"
+    result = shell.run_cell(cell)
+    assert "delta" in str(result.error_in_exec) and _spent(user, "TITANIC") == 0
