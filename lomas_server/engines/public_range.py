@@ -1,9 +1,11 @@
 """Released values kept in their public range: free post-processing under DP.
 
 A count is never below 0, a mean lies within its column's bounds, a sum is on the bounds'
-side of 0, a variance within what the bounds allow. Moving a noisy value there uses nothing
-but the value and the metadata, so it costs no budget, and it only brings the answer closer
-to the truth (which lies in that range). Both engines apply it, and say how many values moved.
+side of 0, an OpenDP variance within what the bounds allow (SmartNoise-SQL's VAR and STDDEV
+are expressions of several noisy values and stay as released). Moving a noisy value there
+uses nothing but the value and the metadata, so it costs no budget, and it only brings the
+answer closer to the truth (which lies in that range). Both engines apply it, and say how
+many values moved.
 """
 
 from __future__ import annotations
