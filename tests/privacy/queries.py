@@ -210,6 +210,9 @@ def opendp_cases(kind: str, count: int, seed: int = 13) -> list[Case]:
             body.update(epsilon=1.0)
         if thresholded and index % 4:
             body["delta"] = 1e-6
+        elif thresholded and index % 8 == 0:
+            body["delta"] = 0.0  # a threshold without delta: refused alike on both datasets
+        # else left out: the server chooses a delta (limits.DEFAULT_DELTA), answered alike
         cases.append(
             Case(
                 "opendp",
@@ -217,7 +220,7 @@ def opendp_cases(kind: str, count: int, seed: int = 13) -> list[Case]:
                 group,
                 grid,
                 thresholded,
-                refused or (thresholded and "delta" not in body),
+                refused or (thresholded and body.get("delta") == 0.0),
                 str(query),
             )
         )
