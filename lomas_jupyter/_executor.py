@@ -175,7 +175,8 @@ class Executor:
             else None,
         )
         frame = release.with_uncertainty() if self.defaults.uncertainty else release.frame
-        message = "\n".join(line for line in (split, *release.notes()) if line)
+        notes = release.frame.attrs.get("notes", [])  # worked out once, with the release
+        message = "\n".join(line for line in (split, *notes) if line)
         return Outcome(frame, display=display, message=message or None, target=target)
 
     def _confirm(self, dataset: str, cost: float) -> bool:

@@ -299,6 +299,7 @@ class Release:
         """What the frame's ``attrs`` hold: what the result is, what it cost and what it is
         worth (``half_width``: per column, one number or one per row; see ``notes``)."""
         accuracy = self.accuracy or {}
+        widths = half_widths(self.frame, accuracy)
         return {
             "dataset": self.dataset,
             "query_id": self.query_id,
@@ -308,18 +309,20 @@ class Release:
             "replay_of": self.replay_of,
             "accuracy": accuracy,
             "confidence": accuracy.get("confidence"),
-            "half_width": half_widths(self.frame, accuracy),
+            "half_width": widths,
             "threshold": accuracy.get("threshold"),
             "clamped": dict(self.raw.get("result", {}).get("clamped") or {}),
-            "notes": self.notes(),
+            "notes": self.notes(widths),
         }
 
-    def notes(self) -> list[str]:
+    def notes(self, widths: dict[str, Any] | None = None) -> list[str]:
         """One line each: hidden groups, values kept in range, means' half-widths."""
         # Only SQL can ask for raw values (postprocess false); an OpenDP request has a query
         # document, not SQL text.
         sql = isinstance(self.request.get("query"), str)
-        return release_notes(self.frame, self.raw.get("result", {}), self.accuracy, raw_option=sql)
+        return release_notes(
+            self.frame, self.raw.get("result", {}), self.accuracy, raw_option=sql, widths=widths
+        )
 
     def with_uncertainty(self) -> pd.DataFrame:
         """The result with a ``± column`` (the half-width at the stated confidence) after

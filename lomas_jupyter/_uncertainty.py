@@ -59,6 +59,7 @@ def release_notes(
     accuracy: dict[str, Any] | None,
     *,
     raw_option: bool = True,
+    widths: dict[str, Any] | None = None,
 ) -> list[str]:
     """What the analyst must know to read the result: hidden groups, moved values, means
     whose half-width needs the group size. ``raw_option``: the query could have asked for
@@ -89,7 +90,8 @@ def release_notes(
             f"post-processing kept values in their public range: moved {moved}; free under "
             + ("DP, --no-postprocess keeps the raw values" if raw_option else "DP")
         )
-    widths = half_widths(frame, accuracy)
+    if widths is None:
+        widths = half_widths(frame, accuracy)
     for column in accuracy.get("columns", []):
         k = column.get("half_width_times_count")
         shown = column["column"] in frame.columns  # not with --no-postprocess's raw parts

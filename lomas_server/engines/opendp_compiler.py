@@ -83,9 +83,7 @@ class Compiler:
 
     @property
     def group_columns(self) -> list[str]:
-        if self.query.aggregates[0].op == "histogram":
-            return [self.query.aggregates[0].column]  # type: ignore[list-item]
-        return list(self.query.group_by)
+        return list(self.query.key_columns)
 
     # -- data ------------------------------------------------------------------------------------
     def frame(self, table: Any | None) -> Any:

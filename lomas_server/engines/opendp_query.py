@@ -55,6 +55,14 @@ class OpenDPQuery:
     group_by: tuple[str, ...]
     aggregates: tuple[Aggregate, ...]
 
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The columns whose values key the released rows: the group_by, or a histogram's."""
+        first = self.aggregates[0]
+        if first.op == "histogram" and first.column is not None:
+            return (first.column,)
+        return self.group_by
+
     def describe(self) -> str:
         """A one-line reading of the query, for archives and histories."""
         parts = []

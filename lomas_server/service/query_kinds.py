@@ -66,9 +66,8 @@ class Engines:
             return PlannedSql(self.sql, ctx, request, plan, ctx.charge(plan.loss))
         query = parse_opendp_query(request.query, ctx.metadata)
         noise = request.noise
-        # The columns whose values key the released groups: a histogram's too.
-        keys = [*query.group_by, *(a.column for a in query.aggregates if a.op == "histogram")]
-        thresholded = bool(keys) and not ctx.metadata.key_grid([k for k in keys if k])
+        keys = list(query.key_columns)
+        thresholded = bool(keys) and ctx.metadata.key_grid(keys) is None
         if not request.delta_given and thresholded:
             noise = replace(noise, delta=ctx.default_delta() or None)
         opendp_plan = self.opendp.plan(ctx.dataset, ctx.metadata, query, noise, scope=ctx.user)
