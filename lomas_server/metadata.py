@@ -13,6 +13,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
 from lomas_server.column_spec import ColumnSpec, parse_column, safe_missing_value
@@ -191,6 +192,42 @@ class DatasetMetadata:
             document=_jsonable(document),
         )
 
+    @cached_property
+    def booleans_as_numbers(self) -> dict[str, ColumnSpec]:
+        """Each boolean column read as a number, keyed by the boolean's name: true 1, false 0,
+        missing stays missing, bounds 0 and 1, under a name no column has.
+
+        This is what a SUM or AVG of a boolean adds up (a survival rate is the AVG of
+        ``Survived``). Engines present these columns beside the admin's; an analyst never
+        writes their names, which the guard puts in place of the boolean's inside aggregates.
+        """
+        taken = {name.lower() for name in self.columns}
+        numbers = {}
+        for spec in self.columns.values():
+            if spec.type != "boolean":
+                continue
+            name = f"{spec.name}_as_number"
+            while name.lower() in taken:
+                name += "_"
+            taken.add(name.lower())
+            numbers[spec.name] = ColumnSpec(name, "int", 0, 1, nullable=spec.nullable)
+        return numbers
+
+    def summed(self, spec: ColumnSpec) -> ColumnSpec:
+        """The column a SUM or mean of ``spec`` adds up: a boolean's number, else itself."""
+        return self.booleans_as_numbers.get(spec.name, spec)
+
+    def summed_column(self, name: str) -> ColumnSpec | None:
+        """A bounded number column by name (as ``column``), a boolean's number included."""
+        found = self.column(name)
+        if found is None:
+            lowered = name.lower()
+            numbers = self.booleans_as_numbers.values()
+            found = next((n for n in numbers if n.name.lower() == lowered), None)
+        if found is None or not found.is_numeric or not found.is_bounded:
+            return None
+        return found
+
     def column(self, name: str) -> ColumnSpec | None:
         """Look a column up the way SQL does for unquoted names: ignoring letter case."""
         found = self.columns.get(name)
@@ -240,6 +277,13 @@ class DatasetMetadata:
             if missing is not None:
                 column["missing_value"] = missing
             table[name] = column
+        for number in self.booleans_as_numbers.values():
+            table[number.name] = {
+                "type": "int",
+                "nullable": number.nullable,
+                "lower": number.lower,
+                "upper": number.upper,
+            }
         return table
 
 

@@ -21,8 +21,10 @@ import copy
 import os
 import tempfile
 import threading
+from collections.abc import Mapping
 from typing import Any
 
+from lomas_server.column_spec import ColumnSpec
 from lomas_server.engines.engine_thread import interruptible
 from lomas_server.engines.snsql_adapter import (
     AliasedSubquery,
@@ -39,6 +41,7 @@ from lomas_server.engines.snsql_adapter import (
 from lomas_server.readable import PARQUET_SCAN, reads_as
 
 TABLE = "df"
+SOURCE = "lomas_described"  # the rows as described, when ``df`` adds booleans as numbers
 RANDOM_COLUMN = "lomas_reservoir_key"
 RESERVOIR = "per_key_random"  # SmartNoise-SQL's name for the sampled relation
 
@@ -46,10 +49,18 @@ RESERVOIR = "per_key_random"  # SmartNoise-SQL's name for the sampled relation
 class DuckDBReader(SqlReader):
     ENGINE = Engine.POSTGRES  # SmartNoise-SQL's dialect for the SQL it writes
 
-    def __init__(self, table: Any, *, memory_limit_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        table: Any,
+        *,
+        memory_limit_bytes: int | None = None,
+        as_numbers: Mapping[str, ColumnSpec] | None = None,
+    ) -> None:
         """``table``: a pyarrow Table (read in place), a ParquetScan (read from the file as
         each query runs), or anything else DuckDB can register. ``memory_limit_bytes``: what
-        DuckDB may hold before spilling to disk (its own default: most of the machine)."""
+        DuckDB may hold before spilling to disk (its own default: most of the machine).
+        ``as_numbers``: boolean columns also shown as numbers
+        (``DatasetMetadata.booleans_as_numbers``)."""
         import duckdb
 
         super().__init__(self.ENGINE)
@@ -68,9 +79,18 @@ class DuckDBReader(SqlReader):
             # CASE to x itself, so a NaN would reach a sum unclamped. Without it, every row
             # is tested.
             self._connection.execute("SET disabled_optimizers = 'statistics_propagation'")
-            table.register_in(self._connection, TABLE)
+        name = SOURCE if as_numbers else TABLE
+        if reads_as(table) == PARQUET_SCAN:
+            table.register_in(self._connection, name)
         else:
-            self._connection.register(TABLE, table)
+            self._connection.register(name, table)
+        if as_numbers:
+            # A view: DuckDB computes the numbers as it reads, nothing is copied.
+            numbers = ", ".join(
+                f'CAST("{boolean}" AS INTEGER) AS "{number.name}"'
+                for boolean, number in as_numbers.items()
+            )
+            self._connection.execute(f"CREATE VIEW {TABLE} AS SELECT *, {numbers} FROM {SOURCE}")
         self._lock = threading.Lock()
 
     def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:

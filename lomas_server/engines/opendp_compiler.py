@@ -19,7 +19,7 @@ import pandas as pd
 from lomas_server.accounting import MechanismLoss, PrivacyLoss
 from lomas_server.arrow_schema import empty_arrow, plain_strings
 from lomas_server.engines.opendp_calibration import resolve
-from lomas_server.engines.opendp_query import Aggregate, Filter, OpenDPQuery
+from lomas_server.engines.opendp_query import SUMS, Aggregate, Filter, OpenDPQuery
 from lomas_server.engines.public_range import within
 from lomas_server.errors import InvalidQuery
 from lomas_server.limits import MIN_EPSILON, MIN_RHO
@@ -96,6 +96,14 @@ class Compiler:
         else:
             source = plain_strings(table) if table is not None else empty_arrow(self.metadata)
             lazy = pl.from_arrow(source).lazy()  # type: ignore[union-attr]
+        numbers = self.metadata.booleans_as_numbers
+        summed = {a.column for a in self.query.aggregates if a.op in SUMS and a.column in numbers}
+        if summed:
+            # A boolean adds up as its number (true 1, false 0), a row-by-row cast that cannot
+            # fail, made before OpenDP sees the rows like the squares below.
+            lazy = lazy.with_columns(
+                pl.col(c).cast(pl.Int64).alias(numbers[c].name) for c in sorted(summed)
+            )
         squares = {
             a.column for a in self.query.aggregates if a.op == "variance" and a.column is not None
         }
@@ -105,7 +113,7 @@ class Compiler:
             lazy = lazy.with_columns(
                 pl.col(c)
                 .cast(pl.Float64)
-                .clip(*self.metadata.columns[c].numeric_bounds())
+                .clip(*self._summed(c).numeric_bounds())
                 .pow(2)
                 .alias(SQUARED + c)
                 for c in sorted(squares)
@@ -210,6 +218,9 @@ class Compiler:
         column = pl.col(spec.name)
         if op == "count":
             return [_dp(column).count().alias(f"{name}__n")]
+        if op in SUMS:
+            spec = self._summed(spec.name)
+            column = pl.col(spec.name)
         total = _dp(_null_free(column, spec)).sum(_bounds_with_zero(spec)).alias(f"{name}__sum")
         count = _dp(column).count().alias(f"{name}__n")
         if op == "sum":
@@ -220,12 +231,16 @@ class Compiler:
             lower, upper = spec.numeric_bounds()
             largest = max(lower**2, upper**2)
             smallest = 0.0 if lower <= 0 <= upper else min(lower**2, upper**2)
-            squares = _dp(pl.col(SQUARED + spec.name).fill_null(0.0)).sum(
+            squares = _dp(pl.col(SQUARED + str(aggregate.column)).fill_null(0.0)).sum(
                 (min(smallest, 0.0), largest)
             )
             return [total, squares.alias(f"{name}__squares"), count]
         q = 0.5 if op == "median" else aggregate.q
         return [_dp(column).quantile(q, candidates=_candidates(spec)).alias(f"{name}__q")]
+
+    def _summed(self, column: str) -> ColumnSpec:
+        """The column a sum, mean or variance of ``column`` adds up (a boolean's number)."""
+        return self.metadata.summed(self.metadata.columns[column])
 
     def loss(self, context: Any) -> PrivacyLoss:
         declared = context.accountant.map(context.d_in)
@@ -275,7 +290,7 @@ class Compiler:
             return 0.0, None
         if aggregate.column is None:
             return None, None
-        low, high = self.metadata.columns[aggregate.column].numeric_bounds()
+        low, high = self._summed(aggregate.column).numeric_bounds()
         if aggregate.op == "sum":
             return (0.0 if low >= 0 else None), (0.0 if high <= 0 else None)
         if aggregate.op == "variance":
@@ -291,7 +306,7 @@ class Compiler:
         total, count = by_name.get(f"{aggregate.name}__sum"), by_name.get(f"{aggregate.name}__n")
         if total is None or count is None:
             return None
-        low, high = self.metadata.columns[aggregate.column].numeric_bounds()
+        low, high = self._summed(aggregate.column).numeric_bounds()
         return math.hypot(total, max(abs(low), abs(high)) * count)
 
     def budget_for_accuracy(self, empty: Any) -> float:
@@ -362,10 +377,10 @@ class Compiler:
         return float(f"{high:.6g}") if worst(float(f"{high:.6g}")) <= target else high
 
     # -- outputs ---------------------------------------------------------------------------------
-    def outputs(self, released: pd.DataFrame) -> OpenDPResult:
+    def outputs(self, released: pd.DataFrame, *, postprocess: bool = True) -> OpenDPResult:
         """The asked statistics, one row per group: in the declared grid's order for public
         keys (as the SQL path), else sorted by key, so that the order says nothing of how the
-        engine met the rows."""
+        engine met the rows. ``postprocess``: each statistic kept in its public range."""
         keys = self.group_columns
         if keys and self.grid is not None:
             position = {key: index for index, key in enumerate(self.grid)}
@@ -375,7 +390,10 @@ class Compiler:
         elif keys:
             released = released.sort_values(keys, na_position="last").reset_index(drop=True)
         columns = [*keys, *[a.name for a in self.query.aggregates]]
-        ranges = [self._public_range(a) for a in self.query.aggregates]
+        unbounded = (None, None)
+        ranges = [
+            self._public_range(a) if postprocess else unbounded for a in self.query.aggregates
+        ]
         clamped: dict[str, int] = {}
         rows = []
         for _, row in released.iterrows():
@@ -405,7 +423,7 @@ def _finish(aggregate: Aggregate, row: pd.Series) -> Any:
     mean = row[f"{name}__sum"] / n
     if op == "mean":
         return mean
-    return max(0.0, row[f"{name}__squares"] / n - mean * mean)
+    return row[f"{name}__squares"] / n - mean * mean  # below 0 is moved by the public range
 
 
 def _condition(f: Filter, metadata: DatasetMetadata) -> Any:

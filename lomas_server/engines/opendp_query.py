@@ -29,6 +29,7 @@ from lomas_server.literals import datetime_text, typed_value
 from lomas_server.metadata import ColumnSpec, DatasetMetadata
 
 NEEDS_BOUNDS = ("sum", "mean", "variance", "quantile", "median")
+SUMS = ("sum", "mean", "variance")  # what a boolean's number (DatasetMetadata.summed) may feed
 GROUPABLE = ("string", "int", "boolean")
 MAX_IN_VALUES = 1000
 MAX_NAME = 64
@@ -166,10 +167,16 @@ def _aggregate(item: dict[str, Any], metadata: DatasetMetadata) -> Aggregate:
     if column is None and op != "count":
         raise InvalidQuery(f"'{op}' needs a 'column'")
     spec = _column(column, metadata) if column is not None else None
+    if spec is not None and op in SUMS:
+        # A boolean adds up as true 1, false 0: its mean is a share (a survival rate).
+        if not metadata.summed(spec).is_numeric:
+            raise InvalidQuery(
+                f"'{op}' needs a numeric or boolean column; {spec.name!r} is {spec.type}"
+            )
+    elif spec is not None and op in NEEDS_BOUNDS and not spec.is_numeric:
+        raise InvalidQuery(f"'{op}' needs a numeric column; {spec.name!r} is {spec.type}")
     if spec is not None and op in NEEDS_BOUNDS:
-        if not spec.is_numeric:
-            raise InvalidQuery(f"'{op}' needs a numeric column; {spec.name!r} is {spec.type}")
-        if not spec.is_bounded:
+        if not metadata.summed(spec).is_bounded:
             raise InvalidQuery(
                 f"column {spec.name!r} has no bounds in the metadata: it can be counted but not used in '{op}'"
             )

@@ -8,7 +8,8 @@ SmartNoise-SQL writes column names unquoted, and PostgreSQL folds unquoted names
 a table created with a column ``"Sex"`` would not answer ``Sex``. So each connection reads the
 table through a temporary view (``PostgresSource.rows_sql``) that names every metadata column in
 lower case, whatever the case of the table's own column for it, and shapes the rows as every
-engine does: NaN as missing, rows without a person id or a required value left out.
+engine does: NaN as missing, rows without a person id or a required value left out; boolean
+columns are also shown as numbers (``DatasetMetadata.booleans_as_numbers``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,17 @@ class PostgresTableReader(SqlReader):
         from psycopg import sql
 
         rows = self.source.rows_sql(self.metadata)
+        numbers = self.metadata.booleans_as_numbers
+        if numbers:
+            rows = sql.SQL("SELECT *, {} FROM ({}) AS lomas_described").format(
+                sql.SQL(", ").join(
+                    sql.SQL("CAST({} AS INTEGER) AS {}").format(
+                        sql.Identifier(boolean.lower()), sql.Identifier(number.name.lower())
+                    )
+                    for boolean, number in numbers.items()
+                ),
+                rows,
+            )
         connection = self.source.connect()
         connection.execute(
             sql.SQL("CREATE TEMP VIEW {} AS {}").format(sql.Identifier(self.VIEW), rows)

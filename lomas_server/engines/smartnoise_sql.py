@@ -253,7 +253,7 @@ class SmartnoiseSqlEngine:
         key = f"{dataset}:{_fingerprint(metadata)}"
         reader = self._schema_readers.get(key)
         if reader is None:
-            reader = DuckDBReader(empty_arrow(metadata))
+            reader = DuckDBReader(empty_arrow(metadata), as_numbers=metadata.booleans_as_numbers)
             self._schema_readers[key] = reader
         return reader
 
@@ -308,7 +308,11 @@ def _open_reader(
     if in_place is not None:
         return in_place(rows, metadata)
     assert callable(rows)
-    return DuckDBReader(rows(), memory_limit_bytes=duckdb_memory_bytes)
+    return DuckDBReader(
+        rows(),
+        memory_limit_bytes=duckdb_memory_bytes,
+        as_numbers=metadata.booleans_as_numbers,
+    )
 
 
 def _check_censoring(reader: PrivateReader, subquery: Any, mechanisms: list[Any]) -> float | None:

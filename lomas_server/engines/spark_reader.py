@@ -63,7 +63,8 @@ class SparkTableReader(SqlReader):
 def rows_as_described(frame: Any, metadata: DatasetMetadata) -> Any:
     """The Parquet rows as their metadata describes them, as on every engine: the metadata's
     columns by name (Spark resolves names without regard to case), NaN as missing, rows
-    without a person id or a required value left out."""
+    without a person id or a required value left out; booleans also as numbers
+    (``DatasetMetadata.booleans_as_numbers``)."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, FloatType
 
@@ -78,4 +79,6 @@ def rows_as_described(frame: Any, metadata: DatasetMetadata) -> Any:
     frame = frame.select(*selected)
     for name in metadata.required_columns:
         frame = frame.filter(F.col(f"`{name}`").isNotNull())
+    for boolean, number in metadata.booleans_as_numbers.items():
+        frame = frame.withColumn(number.name, F.col(f"`{boolean}`").cast("int"))
     return frame

@@ -113,6 +113,21 @@ class AllowList:
             for sort_item in query.order.sortItems:
                 self._order_item(sort_item)
         table.name = CANONICAL_TABLE
+        self._booleans_as_numbers(query)
+
+    def _booleans_as_numbers(self, query: Query) -> None:
+        """Aggregates of a boolean add up its number (true 1, false 0), which the engines show
+        beside it. COUNT too, which counts the same rows: an AVG's own count is then the same
+        noisy value, paid once. Done last, once output names and HAVING and ORDER BY were
+        matched on the text the analyst wrote."""
+        numbers = self.names.metadata.booleans_as_numbers
+        for node in query.find_nodes(AggFunction):
+            argument = node.expression
+            if not isinstance(argument, Column):
+                continue
+            spec = self.names.metadata.column(unquote(str(argument.name).rpartition(".")[2]))
+            if spec is not None and spec.name in numbers:
+                argument.name = numbers[spec.name].name
 
     @staticmethod
     def _check_row_count(n: Any, clause: str) -> None:
@@ -224,10 +239,11 @@ class AllowList:
                 f"{name} takes a column name (no expressions inside aggregates); choose rows with "
                 "WHERE, and compute over the aggregate outside it"
             )
-        spec = self.names.column(argument)
+        spec = self.names.metadata.summed(self.names.column(argument))
         if not spec.is_numeric:
             raise InvalidQuery(
-                f"{name} needs a numeric column; {quote(spec.name)} is {spec.type}: count it instead"
+                f"{name} needs a numeric or boolean column; {quote(spec.name)} is {spec.type}: "
+                "count it instead"
             )
         if not spec.is_bounded:
             raise InvalidQuery(

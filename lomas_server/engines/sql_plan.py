@@ -9,6 +9,11 @@ A mean's half-width (delta method, normal approximation): the released mean is S
 noise e_S on the sum and e_N on the count, so its error is about (e_S - mean * e_N) / N;
 with |mean| at most M (the larger bound in magnitude), the 95% half-width is at most
 sqrt(w_S^2 + (M w_N)^2) / N, where w_S and w_N are the sum's and the count's own half-widths.
+
+A column computed from one aggregate by adding, subtracting, multiplying or dividing by
+numbers, or by ABS (``AVG(age) * 2 + 1``, ``SUM(income) / 1000``), has that aggregate's
+half-width times the factor: the interval moves with the value. A column that combines several
+noisy values (``SUM(a) + SUM(b)``) has none stated.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from lomas_server.engines.public_range import within
 from lomas_server.engines.snsql_adapter import (
     ArithmeticExpression,
     Column,
+    Literal,
+    MathFunction,
     NestedExpression,
     OdometerHeterogeneous,
     Privacy,
@@ -149,8 +156,90 @@ def column_accuracy(
         sources = list(dict.fromkeys(c.name for c in found if c.name in by_name))
         exact = isinstance(expression, Column) and expression.name in by_name
         half_width = by_name[expression.name].half_width if exact else None
-        out.append(_described(name, sources, half_width, expression, by_name, metadata))
+        described = _described(name, sources, half_width, expression, by_name, metadata)
+        if described.kind is None:
+            described = _scaled(described, expression, by_name, metadata)
+        out.append(described)
     return out
+
+
+def _scaled(
+    plain: ColumnAccuracy,
+    expression: Any,
+    by_name: dict[str, NoisyValue],
+    metadata: DatasetMetadata,
+) -> ColumnAccuracy:
+    """A column that is one aggregate moved and scaled by numbers: that aggregate's
+    half-width times the factor (see the module doc). Not kept in a range: the aggregate's
+    range moves with the numbers."""
+    found = _linear(expression)
+    if found is None or found[0] is None:
+        return plain
+    base, factor = found
+    inner = _described(plain.column, plain.noisy_values, None, base, by_name, metadata)
+    if isinstance(base, Column) and base.name in by_name:
+        width = by_name[base.name].half_width
+        if width is not None:
+            return ColumnAccuracy(plain.column, plain.noisy_values, width * factor)
+    elif inner.half_width_times_count is not None:
+        times_count = inner.half_width_times_count * factor
+        return ColumnAccuracy(plain.column, plain.noisy_values, None, None, None, None, times_count)
+    return plain
+
+
+def _linear(expression: Any) -> tuple[Any, float] | None:
+    """(the one aggregate ``expression`` is computed from, or None for a number alone; the
+    factor its errors are multiplied by), or None when it is not of that form."""
+    while isinstance(expression, NestedExpression):
+        expression = expression.expression
+    if isinstance(expression, Literal):
+        return (None, 0.0) if isinstance(expression.value, (int, float)) else None
+    if isinstance(expression, Column):
+        return expression, 1.0
+    if isinstance(expression, MathFunction) and str(expression.name).upper() == "ABS":
+        return _linear(expression.expression)  # | |X| - |x| | <= |X - x|
+    if not isinstance(expression, ArithmeticExpression):
+        return None
+    if _is_mean(expression):
+        return expression, 1.0
+    op = str(expression.op)
+    left, right = _linear(expression.left), _linear(expression.right)
+    if left is None or right is None:
+        return None
+    if op in ("+", "-"):
+        if left[0] is not None and right[0] is not None:
+            return None  # two noisy values: no closed form stated
+        return left if right[0] is None else right
+    if op == "*":
+        if (number := _number(expression.left)) is not None:
+            return right[0], right[1] * abs(number)
+        if (number := _number(expression.right)) is not None:
+            return left[0], left[1] * abs(number)
+        return None  # a product of noisy values
+    if op == "/" and (number := _number(expression.right)):
+        return left[0], left[1] / abs(number)
+    return None  # %: not a scaling
+
+
+def _number(expression: Any) -> float | None:
+    while isinstance(expression, NestedExpression):
+        expression = expression.expression
+    if isinstance(expression, Literal) and isinstance(expression.value, (int, float)):
+        return float(expression.value)
+    return None
+
+
+def _is_mean(expression: Any) -> bool:
+    """SmartNoise-SQL's rewrite of an AVG: ``sum_<c> / count_<c>``."""
+    return (
+        isinstance(expression, ArithmeticExpression)
+        and str(expression.op) == "/"
+        and isinstance(expression.left, Column)
+        and isinstance(expression.right, Column)
+        and expression.left.name.startswith("sum_")
+        and expression.right.name.startswith("count_")
+        and expression.left.name[len("sum_") :] == expression.right.name[len("count_") :]
+    )
 
 
 def _described(
@@ -205,10 +294,8 @@ def _bounds_of(
 ) -> tuple[float, float] | None:
     if not noisy_name.startswith(prefix):
         return None
-    spec = metadata.column(noisy_name[len(prefix) :])
-    if spec is None or not spec.is_numeric or not spec.is_bounded:
-        return None
-    return spec.numeric_bounds()
+    spec = metadata.summed_column(noisy_name[len(prefix) :])
+    return None if spec is None else spec.numeric_bounds()
 
 
 def odometer(mechanisms: list[Any], privacy: Privacy) -> tuple[float, float]:

@@ -94,6 +94,17 @@ AGREEMENT_CASES = [
     ),
     # a boolean in parentheses: Spark once read "df WHERE (Survived)" as an alias of df
     ("titanic", TITANIC, "SELECT Pclass, COUNT(*) AS n FROM df WHERE (Survived) GROUP BY Pclass"),
+    # booleans add up as 1 and 0: a survival rate, a count of survivors, their spread
+    (
+        "titanic",
+        TITANIC,
+        "SELECT Sex, AVG(Survived) AS rate, SUM(t.Survived) AS n FROM df AS t GROUP BY Sex",
+    ),
+    (
+        "titanic",
+        TITANIC,
+        "SELECT Pclass, VAR(Survived) AS v FROM df WHERE Age > 30 GROUP BY Pclass",
+    ),
 ]
 
 
@@ -101,13 +112,20 @@ AGREEMENT_CASES = [
 def test_duckdb_and_pandas_readers_agree(name, metadata, sql):
     frame = load_sample(name, metadata)
     document = {"": {"": {"df": metadata.smartnoise_table()}}}
-    pandas_rows = exact_aggregates(PandasReader(frame, document), metadata, sql)
+    # SmartNoise-SQL's own reader sees each boolean's number as a column of its own.
+    with_numbers = frame.assign(
+        **{n.name: frame[b].astype("Int64") for b, n in metadata.booleans_as_numbers.items()}
+    )
+    pandas_rows = exact_aggregates(PandasReader(with_numbers, document), metadata, sql)
     # What the cache holds: text with few distinct values as dictionaries.
     cached = conformed_table(frame, metadata)
     assert any(pa.types.is_dictionary(t) for t in cached.schema.types)
-    duckdb_rows = exact_aggregates(DuckDBReader(cached), metadata, sql)
+    numbers = metadata.booleans_as_numbers
+    duckdb_rows = exact_aggregates(DuckDBReader(cached, as_numbers=numbers), metadata, sql)
     assert duckdb_rows == pandas_rows
-    plain = exact_aggregates(DuckDBReader(to_arrow(frame, metadata)), metadata, sql)
+    plain = exact_aggregates(
+        DuckDBReader(to_arrow(frame, metadata), as_numbers=numbers), metadata, sql
+    )
     assert plain == pandas_rows
 
 

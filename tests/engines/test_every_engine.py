@@ -68,7 +68,9 @@ def _reader(engine: str, location: str, name: str, metadata: DatasetMetadata):
         return PostgresTableReader(PostgresSource(dsn, table), metadata)
     if engine == "spark":
         return SparkTableReader(SparkSource(location), metadata)
-    return DuckDBReader(to_arrow(load_sample(name, metadata), metadata))
+    return DuckDBReader(
+        to_arrow(load_sample(name, metadata), metadata), as_numbers=metadata.booleans_as_numbers
+    )
 
 
 @pytest.mark.parametrize("engine", ["postgres", "spark"])

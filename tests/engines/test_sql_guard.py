@@ -72,6 +72,46 @@ def test_the_dataset_name_is_rewritten_to_the_canonical_table():
     assert ok("SELECT COUNT(*) AS n FROM Survey") == "SELECT COUNT(*) AS n FROM df"
 
 
+def test_aggregates_of_a_boolean_add_up_its_number_and_keep_the_written_names():
+    guarded = guard_query(
+        "SELECT sex, AVG(employed), SUM(t.employed) AS n FROM df AS t GROUP BY sex "
+        "HAVING AVG(employed) > 0.5",
+        META,
+        "SURVEY",
+    )
+    number = META.booleans_as_numbers["employed"]
+    assert (number.type, number.lower, number.upper) == ("int", 0, 1)
+    assert guarded.sql == (
+        f"SELECT sex, AVG({number.name}), SUM({number.name}) AS n FROM df AS t GROUP BY sex "
+        f"HAVING AVG({number.name}) > 0.5"
+    )
+    assert guarded.output_names == ["sex", "AVG(employed)", "n"]
+    # COUNT counts the same rows (so an AVG's own count is one noisy value); the boolean
+    # itself is untouched outside aggregates
+    assert ok("SELECT COUNT(employed) AS n FROM df WHERE employed") == (
+        f"SELECT COUNT({number.name}) AS n FROM df WHERE employed"
+    )
+
+
+def test_the_number_of_a_boolean_never_takes_a_columns_name():
+    taken = DatasetMetadata.from_dict(
+        {
+            "row_privacy": True,
+            "columns": {"ok": {"type": "boolean"}, "OK_as_number": {"type": "string"}},
+        }
+    )
+    assert taken.booleans_as_numbers["ok"].name == "ok_as_number_"
+    # and an analyst cannot name it: it is not a column of the dataset
+    assert "unknown column" in refused("SELECT SUM(employed_as_number) FROM df")
+
+
+def test_qualified_columns_are_written_unqualified():
+    assert ok("SELECT t.sex, SUM(t.age) AS s FROM df AS t WHERE t.age > 3 GROUP BY t.sex") == (
+        "SELECT sex, SUM(age) AS s FROM df AS t WHERE age > 3 GROUP BY sex"
+    )
+    assert ok("SELECT AVG(survey.income) AS m FROM survey") == "SELECT AVG(income) AS m FROM df"
+
+
 def test_normalization_ignores_whitespace_and_keyword_case():
     assert ok("select   count(*) as n\n from df  where age>3") == ok(
         "SELECT COUNT(*) AS n FROM df WHERE age > 3"
@@ -127,7 +167,7 @@ def test_normalization_ignores_whitespace_and_keyword_case():
         # unbounded or overflowing sums
         ("SELECT SUM(wealth) FROM df", "no bounds"),
         ("SELECT VAR(huge) FROM df", "overflow"),
-        ("SELECT AVG(sex) FROM df", "numeric"),
+        ("SELECT AVG(sex) FROM df", "numeric or boolean"),
         # shapes outside the subset
         ("SELECT * FROM df", "SELECT *"),
         ("SELECT DISTINCT sex FROM df", "DISTINCT"),

@@ -77,9 +77,7 @@ def _sql_sensitivity(expression: Any, metadata: DatasetMetadata) -> float:
         return float(metadata.max_ids)
     # the aggregate's argument is the clamped column (or its square), as df.<name>
     (column,) = set(re.findall(r"\bdf\.(\w+)", str(expression)))
-    spec = metadata.column(column)
-    assert spec is not None and spec.is_bounded
-    largest = max(abs(float(spec.lower)), abs(float(spec.upper)))  # type: ignore[arg-type]
+    largest = _largest(column, metadata)
     squared = "*" in str(expression)
     return metadata.max_ids * (largest * largest if squared else largest)
 
@@ -121,9 +119,20 @@ def _opendp_sensitivity(name: str, plan: OpenDPPlan, metadata: DatasetMetadata) 
     if name.endswith("__n"):
         return float(metadata.max_ids)
     aggregate = next(a for a in plan.query.aggregates if name.startswith(a.name + "__"))
-    spec = metadata.columns[aggregate.column]  # type: ignore[index]
-    largest = max(abs(float(spec.lower)), abs(float(spec.upper)))  # type: ignore[arg-type]
+    largest = _largest(str(aggregate.column), metadata)
     return metadata.max_ids * (largest * largest if name.endswith("__squares") else largest)
+
+
+def _largest(column: str, metadata: DatasetMetadata) -> float:
+    """The largest magnitude one clamped value of ``column`` can have. A boolean adds up as
+    true 1 (SQL names its number ``<boolean>_as_number``): written here from the metadata's
+    types, not from the server's mapping."""
+    spec = metadata.column(column) or metadata.column(column.removesuffix("_as_number"))
+    assert spec is not None
+    if spec.type == "boolean":
+        return 1.0
+    assert spec.is_bounded
+    return max(abs(float(spec.lower)), abs(float(spec.upper)))  # type: ignore[arg-type]
 
 
 def largest_change(

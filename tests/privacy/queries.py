@@ -27,6 +27,8 @@ SQL_AGGREGATES = [
     "STDDEV(income) AS sd_income",
     "AVG(age) * 2 + 1 AS expr",
     "ROUND(SUM(income) / 1000, 2) AS k_income",
+    "AVG(flag) AS share_flag",
+    "SUM(flag) AS n_flag",
 ]
 SQL_CONDITIONS = [
     "age >= 30",
@@ -156,6 +158,8 @@ OPENDP_AGGREGATES = [
     {"op": "variance", "column": "age"},
     {"op": "quantile", "column": "age", "q": 0.3},
     {"op": "median", "column": "income"},
+    {"op": "mean", "column": "flag"},
+    {"op": "sum", "column": "flag"},
 ]
 OPENDP_FILTERS = [
     {"column": "age", "op": ">=", "value": 30},
