@@ -57,7 +57,7 @@ class QueryRecord:
     status: str
     created_at: datetime
     finished_at: datetime | None
-    postprocess: bool | None = None  # SmartNoise-SQL only
+    postprocess: bool | None = None
     mechanism: str | None = None  # OpenDP only: laplace or gaussian
     normalized_query: str | None = None
     opendp: dict[str, Any] | None = field(default=None, repr=False)

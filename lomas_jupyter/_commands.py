@@ -195,6 +195,8 @@ class OpenDPCommand:
         query = parse_query_document(render(cell, namespace))
         dataset = defaults.resolve(args.dataset)
         request = {"query": query, **opendp_noise(args, defaults)}
+        if args.no_postprocess:
+            request["postprocess"] = False
         return cls(dataset, request, _mode(args), args.fresh, args.yes, target)
 
 

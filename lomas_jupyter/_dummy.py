@@ -108,5 +108,7 @@ def run_opendp_on_dummy(
             noise = replace(noise, delta=DEFAULT_DELTA)
         plan = engine.plan(dataset, metadata, query, noise)
         frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
-        outcome = engine.execute(plan, metadata, lambda: to_arrow(frame, metadata))
+        outcome = engine.execute(
+            plan, metadata, lambda: to_arrow(frame, metadata), postprocess=parsed.postprocess
+        )
     return pd.DataFrame(outcome.rows, columns=outcome.columns)

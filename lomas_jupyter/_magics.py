@@ -252,6 +252,11 @@ class LomasMagic(Magics, Configurable):
         help="instead of a budget: the cheapest one giving this 95%% half-width",
     )
     @argument("--delta", type=float, help="delta, to group by columns whose values are not public")
+    @argument(
+        "--no-postprocess",
+        action="store_true",
+        help="return the raw noisy statistics, not kept in their public range",
+    )
     @_run_options
     @argument("assign", nargs="*", help="VAR << stores the result in VAR")
     @cell_magic

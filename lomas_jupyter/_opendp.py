@@ -33,6 +33,7 @@ class OpenDPQueryBuilder:
     groups: tuple[str, ...] = ()
     aggregates: tuple[dict[str, Any], ...] = ()
     noise: dict[str, Any] = field(default_factory=dict)
+    postprocess: bool = True
 
     # -- shaping -------------------------------------------------------------------------------
     def filter(self, column: str, op: str, value: Any = None) -> OpenDPQueryBuilder:
@@ -102,6 +103,11 @@ class OpenDPQueryBuilder:
         """Gaussian noise spending ``rho`` (zero-concentrated DP)."""
         return replace(self, noise=_noise("gaussian", "rho", rho, delta, half_width, confidence))
 
+    def raw(self) -> OpenDPQueryBuilder:
+        """Release the raw noisy statistics: not kept in their public range (a mean may then
+        fall outside the column's bounds, a variance below 0)."""
+        return replace(self, postprocess=False)
+
     # -- running ---------------------------------------------------------------------------------
     def query(self) -> dict[str, Any]:
         return {
@@ -115,7 +121,8 @@ class OpenDPQueryBuilder:
             raise ClientUsageError(
                 "choose the noise first: .laplace(epsilon=...) or .gaussian(rho=...)"
             )
-        return {"query": self.query(), **self.noise, **extra}
+        raw = {} if self.postprocess else {"postprocess": False}
+        return {"query": self.query(), **self.noise, **raw, **extra}
 
     def estimate(self) -> Estimate:
         """Cost, accuracy and whether it would be a free replay; spends nothing."""

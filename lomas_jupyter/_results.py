@@ -317,12 +317,7 @@ class Release:
 
     def notes(self, widths: dict[str, Any] | None = None) -> list[str]:
         """One line each: hidden groups, values kept in range, means' half-widths."""
-        # Only SQL can ask for raw values (postprocess false); an OpenDP request has a query
-        # document, not SQL text.
-        sql = isinstance(self.request.get("query"), str)
-        return release_notes(
-            self.frame, self.raw.get("result", {}), self.accuracy, raw_option=sql, widths=widths
-        )
+        return release_notes(self.frame, self.raw.get("result", {}), self.accuracy, widths=widths)
 
     def with_uncertainty(self) -> pd.DataFrame:
         """The result with a ``± column`` (the half-width at the stated confidence) after

@@ -127,6 +127,7 @@ class OpenDPRequest:
     fresh: bool = False
     # False: the server chooses delta where groups are shown above a threshold.
     delta_given: bool = True
+    postprocess: bool = True
 
 
 def parse_opendp_request(body: dict[str, Any], *, for_release: bool) -> OpenDPRequest:
@@ -157,4 +158,5 @@ def parse_opendp_request(body: dict[str, Any], *, for_release: bool) -> OpenDPRe
         noise=noise,
         fresh=body.get("fresh", False),
         delta_given="delta" in body,
+        postprocess=body.get("postprocess", True),
     )

@@ -141,14 +141,22 @@ class OpenDPEngine:
         metadata: DatasetMetadata,
         table: Callable[[], Any],
         *,
+        postprocess: bool = True,
         owner: str = "",
     ) -> OpenDPResult:
         """Run a plan on the dataset's rows (an Arrow table read in place, or a ParquetScan);
-        ``owner`` (the analyst) takes turns on the engine with other analysts."""
-        return self._thread.run(self._execute, plan, metadata, table, stage=QUERY, owner=owner)
+        ``postprocess`` keeps the statistics in their public range; ``owner`` (the analyst)
+        takes turns on the engine with other analysts."""
+        return self._thread.run(
+            self._execute, plan, metadata, table, postprocess, stage=QUERY, owner=owner
+        )
 
     def _execute(
-        self, plan: OpenDPPlan, metadata: DatasetMetadata, table: Callable[[], Any]
+        self,
+        plan: OpenDPPlan,
+        metadata: DatasetMetadata,
+        table: Callable[[], Any],
+        postprocess: bool = True,
     ) -> OpenDPResult:
         _only_contrib()
         compiler = Compiler(metadata, plan.query, plan.noise)
@@ -162,7 +170,7 @@ class OpenDPEngine:
             frame = query._context(measurement(part, calibration)).collect().to_pandas()
             keys = compiler.group_columns
             released = frame if released is None else released.merge(frame, on=keys, how="inner")
-        return compiler.outputs(released)
+        return compiler.outputs(released, postprocess=postprocess)
 
 
 def _only_contrib() -> None:

@@ -71,7 +71,8 @@ class Engines:
         if not request.delta_given and thresholded:
             noise = replace(noise, delta=ctx.default_delta() or None)
         opendp_plan = self.opendp.plan(ctx.dataset, ctx.metadata, query, noise, scope=ctx.user)
-        return PlannedOpenDP(self.opendp, ctx, opendp_plan, ctx.charge(opendp_plan.loss))
+        cost = ctx.charge(opendp_plan.loss)
+        return PlannedOpenDP(self.opendp, ctx, opendp_plan, cost, request.postprocess)
 
 
 class PlannedSql:
@@ -134,13 +135,22 @@ class PlannedOpenDP:
     in_place = False
 
     def __init__(
-        self, opendp: OpenDPEngine, ctx: DatasetContext, plan: OpenDPPlan, cost: PrivacyAmount
+        self,
+        opendp: OpenDPEngine,
+        ctx: DatasetContext,
+        plan: OpenDPPlan,
+        cost: PrivacyAmount,
+        postprocess: bool = True,
     ) -> None:
         self._engine, self._ctx, self.plan, self.cost = opendp, ctx, plan, cost
+        self.postprocess = postprocess
         self.delta = float(plan.delta or 0.0)
         query = json.dumps(plan.query.as_dict(), sort_keys=True)
+        # Raw values are marked only when asked for, so releases archived before the option
+        # existed keep their fingerprint.
+        raw = [] if postprocess else ["raw"]
         self.fingerprint = fingerprint(
-            OPENDP_ENGINE, query, plan.noise.mechanism, float(plan.budget), plan.delta or 0.0
+            OPENDP_ENGINE, query, plan.noise.mechanism, float(plan.budget), plan.delta or 0.0, *raw
         )
 
     def _noise(self) -> dict[str, Any]:
@@ -156,6 +166,7 @@ class PlannedOpenDP:
             "query": self.plan.query.describe(),
             "opendp": self.plan.query.as_dict(),
             **self._noise(),
+            "postprocess": self.postprocess,
         }
 
     def described(self) -> dict[str, Any]:
@@ -172,9 +183,14 @@ class PlannedOpenDP:
 
     def run(self, data: Reachable, owner: str) -> dict[str, Any]:
         outcome = self._engine.execute(
-            self.plan, self._ctx.metadata, lambda: data.frame, owner=owner
+            self.plan,
+            self._ctx.metadata,
+            lambda: data.frame,
+            postprocess=self.postprocess,
+            owner=owner,
         )
-        return {**rows_payload(outcome.columns, outcome.rows), "clamped": outcome.clamped}
+        table = rows_payload(outcome.columns, outcome.rows)
+        return {**table, "clamped": outcome.clamped} if self.postprocess else table
 
 
 def fingerprint(engine: str, query: str, *parameters: Any) -> str:

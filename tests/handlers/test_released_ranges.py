@@ -46,6 +46,19 @@ def test_without_postprocess_the_raw_values_come_back(user):
     assert "clamped" not in reply["result"]
 
 
+def test_opendp_raw_values_are_a_release_of_their_own(user):
+    query = {"aggregates": [{"op": "mean", "column": "body_mass_g", "as": "m"}]}
+    kept = user.api.post(OPENDP, {"query": query, "epsilon": 0.5})
+    assert kept.status_code == 200 and "clamped" in kept.json()["result"]
+    raw = user.api.post(OPENDP, {"query": query, "epsilon": 0.5, "postprocess": False})
+    assert raw.status_code == 200 and "clamped" not in raw.json()["result"]
+    assert raw.json()["replay_of"] is None  # not the kept release: a new one, paid
+    again = user.api.post(OPENDP, {"query": query, "epsilon": 0.5, "postprocess": False})
+    assert again.json()["replay_of"] == raw.json()["query_id"]
+    estimate = user.api.post(OPENDP + "/cost", {"query": query, "epsilon": 0.5, "postprocess": 1})
+    assert estimate.status_code == 400 and "postprocess" in estimate.json()["message"]
+
+
 def test_opendp_statistics_stay_in_range_too(user):
     query = {
         "group_by": ["species"],
@@ -128,3 +141,44 @@ def test_a_release_says_how_many_more_like_it_fit_counting_itself(make_user):
     assert again["queries_left"] == 2
     budget = user.api.get("/datasets/PENGUIN/budget").json()
     assert budget["last_query"]["queries_left"] == 2
+
+
+def test_a_survival_rate_is_one_query_on_either_engine(make_user):
+    """A boolean adds up as true 1, false 0: its AVG (or OpenDP mean) is a share, kept
+    between 0 and 1, with a mean's half-width; and it is close to the true rate when the
+    noise is small (74% of the women and 19% of the men in the sample survived)."""
+    user = make_user(TITANIC=(200.0, 1e-3))
+    sql = "SELECT Sex, AVG(Survived) AS rate, SUM(Survived) AS survivors FROM df GROUP BY Sex"
+    opendp = {
+        "group_by": ["Sex"],
+        "aggregates": [
+            {"op": "mean", "column": "Survived", "as": "rate"},
+            {"op": "sum", "column": "Survived", "as": "survivors"},
+        ],
+    }
+    for path, body in (
+        ("/datasets/TITANIC/smartnoise-sql", {"query": sql}),
+        ("/datasets/TITANIC/opendp", {"query": opendp}),
+    ):
+        estimate = user.api.post(path + "/cost", {**body, "epsilon": 1.0}).json()
+        rate = next(c for c in estimate["accuracy"]["columns"] if c["column"] == "rate")
+        assert (rate["kind"], rate["lower"], rate["upper"]) == ("mean", 0, 1)
+        assert rate["half_width_times_count"] > 0
+        for _ in range(3):  # noise this large moves rates past 0 or 1: they are kept inside
+            reply = user.api.post(path, {**body, "epsilon": 0.02, "fresh": True})
+            assert reply.status_code == 200, reply.text
+            assert all(0 <= row[1] <= 1 for row in reply.json()["result"]["data"])
+        precise_reply = user.api.post(path, {**body, "epsilon": 5.0})
+        assert precise_reply.status_code == 200, precise_reply.text
+        precise = precise_reply.json()["result"]
+        rates = {row[0]: row[1] for row in precise["data"]}
+        assert abs(rates["female"] - 0.742) < 0.1 and abs(rates["male"] - 0.190) < 0.1
+        survivors = {row[0]: row[2] for row in precise["data"]}
+        assert abs(survivors["female"] - 233) < 30 and abs(survivors["male"] - 109) < 30
+
+
+def test_a_boolean_has_no_median(user):
+    query = {"aggregates": [{"op": "median", "column": "Survived"}]}
+    reply = user.api.post("/datasets/TITANIC/opendp/cost", {"query": query, "epsilon": 1.0})
+    assert reply.status_code == 400
+    assert reply.json()["message"] == "'median' needs a numeric column; 'Survived' is boolean"

@@ -401,7 +401,7 @@ def test_opendp_magic_gaussian_and_errors(connected, user):
     assert list(frame.columns) == ["count", "± count"]
     assert _error(connected, "%%lomas_opendp\naggregates: [{op: sum, column: species}]")[
         1
-    ].startswith("'sum' needs a numeric column")
+    ].startswith("'sum' needs a numeric or boolean column")
     assert "YAML" in _error(connected, "%%lomas_opendp\naggregates: [unclosed")[1]
     assert (
         "not both"

@@ -120,3 +120,37 @@ def test_an_explicit_zero_delta_is_sent_not_dropped(shell, user):
     cell = "%%lomas_opendp --dataset TITANIC --epsilon 1 --delta 0\ngroup_by: [Name]\naggregates: [{op: count}]"
     result = shell.run_cell(cell)
     assert "delta" in str(result.error_in_exec) and _spent(user, "TITANIC") == 0
+
+
+OPENDP_MEAN = "group_by: [species]\naggregates: [{op: mean, column: body_mass_g, as: m}]"
+
+
+def test_opendp_raw_values_with_no_postprocess(shell, user):
+    """Kept in range by default, as in SQL; --no-postprocess sends postprocess false and the
+    raw means come back, some outside the bounds at this noise, with nothing reported moved."""
+    outside = 0
+    for _ in range(4):
+        with capture_output():
+            kept = shell.run_cell_magic(
+                "lomas_opendp", "--epsilon 0.005 --yes --fresh", OPENDP_MEAN
+            )
+            raw = shell.run_cell_magic(
+                "lomas_opendp", "--epsilon 0.005 --yes --fresh --no-postprocess", OPENDP_MEAN
+            )
+        assert kept["m"].dropna().between(2000, 7000).all()
+        assert raw.attrs["clamped"] == {}
+        outside += int((~raw["m"].dropna().between(2000, 7000)).sum())
+    assert outside > 0
+    history = user.api.get("/queries").json()["queries"]
+    assert [q.get("postprocess") for q in history[-2:]] == [True, False]
+
+
+def test_a_survival_rate_in_the_notebook(shell):
+    frame, _ = _run(
+        shell,
+        "--dataset TITANIC --budget 1 --yes",
+        "SELECT Pclass, AVG(Survived) AS rate, COUNT(Survived) AS n FROM df GROUP BY Pclass",
+    )
+    assert list(frame["Pclass"]) == [1, 2, 3]  # every declared class is a row
+    assert frame["rate"].between(0, 1).all()
+    assert list(frame.columns) == ["Pclass", "rate", "± rate", "n", "± n"]
