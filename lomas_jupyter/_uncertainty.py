@@ -58,12 +58,10 @@ def release_notes(
     result: dict[str, Any],
     accuracy: dict[str, Any] | None,
     *,
-    raw_option: bool = True,
     widths: dict[str, Any] | None = None,
 ) -> list[str]:
     """What the analyst must know to read the result: hidden groups, moved values, means
-    whose half-width needs the group size. ``raw_option``: the query could have asked for
-    raw values (SQL's --no-postprocess)."""
+    whose half-width needs the group size."""
     accuracy = accuracy or {}
     notes = []
     threshold = accuracy.get("threshold")
@@ -88,7 +86,7 @@ def release_notes(
         )
         notes.append(
             f"post-processing kept values in their public range: moved {moved}; free under "
-            + ("DP, --no-postprocess keeps the raw values" if raw_option else "DP")
+            "DP, --no-postprocess keeps the raw values"
         )
     if widths is None:
         widths = half_widths(frame, accuracy)
@@ -111,8 +109,9 @@ def estimate_notes(accuracy: dict[str, Any]) -> list[str]:
     for column in accuracy.get("columns", []):
         k = column.get("half_width_times_count")
         if k is not None:
+            what = "is a mean" if column.get("kind") == "mean" else "is computed from a mean"
             notes.append(
-                f"{column['column']!r} is a mean: ±{k:.4g}/n for a group of n rows "
+                f"{column['column']!r} {what}: ±{k:.4g}/n for a group of n rows "
                 f"(e.g. ±{k / 100:.4g} for 100 rows; delta method)"
             )
     return notes

@@ -192,3 +192,23 @@ def test_a_plan_is_made_once_per_query_and_metadata_and_refusals_are_not_kept(en
     for _ in range(2):
         with pytest.raises(InvalidQuery):
             engine.plan("PENGUIN", PENGUIN, "SELECT sex FROM df", 1.0, 0.0)
+
+
+def test_a_column_scaled_from_one_aggregate_has_its_half_width_scaled(engine):
+    sql = (
+        "SELECT SUM(body_mass_g) AS s, SUM(body_mass_g) / 1000 AS kg, 2 * (COUNT(*) + 1) AS c2, "
+        "COUNT(*) AS n, ABS(COUNT(*) - 3) AS a, AVG(body_mass_g) AS m, "
+        "AVG(body_mass_g) * 2 + 1 AS m2, SUM(body_mass_g) + COUNT(*) AS mixed FROM df"
+    )
+    columns = {c.column: c for c in engine.plan("PENGUIN", PENGUIN, sql, 1.0, 0.0).columns}
+    assert columns["kg"].half_width == pytest.approx(columns["s"].half_width / 1000)
+    assert columns["c2"].half_width == pytest.approx(columns["n"].half_width * 2)
+    assert columns["a"].half_width == pytest.approx(columns["n"].half_width)
+    assert columns["m2"].half_width_times_count == pytest.approx(
+        columns["m"].half_width_times_count * 2
+    )
+    # several noisy values: no half-width is stated
+    assert columns["mixed"].half_width is None and columns["mixed"].half_width_times_count is None
+    # a scaled value is not kept in its aggregate's range, which the numbers moved
+    assert all(columns[c].kind is None for c in ("kg", "c2", "a", "m2", "mixed"))
+    assert all(columns[c].lower is None is columns[c].upper for c in ("kg", "m2"))
