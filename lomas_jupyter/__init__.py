@@ -74,3 +74,12 @@ def load_ipython_extension(ipython: Any) -> None:
     # So that %config LomasMagic.<trait> = ... finds it (and only the current one).
     ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, LomasMagic)]
     ipython.configurables.append(magics)
+    from lomas_jupyter._completion import SqlCompleter, install
+
+    install(ipython, SqlCompleter(lambda: (magics.client, magics.dataset)))
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The analyst's Jupyter server serves the JupyterLab panel's read-only routes
+    (``lomas_jupyter._lab``, imported by the server only, never by a kernel)."""
+    return [{"module": "lomas_jupyter._lab"}]
