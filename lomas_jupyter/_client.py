@@ -66,16 +66,18 @@ class Client:
         return cls(url, token, user=os.environ.get("LOMAS_USER"), **kwargs)
 
     @classmethod
-    def discover(cls, **kwargs: Any) -> Client:
+    def discover(cls, *, folder: str | Path | None = None, **kwargs: Any) -> Client:
         """Connect the way the environment says: LOMAS_URL and LOMAS_TOKEN, else the file in
-        LOMAS_CONNECTION_FILE, else lomas-demo/connection.json here or in a folder above."""
+        LOMAS_CONNECTION_FILE, else lomas-demo/connection.json in ``folder`` (default: the
+        working folder) or a folder above."""
         if os.environ.get("LOMAS_URL") and os.environ.get("LOMAS_TOKEN"):
             return cls.from_env(**kwargs)
         if os.environ.get("LOMAS_CONNECTION_FILE"):
             return cls.from_file(os.environ["LOMAS_CONNECTION_FILE"], **kwargs)
-        for folder in (Path.cwd(), *Path.cwd().parents):
-            if (folder / DEMO_CONNECTION).exists():
-                return cls.from_file(folder / DEMO_CONNECTION, **kwargs)
+        start = Path(folder).resolve() if folder is not None else Path.cwd()
+        for place in (start, *start.parents):
+            if (place / DEMO_CONNECTION).exists():
+                return cls.from_file(place / DEMO_CONNECTION, **kwargs)
         raise ClientUsageError(
             "not connected: give a URL and token, or a connection.json, "
             "or set LOMAS_URL and LOMAS_TOKEN (or LOMAS_CONNECTION_FILE)"

@@ -8,7 +8,8 @@ for terminal IPython. The numbers are the server's, never recomputed here.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 MIME_TYPE = "application/vnd.lomas.budget+json"
@@ -25,6 +26,9 @@ class BudgetDisplay:
     replay_of: str | None = None
     queries_left: int | None = None  # how many more queries like the last one still fit
     note: str | None = None
+    # When it was made (UTC, ISO 8601): the JupyterLab extension marks an output that a newer
+    # one for the same dataset has superseded as "as of" rather than current.
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(), compare=False)
 
     def data(self) -> dict[str, Any]:
         return {
@@ -38,6 +42,7 @@ class BudgetDisplay:
             "replay_of": self.replay_of,
             "queries_left": self.queries_left,
             "note": self.note,
+            "at": self.at,
         }
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:

@@ -88,16 +88,21 @@ class User:
     api: Api
 
 
+def new_user(admin: AdminService, server: ServerProcess, **grants: tuple[float, float]) -> User:
+    """A fresh user of the shared server with the given budgets."""
+    name = f"user-{uuid.uuid4().hex[:10]}"
+    token = admin.add_user(name)
+    for dataset, (epsilon, delta) in grants.items():
+        admin.grant(name, dataset, epsilon, delta)
+    return User(name, token, Api(server.api, token))
+
+
 @pytest.fixture
 def make_user(admin: AdminService, server: ServerProcess) -> Callable[..., User]:
     """A fresh user with the given budgets, e.g. make_user(PENGUIN=(1.0, 1e-5))."""
 
     def make(**grants: tuple[float, float]) -> User:
-        name = f"user-{uuid.uuid4().hex[:10]}"
-        token = admin.add_user(name)
-        for dataset, (epsilon, delta) in grants.items():
-            admin.grant(name, dataset, epsilon, delta)
-        return User(name, token, Api(server.api, token))
+        return new_user(admin, server, **grants)
 
     return make
 

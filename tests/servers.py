@@ -329,6 +329,76 @@ class MotoS3:
             self.process.wait(10)
 
 
+class AnalystJupyter:
+    """The analyst's own Jupyter server (``jupyter server``, or ``jupyter lab`` with
+    ``lab=True``) with lomas-jupyter's server extension, on loopback; ``env`` says how it
+    finds the DP server (LOMAS_URL and LOMAS_TOKEN, or a connection file)."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], *, lab: bool = False) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.lab = lab
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = "analyst-" + os.urandom(8).hex()
+        self.log_path = workdir / f"jupyter-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> AnalystJupyter:
+        command = [
+            sys.executable,
+            "-m",
+            "jupyterlab" if self.lab else "jupyter_server",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={self.workdir}",
+            f"--IdentityProvider.token={self.token}",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.jpserver_extensions={'lomas_jupyter': True}",
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            command.append("--allow-root")
+        # Only what the test gives says where the DP server is: not the runner's own settings.
+        base = {k: v for k, v in os.environ.items() if not k.startswith("LOMAS_")}
+        env = {**base, "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"), **self.env}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jupyter exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                requests.get(self.url + "/api/status", timeout=10, headers=self.headers)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"jupyter did not come up within {timeout} s:\n{self.log()}")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("headers", self.headers)
+        return requests.get(self.url + path, timeout=30, **kwargs)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
 class FileServer:
     """A small HTTP server for dataset downloads: files with ETags, and some broken paths.
 
