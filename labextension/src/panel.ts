@@ -1,0 +1,368 @@
+import { Message } from '@lumino/messaging';
+import { Widget } from '@lumino/widgets';
+
+import {
+  ColumnsReply,
+  DatasetsReply,
+  DatasetSummary,
+  PanelApi,
+  PanelError,
+  QueriesReply
+} from './api';
+import {
+  boundsText,
+  categoriesText,
+  connectionText,
+  engineText,
+  maxQueryText,
+  PUBLIC_KEYS_EXPLAINED,
+  queryLine,
+  queryMarks,
+  summaryDisplay,
+  typeText
+} from './panelText';
+import { budgetRows } from './render';
+import { BudgetStore } from './store';
+
+type Loaded<T> = { state: 'loading' } | { state: 'done'; value: T } | { state: 'failed'; message: string };
+
+function messageOf(err: unknown): string {
+  // Anything but our own errors is a bug or a network failure: one line, never a stack.
+  return err instanceof PanelError ? err.message : 'Something went wrong reading the budget.';
+}
+
+async function load<T>(work: () => Promise<T>): Promise<Loaded<T>> {
+  try {
+    return { state: 'done', value: await work() };
+  } catch (err) {
+    return { state: 'failed', message: messageOf(err) };
+  }
+}
+
+function element<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className: string,
+  text?: string
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  node.className = className;
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** A new lomas output means a new spend: the panel reads again, once the burst is over. */
+const REFRESH_AFTER_OUTPUT_MS = 500;
+
+export interface BudgetPanelOptions {
+  api: PanelApi;
+  store: BudgetStore;
+  /** The refresh button's icon (JupyterLab's); the button says "Refresh" without one. */
+  refreshIcon?: () => HTMLElement;
+}
+
+/**
+ * The side panel: the connected datasets with their budgets; a dataset's columns (types,
+ * bounds, categories, public keys) and its recent queries.
+ */
+export class BudgetPanel extends Widget {
+  constructor(options: BudgetPanelOptions) {
+    super();
+    this._api = options.api;
+    this._store = options.store;
+    this.addClass('lomas-Panel');
+    this.title.caption = 'Privacy budget';
+
+    const header = element('div', 'lomas-Panel-header');
+    header.appendChild(element('h2', 'lomas-Panel-title', 'Privacy budget'));
+    const refresh = element('button', 'lomas-Panel-refresh jp-Button jp-mod-minimal');
+    refresh.type = 'button';
+    refresh.title = 'Refresh';
+    refresh.setAttribute('aria-label', 'Refresh the privacy budget');
+    if (options.refreshIcon) {
+      refresh.appendChild(options.refreshIcon());
+    } else {
+      refresh.textContent = 'Refresh';
+    }
+    refresh.addEventListener('click', () => void this.refresh(true));
+    header.appendChild(refresh);
+    this.node.appendChild(header);
+    this._body = element('div', 'lomas-Panel-body');
+    this._body.setAttribute('aria-live', 'polite');
+    this.node.appendChild(this._body);
+
+    this._store.changed.connect(this._onNewOutput, this);
+    this._render();
+  }
+
+  /** The dataset whose columns and queries are shown, if any. */
+  get selected(): string | null {
+    return this._selected;
+  }
+
+  /**
+   * Reads the datasets again, and the selected one's queries; its columns too when `all`
+   * (they change only when the data owner changes the metadata).
+   */
+  async refresh(all = false): Promise<void> {
+    this._stale = false;
+    if (all) {
+      this._columnsOf = null;
+    }
+    const generation = ++this._generation;
+    this._datasets = this._datasets.state === 'done' ? this._datasets : { state: 'loading' };
+    this._render();
+    const datasets = await load(() => this._api.datasets());
+    if (generation !== this._generation) {
+      return;
+    }
+    this._datasets = datasets;
+    const names = datasets.state === 'done' && datasets.value.connected
+      ? datasets.value.datasets.map(d => d.name)
+      : [];
+    if (this._selected !== null && !names.includes(this._selected)) {
+      this._selected = null;
+    }
+    if (this._selected === null && !this._chosen) {
+      // Until the analyst picks one: the dataset of the newest lomas output, else the first.
+      const latest = this._store.latest()?.display.dataset;
+      this._selected = latest && names.includes(latest) ? latest : (names[0] ?? null);
+    }
+    await this._loadDetails(generation);
+  }
+
+  /** Shows `dataset`'s columns and queries (or hides them, when it is already shown). */
+  async select(dataset: string | null): Promise<void> {
+    this._chosen = true;
+    this._selected = dataset === this._selected ? null : dataset;
+    await this._loadDetails(++this._generation);
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._store.changed.disconnect(this._onNewOutput, this);
+    if (this._timer !== null) {
+      clearTimeout(this._timer);
+    }
+    super.dispose();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    if (this._stale || this._datasets.state !== 'done') {
+      void this.refresh();
+    }
+  }
+
+  private async _loadDetails(generation: number): Promise<void> {
+    const dataset = this._selected;
+    if (dataset === null) {
+      this._columns = null;
+      this._queries = null;
+      this._render();
+      return;
+    }
+    const known = this._columnsOf === dataset && this._columns?.state === 'done';
+    if (!known) {
+      this._columns = { state: 'loading' };
+    }
+    if (this._queriesOf !== dataset) {
+      // Another dataset's list would mislead; the same one's stays until the new one is read.
+      this._queries = { state: 'loading' };
+    }
+    this._render();
+    const [columns, queries] = await Promise.all([
+      known && this._columns ? this._columns : load(() => this._api.columns(dataset)),
+      load(() => this._api.queries(dataset))
+    ]);
+    if (generation !== this._generation) {
+      return;
+    }
+    this._columns = columns;
+    this._columnsOf = dataset;
+    this._queries = queries;
+    this._queriesOf = dataset;
+    this._render();
+  }
+
+  private _onNewOutput(): void {
+    if (!this.isVisible) {
+      this._stale = true;
+      return;
+    }
+    if (this._timer === null) {
+      this._timer = setTimeout(() => {
+        this._timer = null;
+        void this.refresh();
+      }, REFRESH_AFTER_OUTPUT_MS);
+    }
+  }
+
+  private _render(): void {
+    const body = element('div', 'lomas-Panel-content');
+    const datasets = this._datasets;
+    if (datasets.state === 'loading') {
+      body.appendChild(element('p', 'lomas-Panel-message', 'Reading your datasets…'));
+    } else if (datasets.state === 'failed') {
+      body.appendChild(this._message(datasets.message, true));
+    } else {
+      this._renderDatasets(body, datasets.value);
+    }
+    this._body.replaceChildren(body);
+  }
+
+  private _message(text: string, error = false): HTMLElement {
+    const node = element('p', `lomas-Panel-message${error ? ' lomas-mod-error' : ''}`, text);
+    if (error) {
+      node.setAttribute('role', 'alert');
+    }
+    return node;
+  }
+
+  private _renderDatasets(body: HTMLElement, reply: DatasetsReply): void {
+    if (!reply.connected) {
+      body.appendChild(this._message(reply.message));
+      return;
+    }
+    body.appendChild(
+      element('p', 'lomas-Panel-connection', `Connected: ${connectionText(reply.url, reply.user)}`)
+    );
+    if (reply.datasets.length === 0) {
+      body.appendChild(this._message('No dataset has been granted to you yet.'));
+      return;
+    }
+    const list = element('ul', 'lomas-Panel-datasets');
+    for (const dataset of reply.datasets) {
+      list.appendChild(this._renderDataset(dataset));
+    }
+    body.appendChild(list);
+  }
+
+  private _renderDataset(dataset: DatasetSummary): HTMLElement {
+    const selected = dataset.name === this._selected;
+    const item = element('li', `lomas-Panel-dataset${selected ? ' lomas-mod-selected' : ''}`);
+    const name = element('button', 'lomas-Panel-datasetName', dataset.name);
+    name.type = 'button';
+    name.setAttribute('aria-expanded', String(selected));
+    name.title = selected ? 'Hide its columns and queries' : 'Show its columns and queries';
+    name.addEventListener('click', () => void this.select(dataset.name));
+    item.appendChild(name);
+    const engines = dataset.engines.map(engineText).join(', ');
+    if (engines) {
+      item.appendChild(element('span', 'lomas-Panel-engines', engines));
+    }
+    item.appendChild(budgetRows(document, summaryDisplay(dataset)));
+    const max = maxQueryText(dataset);
+    if (max) {
+      item.appendChild(element('div', 'lomas-Panel-note', max));
+    }
+    if (selected) {
+      item.appendChild(this._renderColumns());
+      item.appendChild(this._renderQueries());
+    }
+    return item;
+  }
+
+  private _renderColumns(): HTMLElement {
+    const section = element('section', 'lomas-Panel-section');
+    section.appendChild(element('h3', 'lomas-Panel-subtitle', 'Columns'));
+    const columns = this._columns;
+    if (!columns || columns.state === 'loading') {
+      section.appendChild(this._message('Reading its columns…'));
+      return section;
+    }
+    if (columns.state === 'failed') {
+      section.appendChild(this._message(columns.message, true));
+      return section;
+    }
+    const reply: ColumnsReply = columns.value;
+    const keys = reply.columns.filter(c => c.public_keys).map(c => c.name);
+    if (keys.length > 0) {
+      const note = element('p', 'lomas-Panel-note');
+      note.appendChild(element('strong', '', 'Public keys'));
+      note.appendChild(document.createTextNode(` (${keys.join(', ')}): ${PUBLIC_KEYS_EXPLAINED}.`));
+      section.appendChild(note);
+    }
+    if (reply.max_ids > 1) {
+      section.appendChild(
+        element('p', 'lomas-Panel-note', `A person may have up to ${reply.max_ids} rows.`)
+      );
+    }
+    // A list rather than a table: the panel is narrow, and a column's categories can be long.
+    const list = element('ul', 'lomas-Panel-columns');
+    for (const column of reply.columns) {
+      const item = element('li', 'lomas-Panel-column');
+      const head = element('div', 'lomas-Panel-columnHead');
+      head.appendChild(element('span', 'lomas-Panel-columnName', column.name));
+      head.appendChild(element('span', 'lomas-Panel-columnType', typeText(column)));
+      if (column.public_keys) {
+        const mark = element('span', 'lomas-Panel-publicKeys', 'public keys');
+        mark.title = `Public keys: ${PUBLIC_KEYS_EXPLAINED}`;
+        head.appendChild(mark);
+      }
+      item.appendChild(head);
+      const bounds = boundsText(column);
+      if (bounds) {
+        item.appendChild(element('div', 'lomas-Panel-columnDetail', `bounds: ${bounds}`));
+      }
+      const categories = categoriesText(column);
+      if (categories) {
+        item.appendChild(element('div', 'lomas-Panel-columnDetail', `values: ${categories}`));
+      }
+      list.appendChild(item);
+    }
+    section.appendChild(list);
+    return section;
+  }
+
+  private _renderQueries(): HTMLElement {
+    const section = element('section', 'lomas-Panel-section');
+    section.appendChild(element('h3', 'lomas-Panel-subtitle', 'Recent queries'));
+    const queries = this._queries;
+    if (!queries || queries.state === 'loading') {
+      section.appendChild(this._message('Reading its queries…'));
+      return section;
+    }
+    if (queries.state === 'failed') {
+      section.appendChild(this._message(queries.message, true));
+      return section;
+    }
+    const reply: QueriesReply = queries.value;
+    if (reply.queries.length === 0) {
+      section.appendChild(this._message('No query yet.'));
+      return section;
+    }
+    const list = element('ol', 'lomas-Panel-queries');
+    for (const query of reply.queries) {
+      const item = element('li', 'lomas-Panel-query');
+      item.appendChild(element('div', 'lomas-Panel-queryLine', queryLine(query)));
+      const marks = queryMarks(query);
+      if (marks.length > 0) {
+        item.appendChild(element('div', 'lomas-Panel-queryMarks', marks.join(' · ')));
+      }
+      const text = element('code', 'lomas-Panel-queryText', query.query);
+      text.title = query.query;
+      item.appendChild(text);
+      list.appendChild(item);
+    }
+    section.appendChild(list);
+    return section;
+  }
+
+  private _api: PanelApi;
+  private _store: BudgetStore;
+  private _body: HTMLElement;
+  private _datasets: Loaded<DatasetsReply> = { state: 'loading' };
+  private _columns: Loaded<ColumnsReply> | null = null;
+  private _columnsOf: string | null = null;
+  private _queriesOf: string | null = null;
+  private _queries: Loaded<QueriesReply> | null = null;
+  private _selected: string | null = null;
+  private _chosen = false;
+  private _generation = 0;
+  private _stale = true;
+  private _timer: ReturnType<typeof setTimeout> | null = null;
+}

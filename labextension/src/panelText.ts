@@ -1,0 +1,108 @@
+/** The words of the side panel, apart from its DOM. */
+
+import { ColumnInfo, DatasetSummary, QueryInfo } from './api';
+import { BudgetDisplay, costText, formatNumber, formatTime, shortId } from './budget';
+
+export const PUBLIC_KEYS_EXPLAINED = 'you may group by these: every declared value is shown';
+
+/** A dataset's budget as a display, so that the panel draws the bars the outputs draw. */
+export function summaryDisplay(dataset: DatasetSummary): BudgetDisplay {
+  return {
+    dataset: dataset.name,
+    kind: 'budget',
+    initial: dataset.initial,
+    spent: dataset.spent,
+    remaining: dataset.remaining,
+    cost: null,
+    query_id: null,
+    replay_of: null,
+    queries_left: null,
+    note: null,
+    at: null
+  };
+}
+
+function value(v: number | string): string {
+  return typeof v === 'number' ? formatNumber(v) : v;
+}
+
+/** "0 to 100", "at least 0", "at most 100", or "" when the column has no bounds. */
+export function boundsText(column: ColumnInfo): string {
+  const { lower, upper } = column;
+  const hasLower = lower !== null && lower !== undefined;
+  const hasUpper = upper !== null && upper !== undefined;
+  if (hasLower && hasUpper) {
+    return `${value(lower)} to ${value(upper)}`;
+  }
+  if (hasLower) {
+    return `at least ${value(lower)}`;
+  }
+  if (hasUpper) {
+    return `at most ${value(upper)}`;
+  }
+  return '';
+}
+
+/** The declared categories, the first `max` of them, saying how many more there are. */
+export function categoriesText(column: ColumnInfo, max = 12): string {
+  const categories = column.categories ?? [];
+  if (categories.length === 0) {
+    return '';
+  }
+  const shown = categories.slice(0, max).map(String).join(', ');
+  const more = categories.length - max;
+  return more > 0 ? `${shown} and ${more} more` : shown;
+}
+
+/** "string", "float, may be missing". */
+export function typeText(column: ColumnInfo): string {
+  return column.nullable ? `${column.type}, may be missing` : column.type;
+}
+
+export function maxQueryText(dataset: DatasetSummary): string | null {
+  const max = dataset.max_query;
+  if (!max) {
+    return null;
+  }
+  return `at most ${costText(max).replace(/=/g, ' ')} per query`;
+}
+
+const ENGINES: Record<string, string> = {
+  'smartnoise-sql': 'SQL',
+  smartnoise_sql: 'SQL',
+  opendp: 'OpenDP'
+};
+
+export function engineText(engine: string): string {
+  return ENGINES[engine] ?? engine;
+}
+
+/** The marks after a query: whether running it again is free, whether it repeated one. */
+export function queryMarks(query: QueryInfo): string[] {
+  const marks: string[] = [];
+  if (query.status !== 'done') {
+    marks.push(query.status);
+  }
+  if (query.replayable) {
+    marks.push('free to rerun');
+  }
+  if (query.repeats) {
+    marks.push(`fresh repeat of ${shortId(query.repeats)}`);
+  }
+  return marks;
+}
+
+/** "3f2ff423 · SQL · epsilon=0.5 · 14:03:12". */
+export function queryLine(query: QueryInfo, now: Date = new Date()): string {
+  const cost = query.cost ? costText(query.cost) : 'nothing spent';
+  const parts = [shortId(query.query_id), engineText(query.engine), cost];
+  const time = formatTime(query.created_at, now);
+  if (time) {
+    parts.push(time);
+  }
+  return parts.join(' · ');
+}
+
+export function connectionText(url: string, user: string | null): string {
+  return user ? `${user} on ${url}` : url;
+}

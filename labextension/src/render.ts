@@ -1,0 +1,120 @@
+/**
+ * The DOM of a budget display: built from text nodes only (never HTML from the output), so
+ * the renderer is safe in untrusted notebooks too.
+ */
+
+import {
+  asOfLabel,
+  barParts,
+  barText,
+  barWords,
+  BudgetDisplay,
+  BudgetName,
+  headline,
+  queriesLeftText,
+  shownBudgets
+} from './budget';
+
+function element<K extends keyof HTMLElementTagNameMap>(
+  doc: Document,
+  tag: K,
+  className: string,
+  text?: string
+): HTMLElementTagNameMap[K] {
+  const node = doc.createElement(tag);
+  node.className = className;
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** The small square that ties a phrase to its segment's pattern, for eyes that need no colour. */
+function swatch(doc: Document, role: string): HTMLElement {
+  const node = element(doc, 'span', `lomas-Swatch lomas-mod-${role}`);
+  node.setAttribute('aria-hidden', 'true');
+  return node;
+}
+
+/** One budget's row: its name, the bar, and the numbers in words. */
+export function budgetRow(doc: Document, display: BudgetDisplay, name: BudgetName): HTMLElement {
+  const row = element(doc, 'div', 'lomas-BudgetRow');
+  row.appendChild(element(doc, 'span', 'lomas-BudgetRow-name', name));
+
+  const bar = element(doc, 'span', 'lomas-Bar');
+  bar.setAttribute('role', 'img');
+  bar.setAttribute('aria-label', `${name}: ${barText(display, name)}`);
+  for (const part of barParts(display, name)) {
+    if (part.share <= 0) {
+      continue;
+    }
+    const segment = element(doc, 'span', `lomas-Bar-part lomas-mod-${part.role}`);
+    segment.style.width = `${(part.share * 100).toFixed(2)}%`;
+    bar.appendChild(segment);
+  }
+  row.appendChild(bar);
+
+  const words = element(doc, 'span', 'lomas-BudgetRow-text');
+  barWords(display, name).forEach((word, i) => {
+    if (i > 0) {
+      words.appendChild(doc.createTextNode(word.role === 'this' ? ' ' : ' · '));
+    }
+    const phrase = element(doc, 'span', 'lomas-Phrase');
+    phrase.appendChild(swatch(doc, word.role));
+    phrase.appendChild(doc.createTextNode(word.text));
+    words.appendChild(phrase);
+  });
+  row.appendChild(words);
+  return row;
+}
+
+/** The bars of every budget the dataset has. */
+export function budgetRows(doc: Document, display: BudgetDisplay): HTMLElement {
+  const rows = element(doc, 'div', 'lomas-BudgetRows');
+  for (const name of shownBudgets(display.initial)) {
+    rows.appendChild(budgetRow(doc, display, name));
+  }
+  return rows;
+}
+
+/** A whole output: headline, bars, how many more fit, the note, and a place for "as of". */
+export function renderDisplay(doc: Document, display: BudgetDisplay): HTMLElement {
+  const root = element(doc, 'div', `lomas-BudgetDisplay lomas-mod-${display.kind}`);
+  const head = element(doc, 'div', 'lomas-BudgetDisplay-head');
+  head.appendChild(element(doc, 'strong', 'lomas-BudgetDisplay-dataset', display.dataset));
+  head.appendChild(doc.createTextNode(`: ${headline(display)}`));
+  const asOf = element(doc, 'span', 'lomas-BudgetDisplay-asOf');
+  asOf.hidden = true;
+  head.appendChild(asOf);
+  root.appendChild(head);
+  root.appendChild(budgetRows(doc, display));
+  const left = queriesLeftText(display);
+  if (left) {
+    root.appendChild(element(doc, 'div', 'lomas-BudgetDisplay-extra', left));
+  }
+  if (display.note) {
+    root.appendChild(element(doc, 'div', 'lomas-BudgetDisplay-extra', display.note));
+  }
+  return root;
+}
+
+/**
+ * Marks a rendered display as current, or as superseded by a newer display for its dataset
+ * (then it says as of when its numbers are).
+ */
+export function markCurrent(root: HTMLElement, display: BudgetDisplay, current: boolean): void {
+  root.classList.toggle('lomas-mod-superseded', !current);
+  const asOf = root.querySelector<HTMLElement>('.lomas-BudgetDisplay-asOf');
+  if (!asOf) {
+    return;
+  }
+  asOf.hidden = current;
+  asOf.textContent = current ? '' : asOfLabel(display);
+  if (current) {
+    asOf.removeAttribute('title');
+  } else {
+    asOf.title =
+      `A newer budget display for ${display.dataset} has appeared since: ` +
+      'these numbers are from when this one was made.';
+  }
+}

@@ -1,0 +1,211 @@
+import { Widget } from '@lumino/widgets';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+import { DatasetsReply, PanelApi, PanelError } from '../src/api';
+import { BudgetPanel } from '../src/panel';
+import { BudgetStore } from '../src/store';
+import { display } from './fixtures';
+
+const DATASETS: DatasetsReply = {
+  connected: true,
+  url: 'http://127.0.0.1:8765',
+  user: 'alice',
+  datasets: [
+    {
+      name: 'PENGUIN',
+      engines: ['smartnoise-sql', 'opendp'],
+      initial: { epsilon: 10, delta: 0.001 },
+      spent: { epsilon: 2, delta: 0 },
+      remaining: { epsilon: 8, delta: 0.001 },
+      max_query: { epsilon: 5, delta: 0.0005 }
+    },
+    {
+      name: 'TITANIC',
+      engines: ['smartnoise-sql'],
+      initial: { epsilon: 1, delta: 0 },
+      spent: { epsilon: 0, delta: 0 },
+      remaining: { epsilon: 1, delta: 0 },
+      max_query: null
+    }
+  ]
+};
+
+function fakeApi(datasets: () => Promise<DatasetsReply> = async () => DATASETS) {
+  const calls: string[] = [];
+  const api = {
+    datasets: () => {
+      calls.push('datasets');
+      return datasets();
+    },
+    columns: async (name: string) => {
+      calls.push(`columns ${name}`);
+      if (name === 'TITANIC') {
+        throw new PanelError('The DP server could not be reached.');
+      }
+      return {
+        dataset: name,
+        max_ids: 1,
+        columns: [
+          {
+            name: 'species',
+            type: 'string',
+            nullable: false,
+            lower: null,
+            upper: null,
+            categories: ['Adelie', 'Chinstrap', 'Gentoo'],
+            public_keys: true
+          },
+          {
+            name: 'body_mass_g',
+            type: 'float',
+            nullable: true,
+            lower: 2700,
+            upper: 6300,
+            categories: null,
+            public_keys: false
+          }
+        ]
+      };
+    },
+    queries: async (name: string) => {
+      calls.push(`queries ${name}`);
+      return {
+        queries: [
+          {
+            query_id: '3f2ff423aa5b',
+            dataset: name,
+            engine: 'smartnoise-sql',
+            query: 'SELECT COUNT(*) AS n FROM df',
+            cost: { epsilon: 0.5, delta: 0 },
+            status: 'done',
+            created_at: '2026-11-30T14:03:12+00:00',
+            replayable: true,
+            repeats: null
+          }
+        ]
+      };
+    }
+  };
+  return { api: api as unknown as PanelApi, calls };
+}
+
+const panels: BudgetPanel[] = [];
+
+function open(api: PanelApi, store = new BudgetStore()): BudgetPanel {
+  const panel = new BudgetPanel({ api, store });
+  Widget.attach(panel, document.body);
+  panels.push(panel);
+  return panel;
+}
+
+async function settled(): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    await new Promise(resolve => setTimeout(resolve, 0));
+  }
+}
+
+afterEach(() => {
+  panels.splice(0).forEach(p => p.dispose());
+  vi.useRealTimers();
+});
+
+describe('BudgetPanel', () => {
+  it('lists the datasets with their budgets, and the first one opened', async () => {
+    const { api } = fakeApi();
+    const panel = open(api);
+    await panel.refresh();
+    const text = panel.node.textContent ?? '';
+    expect(text).toContain('Connected: alice on http://127.0.0.1:8765');
+    const names = [...panel.node.querySelectorAll('.lomas-Panel-datasetName')].map(n => n.textContent);
+    expect(names).toEqual(['PENGUIN', 'TITANIC']);
+    expect(text).toContain('spent 2 · 8 left of 10');
+    expect(text).toContain('at most epsilon 5, delta 0.0005 per query');
+    expect(panel.selected).toBe('PENGUIN');
+  });
+
+  it("shows a dataset's columns, its public keys, and its recent queries", async () => {
+    const { api } = fakeApi();
+    const panel = open(api);
+    await panel.refresh();
+    const text = panel.node.textContent ?? '';
+    expect(text).toContain(
+      'Public keys (species): you may group by these: every declared value is shown.'
+    );
+    const columns = [...panel.node.querySelectorAll('.lomas-Panel-column')].map(c => [
+      ...[...c.querySelectorAll('.lomas-Panel-columnHead > span')].map(n => n.textContent),
+      ...[...c.querySelectorAll('.lomas-Panel-columnDetail')].map(n => n.textContent)
+    ]);
+    expect(columns).toEqual([
+      ['species', 'string', 'public keys', 'values: Adelie, Chinstrap, Gentoo'],
+      ['body_mass_g', 'float, may be missing', 'bounds: 2700 to 6300']
+    ]);
+    expect(text).toContain('free to rerun');
+    expect(panel.node.querySelector('.lomas-Panel-queryText')?.textContent).toBe(
+      'SELECT COUNT(*) AS n FROM df'
+    );
+  });
+
+  it('opens the dataset of the newest lomas output first', async () => {
+    const store = new BudgetStore();
+    store.observe(display({ dataset: 'TITANIC' }));
+    const { api } = fakeApi();
+    const panel = open(api, store);
+    await panel.refresh();
+    expect(panel.selected).toBe('TITANIC');
+  });
+
+  it('keeps a dataset the analyst closed closed', async () => {
+    const { api } = fakeApi();
+    const panel = open(api);
+    await panel.refresh();
+    await panel.select('PENGUIN');
+    expect(panel.selected).toBeNull();
+    await panel.refresh();
+    expect(panel.selected).toBeNull();
+    expect(panel.node.querySelector('.lomas-Panel-columns')).toBeNull();
+  });
+
+  it('shows an error as its message, in the panel', async () => {
+    const { api } = fakeApi();
+    const panel = open(api);
+    await panel.refresh();
+    await panel.select('TITANIC');
+    const error = panel.node.querySelector('.lomas-mod-error');
+    expect(error?.textContent).toBe('The DP server could not be reached.');
+  });
+
+  it('says when no connection is configured', async () => {
+    const { api } = fakeApi(async () => ({
+      connected: false,
+      message: 'No lomas connection: set LOMAS_URL and LOMAS_TOKEN.'
+    }));
+    const panel = open(api);
+    await panel.refresh();
+    expect(panel.node.textContent).toContain('No lomas connection: set LOMAS_URL and LOMAS_TOKEN.');
+  });
+
+  it('turns an unexpected failure into one line', async () => {
+    const { api } = fakeApi(async () => {
+      throw new TypeError("Cannot read properties of undefined (reading 'x')");
+    });
+    const panel = open(api);
+    await panel.refresh();
+    expect(panel.node.querySelector('.lomas-mod-error')?.textContent).toBe(
+      'Something went wrong reading the budget.'
+    );
+  });
+
+  it('reads again when a new lomas output appears, keeping the columns it has', async () => {
+    const store = new BudgetStore();
+    const { api, calls } = fakeApi();
+    const panel = open(api, store);
+    await panel.refresh();
+    await settled();
+    calls.length = 0;
+    vi.useFakeTimers();
+    store.observe(display({ at: '2027-01-01T00:00:00Z' }));
+    store.observe(display({ at: '2027-01-01T00:00:01Z' }));
+    await vi.advanceTimersByTimeAsync(600);
+    expect(calls).toEqual(['datasets', 'queries PENGUIN']);
+  });
+});

@@ -1,0 +1,134 @@
+import { Signal } from '@lumino/signaling';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+
+import { BudgetDisplay, MIME_TYPE } from '../src/budget';
+import { ActiveNotebookBudget, CellLike, displaysIn, NotebookLike } from '../src/notebookBudget';
+import { BudgetStatus, statusText } from '../src/status';
+import { BudgetStore } from '../src/store';
+import { display } from './fixtures';
+
+describe('statusText', () => {
+  it('shows what is left of epsilon and delta', () => {
+    const store = new BudgetStore();
+    const { text, title } = statusText(store.observe(display()));
+    expect(text).toBe('PENGUIN: ε 8, δ 0.001 left');
+    expect(title).toBe(
+      'Privacy budget left on PENGUIN, as of query 3f2ff423: epsilon 8 of 10, ' +
+        'delta 0.001 of 0.001. Click to open the Privacy budget panel.'
+    );
+  });
+
+  it('leaves delta out when the dataset has none', () => {
+    const store = new BudgetStore();
+    const pure = display({ initial: { epsilon: 3, delta: 0 }, remaining: { epsilon: 2.5, delta: 0 } });
+    expect(statusText(store.observe(pure)).text).toBe('PENGUIN: ε 2.5 left');
+  });
+});
+
+describe('BudgetStatus', () => {
+  it('is a button that opens the panel, and is empty with nothing to show', () => {
+    const onClick = vi.fn();
+    const item = new BudgetStatus(onClick);
+    item.setBudget(new BudgetStore().observe(display()));
+    expect(item.node.tagName).toBe('BUTTON');
+    expect(item.node.textContent).toBe('PENGUIN: ε 8, δ 0.001 left');
+    item.node.click();
+    expect(onClick).toHaveBeenCalledOnce();
+    item.setBudget(undefined);
+    expect(item.node.textContent).toBe('');
+  });
+});
+
+/** A notebook as the watcher sees it: cells with outputs, and the notebook's signals. */
+class FakeNotebook implements NotebookLike {
+  isDisposed = false;
+  cells: CellLike[] = [];
+  readonly content = {
+    model: { cells: this.cells as Iterable<CellLike> },
+    modelChanged: new Signal<any, void>(this),
+    modelContentChanged: new Signal<any, void>(this)
+  };
+
+  addOutput(...displays: Array<BudgetDisplay | { text: string }>): void {
+    const outputs = displays.map(d =>
+      'text' in d ? { data: { 'text/plain': d.text } } : { data: { [MIME_TYPE]: d, 'text/plain': '' } }
+    );
+    this.cells.push({ type: 'code', outputs: { length: outputs.length, get: (i: number) => outputs[i] } });
+    this.content.modelContentChanged.emit();
+  }
+}
+
+class FakeTracker {
+  currentWidget: FakeNotebook | null = null;
+  readonly currentChanged = new Signal<any, FakeNotebook | null>(this);
+
+  activate(panel: FakeNotebook | null): void {
+    this.currentWidget = panel;
+    this.currentChanged.emit(panel);
+  }
+}
+
+describe('displaysIn', () => {
+  it('finds the budget displays among the outputs, in order', () => {
+    const notebook = new FakeNotebook();
+    notebook.cells.push({ type: 'markdown' });
+    notebook.addOutput({ text: 'hello' }, display({ query_id: 'a' }));
+    notebook.addOutput(display({ query_id: 'b' }));
+    expect(displaysIn(notebook.cells).map(d => d.query_id)).toEqual(['a', 'b']);
+  });
+});
+
+describe('ActiveNotebookBudget', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it("follows the active notebook's last-used dataset, and has none without lomas output", () => {
+    const store = new BudgetStore();
+    const tracker = new FakeTracker();
+    const budget = new ActiveNotebookBudget(tracker, store, 10);
+    expect(budget.current).toBeUndefined();
+
+    const notebook = new FakeNotebook();
+    tracker.activate(notebook);
+    expect(budget.dataset).toBeNull();
+
+    notebook.addOutput(display({ dataset: 'PENGUIN', at: '2026-11-30T14:00:00Z' }));
+    notebook.addOutput(display({ dataset: 'TITANIC', at: '2026-11-30T14:01:00Z' }));
+    vi.advanceTimersByTime(10);
+    expect(budget.dataset).toBe('TITANIC');
+
+    tracker.activate(new FakeNotebook());
+    expect(budget.current).toBeUndefined();
+    tracker.activate(notebook);
+    expect(budget.dataset).toBe('TITANIC');
+  });
+
+  it('shows the newest numbers for that dataset, from wherever they came', () => {
+    const store = new BudgetStore();
+    const tracker = new FakeTracker();
+    const budget = new ActiveNotebookBudget(tracker, store, 10);
+    const notebook = new FakeNotebook();
+    notebook.addOutput(display({ at: '2026-11-30T14:00:00Z' }));
+    tracker.activate(notebook);
+    expect(budget.current?.display.remaining.epsilon).toBe(8);
+
+    const changes = vi.fn();
+    budget.changed.connect(changes);
+    // Another notebook spends on PENGUIN: its output reaches the store through its renderer.
+    store.observe(display({ remaining: { epsilon: 7, delta: 0.001 }, at: '2026-11-30T15:00:00Z' }));
+    expect(changes).toHaveBeenCalled();
+    expect(budget.current?.display.remaining.epsilon).toBe(7);
+  });
+
+  it('waits for a burst of outputs to settle before reading them', () => {
+    const store = new BudgetStore();
+    const tracker = new FakeTracker();
+    const notebook = new FakeNotebook();
+    tracker.activate(notebook);
+    const budget = new ActiveNotebookBudget(tracker, store, 10);
+    notebook.addOutput(display());
+    expect(budget.dataset).toBeNull();
+    vi.advanceTimersByTime(10);
+    expect(budget.dataset).toBe('PENGUIN');
+  });
+});
