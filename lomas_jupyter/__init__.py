@@ -83,3 +83,9 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
     """The analyst's Jupyter server serves the JupyterLab panel's read-only routes
     (``lomas_jupyter._lab``, imported by the server only, never by a kernel)."""
     return [{"module": "lomas_jupyter._lab"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension is, for ``jupyter-builder develop``
+    (installs get it as shared data: ``share/jupyter/labextensions/lomas-jupyter``)."""
+    return [{"src": "labextension", "dest": "lomas-jupyter"}]
