@@ -201,12 +201,12 @@ class DatasetMetadata:
         ``Survived``). Engines present these columns beside the admin's; an analyst never
         writes their names, which the guard puts in place of the boolean's inside aggregates.
         """
-        taken = {name.lower() for name in self.columns}
+        # Short, so that no engine cuts them (PostgreSQL keeps 63 characters of a name), and
+        # unlike any column's name, even cut there, in any letter case.
+        taken = {name.lower()[:63] for name in self.columns}
         numbers = {}
-        for spec in self.columns.values():
-            if spec.type != "boolean":
-                continue
-            name = f"{spec.name}_as_number"
+        for index, spec in enumerate(c for c in self.columns.values() if c.type == "boolean"):
+            name = f"lomas_number_{index}"
             while name.lower() in taken:
                 name += "_"
             taken.add(name.lower())

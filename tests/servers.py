@@ -334,10 +334,18 @@ class AnalystJupyter:
     ``lab=True``) with lomas-jupyter's server extension, on loopback; ``env`` says how it
     finds the DP server (LOMAS_URL and LOMAS_TOKEN, or a connection file)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], *, lab: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        *,
+        lab: bool = False,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
         self.env = env
         self.lab = lab
+        self.extra_args = extra_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = "analyst-" + os.urandom(8).hex()
@@ -356,6 +364,7 @@ class AnalystJupyter:
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.open_browser=False",
             "--ServerApp.jpserver_extensions={'lomas_jupyter': True}",
+            *self.extra_args,
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             command.append("--allow-root")

@@ -340,6 +340,12 @@ class Compiler:
             raise InvalidQuery(
                 f"no budget up to {MAX_SEARCH_EPSILON:g} reaches a half-width of {target:g}; "
                 "ask for less accuracy"
+                + (
+                    " (the target is for each noisy value: a mean's sum, in the column's "
+                    "units, and its count, in rows; not for the mean itself)"
+                    if any(a.op in ("mean", "variance") for a in self.query.aggregates)
+                    else ""
+                )
             )
         if worst(lowest) <= target:
             return lowest

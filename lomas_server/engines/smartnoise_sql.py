@@ -26,6 +26,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from opendp.mod import disable_features
@@ -179,9 +180,16 @@ class SmartnoiseSqlEngine:
         pairs = [(float(m.epsilon), float(m.delta or 0.0)) for m in mechanisms]
         noisy = noisy_values(subquery, all_mechanisms)
         columns = column_accuracy(outer, output_names, noisy, metadata)
+        # Named as the analyst wrote them: a boolean, not its number.
+        noisy = [replace(v, name=_as_written(v.name, metadata)) for v in noisy]
+        columns = [
+            replace(c, noisy_values=[_as_written(n, metadata) for n in c.noisy_values])
+            for c in columns
+        ]
         loss = PrivacyLoss.approx_dp(pairs, bound=odometer)
         return SqlPlan(
             dataset,
+            guarded.text,
             sql,
             epsilon,
             delta,
@@ -233,7 +241,8 @@ class SmartnoiseSqlEngine:
                 return _kept_in_range(plan, columns, [list(row) for row in rows[1:]])
             subquery, _ = reader._rewrite(plan.sql)
             raw = reader.execute(plan.sql, postprocess=False)
-            return SqlResult([s.name for s in subquery._select_symbols], [list(row) for row in raw])
+            names = [_as_written(s.name, metadata) for s in subquery._select_symbols]
+            return SqlResult(names, [list(row) for row in raw])
         finally:
             _reset_features()
 
@@ -347,6 +356,11 @@ def _kept_in_range(plan: SqlPlan, columns: list[str], rows: list[list[Any]]) -> 
     if len(plan.columns) != len(columns):
         return SqlResult(columns, rows)
     for index, described in enumerate(plan.columns):
+        if described.noisy_values:
+            # SmartNoise-SQL gives ROUND(x, d) as text ('0.39'): a number is a number.
+            for row in rows:
+                if isinstance(row[index], str):
+                    row[index] = float(row[index])
         if described.lower is None and described.upper is None:
             continue
         for row in rows:
@@ -359,6 +373,15 @@ def _kept_in_range(plan: SqlPlan, columns: list[str], rows: list[list[Any]]) -> 
 
 def _fingerprint(metadata: DatasetMetadata) -> str:
     return hashlib.sha256(json.dumps(metadata.document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _as_written(noisy_name: str, metadata: DatasetMetadata) -> str:
+    """A raw noisy value's name (``sum_<column>``) with a boolean's number named by the
+    boolean, as the analyst wrote it."""
+    for boolean, number in metadata.booleans_as_numbers.items():
+        if noisy_name.endswith("_" + number.name):
+            return noisy_name[: -len(number.name)] + boolean
+    return noisy_name
 
 
 def _named(columns: list[str], output_names: list[str]) -> list[str]:

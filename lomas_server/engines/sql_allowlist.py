@@ -7,6 +7,7 @@ GROUP BY, TOP and LIMIT, and HAVING and ORDER BY, which run on the released rows
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from lomas_server.engines.snsql_adapter import (
@@ -101,7 +102,7 @@ class AllowList:
                     "rename one with AS"
                 )
             self.outputs[output] = item.expression
-            self.output_texts.add(str(item.expression))
+            self.output_texts.add(_comparable(item.expression))
         if not self.aggregates:
             raise InvalidQuery(
                 "the query has no aggregate; add one such as COUNT(*): every released value "
@@ -113,21 +114,6 @@ class AllowList:
             for sort_item in query.order.sortItems:
                 self._order_item(sort_item)
         table.name = CANONICAL_TABLE
-        self._booleans_as_numbers(query)
-
-    def _booleans_as_numbers(self, query: Query) -> None:
-        """Aggregates of a boolean add up its number (true 1, false 0), which the engines show
-        beside it. COUNT too, which counts the same rows: an AVG's own count is then the same
-        noisy value, paid once. Done last, once output names and HAVING and ORDER BY were
-        matched on the text the analyst wrote."""
-        numbers = self.names.metadata.booleans_as_numbers
-        for node in query.find_nodes(AggFunction):
-            argument = node.expression
-            if not isinstance(argument, Column):
-                continue
-            spec = self.names.metadata.column(unquote(str(argument.name).rpartition(".")[2]))
-            if spec is not None and spec.name in numbers:
-                argument.name = numbers[spec.name].name
 
     @staticmethod
     def _check_row_count(n: Any, clause: str) -> None:
@@ -304,13 +290,41 @@ class AllowList:
             )
 
     def _released(self, node: Any, clause: str) -> Any:
-        """The SELECT expression that ``node`` names in HAVING or ORDER BY."""
+        """The SELECT expression that ``node`` names in HAVING or ORDER BY: an output by its
+        name, or an aggregate written as in the SELECT list (letter case and the table's
+        name or alias aside)."""
         if isinstance(node, Column):
-            target = self.outputs.get(unquote(str(node.name)).lower())
+            if "." in str(node.name):
+                self.names.column(node)  # t.x: a column of the table, spelled as declared
+            name = unquote(str(node.name).rpartition(".")[2]).lower()
+            target = self.outputs.get(name)
             if target is not None:
+                if (
+                    clause == "HAVING"
+                    and not isinstance(target, Column)
+                    and self.names.metadata.column(name) is not None
+                ):
+                    # SmartNoise-SQL would read the column here, not the output.
+                    raise InvalidQuery(
+                        f"{quote(name)} in HAVING names both a column and an output; give the "
+                        "output another name with AS"
+                    )
                 return target
-        elif str(node) in self.output_texts:
-            return node
+        else:
+            for column in node.find_nodes(Column):
+                self.names.column(column)
+            if _comparable(node) in self.output_texts:
+                return node
         raise InvalidQuery(
-            f"{clause} can only use columns and aggregates of the SELECT list, by name"
+            f"{clause} can only use the SELECT list's outputs, by name or written as there "
+            "(give an aggregate a name with AS and use it)"
         )
+
+
+def _comparable(expression: Any) -> str:
+    """An expression's text with its columns' table or alias left out, to compare what HAVING
+    or ORDER BY repeat of the SELECT list."""
+    copied = copy.deepcopy(expression)
+    for column in [copied] if isinstance(copied, Column) else copied.find_nodes(Column):
+        column.name = str(column.name).rpartition(".")[2]
+    return str(copied)

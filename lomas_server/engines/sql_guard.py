@@ -15,14 +15,15 @@ refusal suggests instead of a construct is in sql_advice.py.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from lomas_server.engines.snsql_adapter import Query, parse_queries
+from lomas_server.engines.snsql_adapter import AggFunction, Column, Query, parse_queries
 from lomas_server.engines.sql_advice import DOCS, SEVERAL_STATEMENTS
 from lomas_server.engines.sql_allowlist import AllowList
-from lomas_server.engines.sql_names import CANONICAL_TABLE
+from lomas_server.engines.sql_names import CANONICAL_TABLE, unquote
 from lomas_server.engines.sql_size import check_size
 from lomas_server.engines.sql_syntax import explain
 from lomas_server.errors import InvalidQuery
@@ -36,8 +37,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GuardedQuery:
     """A query that passed the allow-list, rewritten onto the canonical table name, with every
-    value typed by the server (literals.py)."""
+    value typed by the server (literals.py): ``text`` as the analyst's query reads, normalized
+    (what identifies it, and what they are shown), ``sql`` as the engines run it."""
 
+    text: str
     sql: str
     output_names: list[str]
     # GROUP BY columns in the metadata's spelling, and the groups the release shows: the full
@@ -60,11 +63,30 @@ def guard_query(text: str, metadata: DatasetMetadata, dataset_name: str) -> Guar
     walk.check(query)
     grid = metadata.key_grid(walk.group_columns)
     return GuardedQuery(
-        sql=str(query),
+        text=str(query),
+        sql=for_engine(query, metadata),
         output_names=walk.output_names,
         group_columns=tuple(walk.group_columns),
         key_grid=None if grid is None else tuple(grid),
     )
+
+
+def for_engine(query: Query, metadata: DatasetMetadata) -> str:
+    """A checked query as the engines run it: every column unqualified (SmartNoise-SQL cannot
+    plan an aggregate of ``t.age``; there is one table, so a qualifier adds nothing), and the
+    aggregates of a boolean over its number (``DatasetMetadata.booleans_as_numbers``: true 1,
+    false 0; COUNT too, so that an AVG's own count is the same noisy value, paid once)."""
+    engine = copy.deepcopy(query)
+    for column in engine.find_nodes(Column):
+        column.name = str(column.name).rpartition(".")[2]
+    numbers = metadata.booleans_as_numbers
+    for aggregate in engine.find_nodes(AggFunction):
+        argument = aggregate.expression
+        if isinstance(argument, Column):
+            spec = metadata.column(unquote(str(argument.name)))
+            if spec is not None and spec.name in numbers:
+                argument.name = numbers[spec.name].name
+    return str(engine)
 
 
 def _parse(text: str) -> Query:

@@ -56,15 +56,15 @@ class QueryNames:
         return table
 
     def column(self, node: Column) -> ColumnSpec:
-        """Resolve a column reference, and spell it as the metadata does, unqualified.
-
-        A query reads one table, so a qualifier (``t.age``) adds nothing; it is dropped because
-        SmartNoise-SQL cannot plan an aggregate of a qualified column.
-        """
+        """Resolve a column reference, and spell it as the metadata does."""
         parts = [unquote(part) for part in str(node.name).split(".")]
+        qualifier = ""
         if len(parts) == 2:
-            known = parts[0].lower() == self.table_alias or parts[0].lower() in self.table_names
-            if not known:
+            if parts[0].lower() == self.table_alias:
+                qualifier = parts[0] + "."
+            elif parts[0].lower() in self.table_names:
+                qualifier = (CANONICAL_TABLE if self.table_alias is None else parts[0]) + "."
+            else:
                 raise InvalidQuery(
                     f"unknown table or alias {quote(parts[0])} in {quote(str(node.name))}"
                 )
@@ -73,7 +73,7 @@ class QueryNames:
         spec = self.metadata.column(parts[-1])
         if spec is None:
             raise InvalidQuery(self._unknown_column(str(node.name).split(".")[-1], parts[-1]))
-        node.name = spec.name
+        node.name = qualifier + spec.name
         return spec
 
     def _unknown_column(self, written: str, name: str) -> str:

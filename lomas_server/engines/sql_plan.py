@@ -19,7 +19,7 @@ noisy values (``SUM(a) + SUM(b)``) has none stated.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lomas_server.accounting import PrivacyLoss
@@ -43,6 +43,9 @@ class SqlPlan:
     """A checked query with its exact cost; computed without touching any row."""
 
     dataset: str
+    # The normalized query as the analyst's reads (what identifies it: replays, the archive),
+    # and as the engines run it (guard_query).
+    text: str
     sql: str
     epsilon: float
     delta: float
@@ -147,8 +150,9 @@ def column_accuracy(
     outer: Any, names: list[str], noisy: list[NoisyValue], metadata: DatasetMetadata
 ) -> list[ColumnAccuracy]:
     by_name = {value.name: value for value in noisy}
+    types = [symbol.expression.type() for symbol in outer._select_symbols]
     out = []
-    for name, item in zip(names, outer.select.namedExpressions, strict=True):
+    for name, item, kind in zip(names, outer.select.namedExpressions, types, strict=True):
         expression = item.expression
         while isinstance(expression, NestedExpression):
             expression = expression.expression
@@ -159,8 +163,21 @@ def column_accuracy(
         described = _described(name, sources, half_width, expression, by_name, metadata)
         if described.kind is None:
             described = _scaled(described, expression, by_name, metadata)
+        if kind == "int" and described.half_width is not None:
+            described = replace(described, half_width=_whole(described.half_width, drawn=exact))
         out.append(described)
     return out
+
+
+def _whole(half_width: float, *, drawn: bool) -> float:
+    """The half-width of a whole-number output. One noisy value as drawn is released as the
+    nearest whole number (sql_released_keys.NoisyWholeNumber): it is within k of the truth when
+    the noise is below k + 0.5, so the least whole k >= w - 0.5 keeps the confidence. Arithmetic
+    on it is cut to a whole number by SmartNoise-SQL (towards 0, less than 1 away): the least
+    whole k >= w does."""
+    if drawn:
+        return float(max(0, math.ceil(half_width - 0.5)))
+    return float(math.ceil(half_width))
 
 
 def _scaled(

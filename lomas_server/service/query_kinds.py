@@ -92,20 +92,20 @@ class PlannedSql:
         # The plan's epsilon and delta: a delta given to a query that needs none changes
         # nothing about the release, and the estimate words its replays the same way.
         self.fingerprint = fingerprint(
-            ENGINE_NAME, plan.sql, plan.epsilon, plan.delta, request.postprocess
+            ENGINE_NAME, plan.text, plan.epsilon, plan.delta, request.postprocess
         )
 
     def archived_request(self) -> dict[str, Any]:
         return {
             "query": self.request.query,
-            "normalized_query": self.plan.sql,
+            "normalized_query": self.plan.text,
             "epsilon": self.request.epsilon,
             "delta": self.plan.delta,
             "postprocess": self.request.postprocess,
         }
 
     def described(self) -> dict[str, Any]:
-        return {"normalized_query": self.plan.sql}
+        return {"normalized_query": self.plan.text}
 
     def accuracy(self) -> dict[str, Any]:
         """What the noise means for each released column (data-independent, from the plan)."""

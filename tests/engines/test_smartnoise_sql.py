@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 import snsql
@@ -200,15 +202,65 @@ def test_a_column_scaled_from_one_aggregate_has_its_half_width_scaled(engine):
         "COUNT(*) AS n, ABS(COUNT(*) - 3) AS a, AVG(body_mass_g) AS m, "
         "AVG(body_mass_g) * 2 + 1 AS m2, SUM(body_mass_g) + COUNT(*) AS mixed FROM df"
     )
-    columns = {c.column: c for c in engine.plan("PENGUIN", PENGUIN, sql, 1.0, 0.0).columns}
+    plan = engine.plan("PENGUIN", PENGUIN, sql, 1.0, 0.0)
+    columns = {c.column: c for c in plan.columns}
+    drawn = {v.name: v.half_width for v in plan.noisy_values}
     assert columns["kg"].half_width == pytest.approx(columns["s"].half_width / 1000)
-    assert columns["c2"].half_width == pytest.approx(columns["n"].half_width * 2)
-    assert columns["a"].half_width == pytest.approx(columns["n"].half_width)
+    assert columns["a"].half_width == pytest.approx(drawn["count_star"])  # a decimal output
     assert columns["m2"].half_width_times_count == pytest.approx(
         columns["m"].half_width_times_count * 2
     )
+    # whole-number outputs: a count is released as the nearest whole number, so the least
+    # whole k >= w - 0.5; arithmetic on it is cut to a whole number, so the least k >= w
+    assert columns["n"].half_width == math.ceil(drawn["count_star"] - 0.5)
+    assert columns["c2"].half_width == math.ceil(2 * drawn["count_star"])
     # several noisy values: no half-width is stated
     assert columns["mixed"].half_width is None and columns["mixed"].half_width_times_count is None
     # a scaled value is not kept in its aggregate's range, which the numbers moved
     assert all(columns[c].kind is None for c in ("kg", "c2", "a", "m2", "mixed"))
     assert all(columns[c].lower is None is columns[c].upper for c in ("kg", "m2"))
+
+
+@pytest.mark.parametrize("epsilon", [1.0, 3.33])
+def test_whole_numbers_are_released_as_the_nearest_and_their_half_width_holds(
+    engine, penguins, epsilon
+):
+    """A count was cut towards 0 (1.97 became 1): half a unit low on average, and a stated
+    half-width under 1 held about half the time. Now the nearest whole number is released."""
+    sql = "SELECT COUNT(*) AS n, 2 * (COUNT(*) + 1) AS c2 FROM df"
+    plan = engine.plan("PENGUIN", PENGUIN, sql, epsilon, 0.0)
+    widths = {c.column: c.half_width for c in plan.columns}
+    truth = len(penguins)
+    table = to_arrow(penguins, PENGUIN)
+    errors, errors2 = [], []
+    for _ in range(400):
+        (row,) = engine.execute(plan, PENGUIN, "v1", lambda: table).rows
+        errors.append(row[0] - truth)
+        errors2.append(row[1] - 2 * (truth + 1))
+    assert sum(abs(e) <= widths["n"] for e in errors) / len(errors) >= 0.93
+    assert sum(abs(e) <= widths["c2"] for e in errors2) / len(errors2) >= 0.93
+    assert abs(sum(errors) / len(errors)) < 0.25  # no longer half a unit low
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT Sex, AVG(survived) AS r FROM df GROUP BY Sex HAVING AVG(Survived) > 0.3",
+        "SELECT t.Sex, AVG(t.Survived) FROM titanic AS t GROUP BY t.Sex ORDER BY AVG(Survived)",
+        "SELECT t.Pclass, COUNT(*) AS n FROM df AS t GROUP BY t.Pclass ORDER BY t.Pclass DESC",
+        "SELECT Sex, SUM(t.Age) AS a FROM df AS t GROUP BY Sex HAVING SUM(age) > 3",
+    ],
+)
+def test_what_the_guard_accepts_in_having_and_order_by_runs(engine, sql):
+    """HAVING and ORDER BY name outputs however the SELECT list spelled them; the engine
+    must then run the query, not fail after the budget was reserved."""
+    frame = conform_to_metadata(pd.read_csv(SAMPLE_DATA / "titanic.csv", dtype=str), TITANIC)
+    plan = engine.plan("TITANIC", TITANIC, sql, 5.0, 0.0)
+    assert _run(engine, plan, frame, TITANIC).rows
+
+
+def test_rounded_values_are_numbers(engine, penguins):
+    sql = "SELECT ROUND(AVG(body_mass_g), 2) AS m, ROUND(COUNT(*), 0) AS n FROM df"
+    plan = engine.plan("PENGUIN", PENGUIN, sql, 1.0, 0.0)
+    (row,) = _run(engine, plan, penguins).rows
+    assert all(isinstance(value, float) for value in row)

@@ -27,7 +27,7 @@ META = DatasetMetadata.from_dict(
 
 
 def ok(sql: str) -> str:
-    return guard_query(sql, META, "SURVEY").sql
+    return guard_query(sql, META, "SURVEY").text
 
 
 def refused(sql: str) -> str:
@@ -81,35 +81,77 @@ def test_aggregates_of_a_boolean_add_up_its_number_and_keep_the_written_names():
     )
     number = META.booleans_as_numbers["employed"]
     assert (number.type, number.lower, number.upper) == ("int", 0, 1)
+    # what the engines run
     assert guarded.sql == (
         f"SELECT sex, AVG({number.name}), SUM({number.name}) AS n FROM df AS t GROUP BY sex "
         f"HAVING AVG({number.name}) > 0.5"
     )
+    # what identifies the query and what the analyst is shown: their own names
+    assert guarded.text == (
+        "SELECT sex, AVG(employed), SUM(t.employed) AS n FROM df AS t GROUP BY sex "
+        "HAVING AVG(employed) > 0.5"
+    )
     assert guarded.output_names == ["sex", "AVG(employed)", "n"]
     # COUNT counts the same rows (so an AVG's own count is one noisy value); the boolean
     # itself is untouched outside aggregates
-    assert ok("SELECT COUNT(employed) AS n FROM df WHERE employed") == (
-        f"SELECT COUNT({number.name}) AS n FROM df WHERE employed"
-    )
+    counted = guard_query("SELECT COUNT(employed) AS n FROM df WHERE employed", META, "SURVEY")
+    assert counted.sql == f"SELECT COUNT({number.name}) AS n FROM df WHERE employed"
+    assert counted.text == "SELECT COUNT(employed) AS n FROM df WHERE employed"
 
 
 def test_the_number_of_a_boolean_never_takes_a_columns_name():
+    long_name = "b" * 60
     taken = DatasetMetadata.from_dict(
         {
             "row_privacy": True,
-            "columns": {"ok": {"type": "boolean"}, "OK_as_number": {"type": "string"}},
+            "columns": {
+                "ok": {"type": "boolean"},
+                long_name: {"type": "boolean"},
+                "LOMAS_NUMBER_1": {"type": "string"},
+            },
         }
     )
-    assert taken.booleans_as_numbers["ok"].name == "ok_as_number_"
-    # and an analyst cannot name it: it is not a column of the dataset
-    assert "unknown column" in refused("SELECT SUM(employed_as_number) FROM df")
+    names = [n.name for n in taken.booleans_as_numbers.values()]
+    lowered = {c.lower() for c in taken.columns}
+    assert len(set(names)) == 2 and not lowered & {n.lower() for n in names}
+    # short enough that PostgreSQL keeps every character (it cuts names at 63)
+    assert all(len(n) <= 30 for n in names)
+    # and an analyst cannot name one: it is not a column of the dataset
+    number = META.booleans_as_numbers["employed"].name
+    assert "unknown column" in refused(f"SELECT SUM({number}) FROM df")
 
 
-def test_qualified_columns_are_written_unqualified():
-    assert ok("SELECT t.sex, SUM(t.age) AS s FROM df AS t WHERE t.age > 3 GROUP BY t.sex") == (
-        "SELECT sex, SUM(age) AS s FROM df AS t WHERE age > 3 GROUP BY sex"
+def test_qualified_columns_are_run_unqualified():
+    guarded = guard_query(
+        "SELECT t.sex, SUM(t.age) AS s FROM df AS t WHERE t.age > 3 GROUP BY t.sex",
+        META,
+        "SURVEY",
     )
-    assert ok("SELECT AVG(survey.income) AS m FROM survey") == "SELECT AVG(income) AS m FROM df"
+    assert guarded.sql == "SELECT sex, SUM(age) AS s FROM df AS t WHERE age > 3 GROUP BY sex"
+    assert guarded.text == (
+        "SELECT t.sex, SUM(t.age) AS s FROM df AS t WHERE t.age > 3 GROUP BY t.sex"
+    )
+    on_name = guard_query("SELECT AVG(survey.income) AS m FROM survey", META, "SURVEY")
+    assert on_name.sql == "SELECT AVG(income) AS m FROM df"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT sex, AVG(age) AS r FROM df GROUP BY sex HAVING avg(AGE) > 3",
+        "SELECT t.sex, AVG(t.age) FROM df AS t GROUP BY t.sex ORDER BY AVG(age)",
+        "SELECT t.sex, COUNT(*) AS n FROM df AS t WHERE t.sex IS NOT NULL GROUP BY t.sex "
+        "ORDER BY t.sex",
+        "SELECT sex, SUM(survey.age) FROM survey GROUP BY sex HAVING SUM(age) > 10",
+    ],
+)
+def test_having_and_order_by_may_repeat_an_aggregate_as_written_in_select(sql):
+    assert ok(sql)
+
+
+def test_a_having_name_that_is_both_a_column_and_an_output_is_refused():
+    message = refused("SELECT sex AS s, AVG(age) AS sex FROM df GROUP BY sex HAVING sex > 3")
+    assert "names both a column and an output" in message
 
 
 def test_normalization_ignores_whitespace_and_keyword_case():

@@ -167,7 +167,9 @@ def test_a_survival_rate_is_one_query_on_either_engine(make_user):
         for _ in range(3):  # noise this large moves rates past 0 or 1: they are kept inside
             reply = user.api.post(path, {**body, "epsilon": 0.02, "fresh": True})
             assert reply.status_code == 200, reply.text
-            assert all(0 <= row[1] <= 1 for row in reply.json()["result"]["data"])
+            # (OpenDP has no mean where the noisy count is not above 0: None)
+            rates = [row[1] for row in reply.json()["result"]["data"]]
+            assert all(rate is None or 0 <= rate <= 1 for rate in rates)
         precise_reply = user.api.post(path, {**body, "epsilon": 5.0})
         assert precise_reply.status_code == 200, precise_reply.text
         precise = precise_reply.json()["result"]

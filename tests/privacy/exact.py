@@ -125,10 +125,12 @@ def _opendp_sensitivity(name: str, plan: OpenDPPlan, metadata: DatasetMetadata) 
 
 def _largest(column: str, metadata: DatasetMetadata) -> float:
     """The largest magnitude one clamped value of ``column`` can have. A boolean adds up as
-    true 1 (SQL names its number ``<boolean>_as_number``): written here from the metadata's
-    types, not from the server's mapping."""
-    spec = metadata.column(column) or metadata.column(column.removesuffix("_as_number"))
-    assert spec is not None
+    true 1, false 0 (in SQL, through a number column of its own, which no other column is)."""
+    spec = metadata.column(column)
+    if spec is None:
+        numbers = metadata.booleans_as_numbers
+        assert column in {n.name for n in numbers.values()}, column
+        return 1.0
     if spec.type == "boolean":
         return 1.0
     assert spec.is_bounded
