@@ -39,12 +39,19 @@ def lab(tmp_path_factory) -> Iterator[AnalystJupyter]:
     folder = tmp_path_factory.mktemp("lab")
     demo = DemoProcess(folder / "lomas-demo").start()
     shutil.copy(ROOT / "examples" / "quickstart.ipynb", folder / "quickstart.ipynb")
+    # No "get notified about Jupyter news?" prompt over the screenshots (and no fetch).
+    settings = folder / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     jupyter = AnalystJupyter(
         folder,
         {"LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json")},
         lab=True,
-        # window.jupyterapp: the tests run JupyterLab's own commands (run all, new cell).
-        extra_args=("--LabApp.expose_app_in_browser=True",),
+        extra_args=(
+            # window.jupyterapp: the tests run JupyterLab's own commands (run all, new cell).
+            "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.user_settings_dir={folder / 'settings'}",
+        ),
     ).start()
     yield jupyter
     jupyter.stop()

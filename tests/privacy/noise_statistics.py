@@ -138,11 +138,11 @@ def gaussian(scale: float) -> Noise:
     return Noise(scale, 3.0)
 
 
-def truncated(noise: Noise) -> Noise:
-    """SmartNoise-SQL 1.0.10 adds continuous Laplace noise to a COUNT and then turns the result
-    into an integer by truncation, which shifts it down by half a unit on average and adds 1/12
-    to the variance."""
-    return Noise(math.sqrt(noise.std**2 + 1 / 12), noise.kurtosis, noise.offset - 0.5)
+def rounded(noise: Noise) -> Noise:
+    """SmartNoise-SQL 1.0.10 adds continuous Laplace noise to a COUNT; the server releases the
+    nearest whole number (SmartNoise-SQL itself would cut towards 0, half a unit low on
+    average), which stays centred and adds about 1/12 to the variance."""
+    return Noise(math.sqrt(noise.std**2 + 1 / 12), noise.kurtosis, noise.offset)
 
 
 def claimed_noise(engine: str, value: dict[str, Any]) -> Noise:

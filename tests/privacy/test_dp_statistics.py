@@ -54,9 +54,9 @@ from tests.privacy.noise_statistics import (
     laplace_epsilon,
     ratio_noise,
     renyi_bernoulli,
+    rounded,
     spread_z,
     sum_sensitivity,
-    truncated,
 )
 from tests.servers import Api
 
@@ -392,12 +392,12 @@ def test_the_spread_check_catches_half_the_noise(kind):
         if kind == "gaussian":
             return list(TRUE_COUNT + rng.normal(0.0, shrink, n))
         noisy = TRUE_COUNT + rng.laplace(0.0, shrink, n)
-        return list(np.trunc(noisy) if kind == "sql count" else noisy)
+        return list(np.round(noisy) if kind == "sql count" else noisy)
 
     claimed = {
         "laplace": laplace(1.0),
         "integer laplace": discrete_laplace(1.0),
-        "sql count": truncated(laplace(1.0)),
+        "sql count": rounded(laplace(1.0)),
         "gaussian": gaussian(1.0),
         "mean": ratio_noise(total, count, laplace(sum_scale), discrete_laplace(count_scale)),
     }[kind]
@@ -464,7 +464,7 @@ def test_releases_are_as_private_and_as_noisy_as_claimed(engine, neighbours, mak
     assert sum(v > TRUE_COUNT + 0.5 for v in on_d1) > sum(v > TRUE_COUNT + 0.5 for v in on_d0)
 
     noise = claimed_noise(engine, value)
-    noise = truncated(noise) if engine == "smartnoise-sql" else noise
+    noise = rounded(noise) if engine == "smartnoise-sql" else noise
     check_releases(
         findings,
         on_d0,
@@ -649,7 +649,7 @@ def test_counts_per_species_are_as_private_and_as_noisy_as_claimed(
     sensitivity = count_sensitivity(PENGUIN_METADATA)
     assert laplace_epsilon([(sensitivity, value["scale"])]) <= charged, value
     noise = claimed_noise(engine, value)
-    noise = truncated(noise) if sql else noise
+    noise = rounded(noise) if sql else noise
 
     groups0, groups1 = per_group(replies[d0]), per_group(replies[d1])
     species = PENGUIN_METADATA["columns"]["species"]["categories"]
