@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -45,6 +46,9 @@ class Client:
         self.timeout = timeout
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"token {token}"
+        # Names the account without holding the token: outputs and the JupyterLab panel use
+        # it to tell one analyst's budgets from another's (a hash cannot be used to sign in).
+        self.account = hashlib.sha256(token.encode()).hexdigest()[:16]
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Client:

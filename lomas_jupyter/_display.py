@@ -26,6 +26,10 @@ class BudgetDisplay:
     replay_of: str | None = None
     queries_left: int | None = None  # how many more queries like the last one still fit
     note: str | None = None
+    # Whose budget on which server: the same dataset name on another server, or another
+    # analyst's notebook, is another budget (the extension keeps them apart).
+    server: str | None = None
+    account: str | None = None  # Client.account: a hash of the token, never the token
     # When it was made (UTC, ISO 8601): the JupyterLab extension marks an output that a newer
     # one for the same dataset has superseded as "as of" rather than current.
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(), compare=False)
@@ -42,6 +46,8 @@ class BudgetDisplay:
             "replay_of": self.replay_of,
             "queries_left": self.queries_left,
             "note": self.note,
+            "server": self.server,
+            "account": self.account,
             "at": self.at,
         }
 

@@ -28,6 +28,11 @@ from lomas_jupyter._errors import ClientUsageError, LomasError, ServerError, Tra
 
 NAMESPACE = "lomas-jupyter"
 RECENT_QUERIES = 20  # the panel's default list
+NOT_SET = (
+    "This Jupyter server has no lomas connection: start it with LOMAS_URL and LOMAS_TOKEN (or "
+    "LOMAS_CONNECTION_FILE) set, or put lomas-demo/connection.json in its root folder. "
+    "%lomas_connect in a notebook connects that notebook only."
+)
 MAX_QUERIES = 200
 
 T = TypeVar("T")
@@ -67,6 +72,7 @@ class DatasetsHandler(_PanelHandler):
                 "connected": True,
                 "url": client.url,
                 "user": client.user,
+                "account": client.account,
                 "datasets": [
                     {
                         "name": info.name,
@@ -82,9 +88,12 @@ class DatasetsHandler(_PanelHandler):
 
         try:
             self.finish(await self._read(datasets))
-        except (ClientUsageError, TransportError) as err:
-            # Not connected is a state the panel shows, not a failure.
-            self.finish({"connected": False, "message": err.message})
+        except ClientUsageError:
+            # Not connected is a state the panel shows, not a failure; what the kernel's
+            # message would say (give a URL and token) cannot be done from the panel.
+            self.finish({"connected": False, "reason": "not_configured", "message": NOT_SET})
+        except TransportError as err:
+            self.finish({"connected": False, "reason": "unreachable", "message": err.message})
         except LomasError as err:
             self._fail(err)
 

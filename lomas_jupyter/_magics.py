@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 import pandas as pd
@@ -158,7 +159,10 @@ class LomasMagic(Magics, Configurable):
 
     def _show(self, outcome: Outcome) -> pd.DataFrame | None:
         if outcome.display is not None:
-            display(outcome.display)
+            shown = outcome.display
+            if self.client is not None:
+                shown = replace(shown, server=self.client.url, account=self.client.account)
+            display(shown)
         if outcome.message:
             print(outcome.message)
         if outcome.frame is None or not outcome.target:

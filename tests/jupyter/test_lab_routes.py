@@ -8,6 +8,7 @@ import json
 import pytest
 import requests
 
+from lomas_jupyter import Client
 from tests.conftest import new_user
 from tests.servers import AnalystJupyter, free_port
 
@@ -34,6 +35,8 @@ def test_datasets_with_budgets_and_no_token_in_the_page(jupyter, analyst, server
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["connected"] is True and body["url"] == server.url
+    # the account as the kernel's outputs name it (a hash of the token, not the token)
+    assert body["account"] == Client(server.url, analyst.token).account
     by_name = {d["name"]: d for d in body["datasets"]}
     assert set(by_name) == {"PENGUIN", "TITANIC"}
     assert by_name["PENGUIN"]["initial"] == {"epsilon": 3.0, "delta": 1e-4}
@@ -89,7 +92,8 @@ def test_without_a_connection_the_panel_is_told_so(tmp_path):
     alone = AnalystJupyter(tmp_path, {}).start()
     try:
         body = alone.get(ROUTES + "/datasets").json()
-        assert body["connected"] is False and "LOMAS_URL" in body["message"]
+        assert body["connected"] is False and body["reason"] == "not_configured"
+        assert "LOMAS_URL" in body["message"] and "%lomas_connect" in body["message"]
         reply = alone.get(ROUTES + "/datasets/PENGUIN/columns")
         assert reply.status_code == 503 and reply.json()["error"] == "not_connected"
     finally:
@@ -101,7 +105,8 @@ def test_a_dp_server_that_does_not_answer_is_one_line(tmp_path):
     alone = AnalystJupyter(tmp_path, {"LOMAS_URL": gone, "LOMAS_TOKEN": "x"}).start()
     try:
         body = alone.get(ROUTES + "/datasets").json()
-        assert body["connected"] is False and "\n" not in body["message"]
+        assert body["connected"] is False and body["reason"] == "unreachable"
+        assert "\n" not in body["message"]
         assert alone.get(ROUTES + "/queries").status_code == 502
     finally:
         alone.stop()

@@ -116,6 +116,11 @@ def test_query_displays_budget_bundle_and_returns_a_dataframe(connected, user):
     data = bundle[MIME_TYPE]
     assert data["kind"] == "query" and data["cost"] == {"epsilon": 0.5, "delta": 0.0}
     assert data["spent"]["epsilon"] == 0.5 and data["remaining"]["epsilon"] == 4.5
+    # whose budget, on which server, and when: the extension keeps budgets apart by them
+    client = user_client(connected)
+    assert data["server"] == client.url and data["account"] == client.account
+    assert user.token not in str(data) and len(data["account"]) == 16
+    assert data["at"].endswith("+00:00")
     assert "lomas-budget" in bundle["text/html"] and "spent 0.5 of 5" in bundle["text/plain"]
     assert _spent(user) == 0.5
 
