@@ -1,7 +1,8 @@
 """Tab completion in ``%%lomas_sql`` cells, from the dataset's public metadata.
 
 An IPython matcher, so it works in every front end that asks the kernel (JupyterLab,
-Notebook 7, VS Code, the terminal): after FROM, the table names (``df`` and the dataset's
+Notebook 7, VS Code, the terminal): on the magic's line, dataset names after ``--dataset``;
+after FROM, the table names (``df`` and the dataset's
 name); inside a quoted value compared with a column, that column's declared categories;
 elsewhere, the dataset's column names and the aggregates the SQL guard accepts. Only public
 metadata is read (once per dataset, then kept briefly), never data.
@@ -25,6 +26,7 @@ TABLE = "df"
 MATCHER = "lomas_jupyter.sql"
 
 _DATASET_OPTION = re.compile(r"(?:--dataset|-d)(?:\s+|=)(\S+)")
+_TYPING_DATASET = re.compile(r"(?:--dataset|-d)(?:\s+|=)([A-Za-z0-9_.-]*)$")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 _AFTER_FROM = re.compile(r"\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)?$", re.IGNORECASE)
 # a value being typed in quotes, after `column =`, `<>`, `!=` or inside `column IN (...`
@@ -43,21 +45,31 @@ class SqlCompleter:
     _columns: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = field(
         default_factory=dict
     )
+    _datasets: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
 
     def complete(self, cell: str, line: int, column: int) -> tuple[str, list[tuple[str, str]]]:
         """(the fragment to replace, [(completion, kind)]) for the cursor at ``line`` and
         ``column`` of ``cell``; no completions outside a ``%%lomas_sql`` cell."""
         lines = cell.split("\n")
-        if not lines or not lines[0].lstrip().startswith(CELL_MAGIC):
+        # IPython drops blank lines before a cell magic, so the magic may follow some.
+        first = next((i for i, text in enumerate(lines) if text.strip()), None)
+        if first is None or not lines[first].lstrip().startswith(CELL_MAGIC):
             return "", []
-        if line == 0 or line >= len(lines):
-            return "", []  # the magic's own line: its options are not SQL
+        if line < first or line >= len(lines):
+            return "", []
         client, default = self.connection()
-        chosen = _DATASET_OPTION.search(lines[0])
+        if line == first:  # the magic's own line: a dataset's name after --dataset
+            option = _TYPING_DATASET.search(lines[line][:column])
+            if client is None or option is None:
+                return "", []
+            typed = option.group(1)
+            names = self._dataset_names(client)
+            return typed, [(n, "dataset") for n in names if _starts(n, typed)]
+        chosen = _DATASET_OPTION.search(lines[first])
         dataset = chosen.group(1) if chosen else default
         if client is None or not dataset:
             return "", []
-        before = "\n".join([*lines[1:line], lines[line][:column]])
+        before = "\n".join([*lines[first + 1 : line], lines[line][:column]])
         value = _IN_VALUE.search(before)
         if value is not None:
             spec = self._column(client, dataset, value.group(1))
@@ -75,6 +87,17 @@ class SqlCompleter:
         found = [(n, "column") for n in names if _starts(n, typed)]
         found += [(a, "function") for a in AGGREGATES if _starts(a, typed)]
         return typed, found
+
+    def _dataset_names(self, client: Client) -> list[str]:
+        cached = self._datasets.get(client.url)
+        if cached is not None and time.monotonic() - cached[0] < METADATA_SECONDS:
+            return cached[1]
+        try:
+            names = [info.name for info in client.datasets()]
+        except LomasError:
+            return []
+        self._datasets[client.url] = (time.monotonic(), names)
+        return names
 
     def _columns_of(self, client: Client, dataset: str) -> list[dict[str, Any]]:
         key = (client.url, dataset)

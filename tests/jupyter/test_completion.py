@@ -34,6 +34,16 @@ def test_a_column_name_completes(shell):
     assert found == [("island", "column", "ISL")]
 
 
+def test_blank_lines_before_the_magic_are_allowed(shell):
+    # IPython drops them before it looks for a cell magic
+    assert ("species", "column", "spe") in _complete(shell, "\n  \n%%lomas_sql\nSELECT spe")
+
+
+def test_a_dataset_name_completes_after_the_dataset_option(shell):
+    assert _complete(shell, "%%lomas_sql --dataset TI") == [("TITANIC", "dataset", "TI")]
+    assert _complete(shell, "%%lomas_sql -d=pen") == [("PENGUIN", "dataset", "pen")]
+
+
 def test_aggregates_complete_with_columns(shell):
     found = _complete(shell, "%%lomas_sql --estimate\nSELECT A")
     assert ("AVG", "function", "A") in found
@@ -63,7 +73,11 @@ def test_nothing_outside_a_lomas_sql_cell_or_on_its_magic_line(shell):
     python = _complete(shell, "x = 1\nspe")
     assert ("speed", "variable", "spe") not in [(t, k, f) for t, k, f in python if k == "column"]
     assert not any(kind in ("column", "table", "category") for _, kind, _ in python)
-    assert not any(k in ("column", "table") for _, k, _ in _complete(shell, "%%lomas_sql --da"))
+    assert not any(
+    on_magic_line = _complete(shell, "%%lomas_sql --da")
+    assert not any(kind in ("column", "table") for _, kind, _ in on_magic_line)
+        for _, k, _ in _complete(shell, "%%lomas_sql --da")
+    )
 
 
 def test_without_a_connection_completion_stays_quiet(make_user, server):
