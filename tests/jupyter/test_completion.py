@@ -73,11 +73,8 @@ def test_nothing_outside_a_lomas_sql_cell_or_on_its_magic_line(shell):
     python = _complete(shell, "x = 1\nspe")
     assert ("speed", "variable", "spe") not in [(t, k, f) for t, k, f in python if k == "column"]
     assert not any(kind in ("column", "table", "category") for _, kind, _ in python)
-    assert not any(
     on_magic_line = _complete(shell, "%%lomas_sql --da")
     assert not any(kind in ("column", "table") for _, kind, _ in on_magic_line)
-        for _, k, _ in _complete(shell, "%%lomas_sql --da")
-    )
 
 
 def test_without_a_connection_completion_stays_quiet(make_user, server):
