@@ -133,11 +133,15 @@ class Client:
         reply = self._call("POST", f"/datasets/{dataset}/dummy", body)
         return self._typed(lambda: table_frame(reply))
 
-    def queries(self, dataset: str | None = None) -> list[QueryRecord]:
+    def queries(self, dataset: str | None = None, *, limit: int | None = None) -> list[QueryRecord]:
         """Your archive, oldest first: each query, its parameters, cost, status and result,
-        and which release a rerun of it replays."""
-        params = {"dataset": dataset} if dataset else None
-        reply = self._call("GET", "/queries", params=params)
+        and which release a rerun of it replays; ``limit``: the newest that many only."""
+        params: dict[str, Any] = {}
+        if dataset:
+            params["dataset"] = dataset
+        if limit is not None:
+            params["limit"] = limit
+        reply = self._call("GET", "/queries", params=params or None)
         return self._typed(lambda: archive_records(reply["queries"]))
 
     # -- SmartNoise-SQL ----------------------------------------------------------------------

@@ -144,7 +144,7 @@ class QueriesHandler(_PanelHandler):
         limit = int(limit_text)
 
         def queries(client: Client) -> dict[str, Any]:
-            records = client.queries(dataset)[-limit:]
+            records = client.queries(dataset, limit=limit)
             return {
                 "queries": [
                     {

@@ -8,7 +8,7 @@ from lomas_server.api_requests import (
     parse_opendp_request,
     parse_sql_request,
 )
-from lomas_server.errors import NotFound, ServiceError
+from lomas_server.errors import InvalidRequest, NotFound, ServiceError
 from lomas_server.handlers.base import LomasHandler, public_to_jupyter
 
 
@@ -119,13 +119,23 @@ class OpenDPHandler(LomasHandler):
         await self.reply(await self.run(self.service.release, self.lomas_user, name, request))
 
 
+MAX_ARCHIVE_LIMIT = 10_000  # as api.yaml says
+
+
 class QueriesHandler(LomasHandler):
     @public_to_jupyter
     async def get(self) -> None:
         dataset = self.get_query_argument("dataset", None)
-        await self.reply(
-            {"queries": await self.run(self.service.queries, self.lomas_user, dataset)}
-        )
+        limit_text = self.get_query_argument("limit", None)
+        limit = None
+        if limit_text is not None:
+            if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_ARCHIVE_LIMIT:
+                raise InvalidRequest(
+                    f"'limit' must be a whole number from 1 to {MAX_ARCHIVE_LIMIT}"
+                )
+            limit = int(limit_text)
+        queries = await self.run(self.service.queries, self.lomas_user, dataset)
+        await self.reply({"queries": queries if limit is None else queries[-limit:]})
 
 
 class NotFoundHandler(LomasHandler):

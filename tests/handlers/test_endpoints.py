@@ -203,6 +203,11 @@ def test_queries_archive_lists_own_queries_with_status(make_user):
     assert first["created_at"] <= first["finished_at"]
     only = user.api.get("/queries", params={"dataset": "TITANIC"}).json()["queries"]
     assert [q["dataset"] for q in only] == ["TITANIC"]
+    newest = user.api.get("/queries", params={"limit": "1"}).json()["queries"]
+    assert [q["dataset"] for q in newest] == ["TITANIC"]
+    for bad in ("0", "x", "10001", "-1"):
+        reply = user.api.get("/queries", params={"limit": bad})
+        assert reply.status_code == 400 and "'limit'" in reply.json()["message"]
 
 
 def test_rejected_query_costs_nothing_and_is_not_archived(make_user):
