@@ -15,8 +15,20 @@ export interface DatasetSummary {
 }
 
 export type DatasetsReply =
-  | { connected: true; url: string; user: string | null; datasets: DatasetSummary[] }
-  | { connected: false; message: string };
+  | {
+      connected: true;
+      url: string;
+      user: string | null;
+      /** A hash naming the analyst's account, as budget displays carry it (older servers: none). */
+      account?: string | null;
+      datasets: DatasetSummary[];
+    }
+  | {
+      connected: false;
+      /** Older servers give no reason; they meant not configured, or could not reach it. */
+      reason?: 'not_configured' | 'unreachable';
+      message: string;
+    };
 
 export interface ColumnInfo {
   name: string;

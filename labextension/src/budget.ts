@@ -26,6 +26,12 @@ export interface BudgetDisplay {
   replay_of: string | null;
   queries_left: number | null;
   note: string | null;
+  /**
+   * Whose budget on which server: the DP server's URL and a hash naming the analyst's account
+   * (never the token). Outputs of older kernels have neither; they form a budget of their own.
+   */
+  server: string | null;
+  account: string | null;
   /** When the kernel made it (ISO 8601); displays from older kernels have none. */
   at: string | null;
 }
@@ -86,6 +92,8 @@ export function readDisplay(data: unknown): BudgetDisplay | null {
     queries_left:
       typeof left === 'number' && Number.isInteger(left) && left >= 0 ? left : null,
     note: readText(data.note),
+    server: readText(data.server),
+    account: readText(data.account),
     at: readText(data.at)
   };
 }

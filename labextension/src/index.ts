@@ -25,12 +25,29 @@ import { BudgetPanel } from './panel';
 import { budgetRendererFactory } from './renderer';
 import { BudgetStatus } from './status';
 import { BudgetStore } from './store';
+import { ServerBudgets } from './sync';
 
 const OPEN_PANEL = 'lomas-jupyter:open-budget-panel';
 const PANEL_ID = 'lomas-jupyter-budget';
 
 /** One store for the page: every renderer, the status bar and the panel read it. */
 const store = new BudgetStore();
+
+/**
+ * The route's budgets, read by the panel and the status bar alike (set by the panel plugin,
+ * which has the Jupyter server's settings).
+ */
+let serverBudgets: ServerBudgets | null = null;
+
+function budgetsOf(app: JupyterFrontEnd): ServerBudgets {
+  if (!serverBudgets) {
+    serverBudgets = new ServerBudgets(
+      new PanelApi(jupyterFetch(app.serviceManager.serverSettings)),
+      store
+    );
+  }
+  return serverBudgets;
+}
 
 const renderer: JupyterFrontEndPlugin<void> = {
   id: 'lomas-jupyter:renderer',
@@ -56,6 +73,7 @@ const panel: JupyterFrontEndPlugin<void> = {
     const widget = new BudgetPanel({
       api: new PanelApi(jupyterFetch(app.serviceManager.serverSettings)),
       store,
+      sync: budgetsOf(app),
       refreshIcon: () => refreshIcon.element({ tag: 'span', elementSize: 'normal' })
     });
     widget.id = PANEL_ID;
@@ -89,9 +107,16 @@ const status: JupyterFrontEndPlugin<void> = {
     }
     const budget = new ActiveNotebookBudget(tracker, store);
     const item = new BudgetStatus(() => void app.commands.execute(OPEN_PANEL));
-    const update = () => item.setBudget(budget.current);
+    const update = () => item.setBudget(budget.current, budget.freshness);
     budget.changed.connect(update);
     update();
+    // Spending this page made no output for (a Python call, another browser) is in the route;
+    // outputs schedule a read themselves (ServerBudgets follows the store).
+    const sync = budgetsOf(app);
+    tracker.currentChanged.connect(() => void sync.refresh());
+    if (tracker.currentWidget) {
+      void sync.refresh();
+    }
     statusBar.registerStatusItem('lomas-jupyter:budget', {
       item,
       align: 'left',

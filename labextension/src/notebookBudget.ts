@@ -1,7 +1,7 @@
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { BudgetDisplay, MIME_TYPE, readDisplay } from './budget';
-import { BudgetStore, isNewer, Seen } from './store';
+import { BudgetStore, Freshness, isNewer, Seen } from './store';
 
 /** What is read of a notebook's cells: the shape of JupyterLab's cell models. */
 export interface CellLike {
@@ -68,8 +68,9 @@ const SETTLE_MS = 150;
 
 /**
  * The budget of the dataset last used in the active notebook: what the status bar shows.
- * `current` is the newest display seen for that dataset, wherever it was shown, so the numbers
- * are the latest the page knows.
+ * `current` is the newest display seen for that budget (the same server, account and
+ * dataset), wherever it was shown or read, so the numbers are the latest the page knows; a
+ * display of another server or account never stands in for it.
  */
 export class ActiveNotebookBudget<T extends NotebookLike = NotebookLike> {
   constructor(tracker: TrackerLike<T>, store: BudgetStore, settleMs: number = SETTLE_MS) {
@@ -77,10 +78,11 @@ export class ActiveNotebookBudget<T extends NotebookLike = NotebookLike> {
     this._settleMs = settleMs;
     tracker.currentChanged.connect((_, panel) => this._follow(panel), this);
     store.changed.connect(this._onStoreChanged, this);
+    store.refreshed.connect(this._onRefreshed, this);
     this._follow(tracker.currentWidget);
   }
 
-  /** Emits when `current` may have changed. */
+  /** Emits when `current` or its freshness may have changed. */
   get changed(): ISignal<this, void> {
     return this._changed;
   }
@@ -90,8 +92,17 @@ export class ActiveNotebookBudget<T extends NotebookLike = NotebookLike> {
     return this._dataset;
   }
 
+  /** The budget (`budgetKey`) the active notebook used last, or null. */
+  get key(): string | null {
+    return this._key;
+  }
+
   get current(): Seen | undefined {
-    return this._dataset === null ? undefined : this._store.newest(this._dataset);
+    return this._key === null ? undefined : this._store.newest(this._key);
+  }
+
+  get freshness(): Freshness | undefined {
+    return this._key === null ? undefined : this._store.freshness(this._key);
   }
 
   /** Reads the active notebook's outputs now (otherwise it waits for them to settle). */
@@ -100,9 +111,10 @@ export class ActiveNotebookBudget<T extends NotebookLike = NotebookLike> {
     const panel = this._panel;
     const model = panel && !panel.isDisposed ? panel.content.model : null;
     const seen = model ? lastUsed(displaysIn(model.cells), this._store) : undefined;
-    const dataset = seen ? seen.display.dataset : null;
-    if (dataset !== this._dataset) {
-      this._dataset = dataset;
+    const key = seen ? seen.key : null;
+    if (key !== this._key) {
+      this._key = key;
+      this._dataset = seen ? seen.display.dataset : null;
       this._changed.emit();
     }
   }
@@ -143,8 +155,14 @@ export class ActiveNotebookBudget<T extends NotebookLike = NotebookLike> {
     }
   }
 
-  private _onStoreChanged(_: BudgetStore, dataset: string): void {
-    if (dataset === this._dataset) {
+  private _onStoreChanged(_: BudgetStore, key: string): void {
+    if (key === this._key) {
+      this._changed.emit();
+    }
+  }
+
+  private _onRefreshed(): void {
+    if (this._key !== null) {
       this._changed.emit();
     }
   }
@@ -152,6 +170,7 @@ export class ActiveNotebookBudget<T extends NotebookLike = NotebookLike> {
   private _store: BudgetStore;
   private _settleMs: number;
   private _panel: T | null = null;
+  private _key: string | null = null;
   private _dataset: string | null = null;
   private _timer: ReturnType<typeof setTimeout> | null = null;
   private _changed = new Signal<this, void>(this);

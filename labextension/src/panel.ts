@@ -3,7 +3,6 @@ import { Widget } from '@lumino/widgets';
 
 import {
   ColumnsReply,
-  DatasetsReply,
   DatasetSummary,
   PanelApi,
   PanelError,
@@ -23,6 +22,7 @@ import {
 } from './panelText';
 import { budgetRows } from './render';
 import { BudgetStore } from './store';
+import { ConnectedReply, ServerBudgets } from './sync';
 
 type Loaded<T> = { state: 'loading' } | { state: 'done'; value: T } | { state: 'failed'; message: string };
 
@@ -52,12 +52,11 @@ function element<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-/** A new lomas output means a new spend: the panel reads again, once the burst is over. */
-const REFRESH_AFTER_OUTPUT_MS = 500;
-
 export interface BudgetPanelOptions {
   api: PanelApi;
   store: BudgetStore;
+  /** The route's budgets, shared with the status bar; the panel makes its own without one. */
+  sync?: ServerBudgets;
   /** The refresh button's icon (JupyterLab's); the button says "Refresh" without one. */
   refreshIcon?: () => HTMLElement;
 }
@@ -71,6 +70,8 @@ export class BudgetPanel extends Widget {
     super();
     this._api = options.api;
     this._store = options.store;
+    this._ownsSync = !options.sync;
+    this._sync = options.sync ?? new ServerBudgets(options.api, options.store);
     this.addClass('lomas-Panel');
     this.title.caption = 'Privacy budget';
 
@@ -92,7 +93,7 @@ export class BudgetPanel extends Widget {
     this._body.setAttribute('aria-live', 'polite');
     this.node.appendChild(this._body);
 
-    this._store.changed.connect(this._onNewOutput, this);
+    this._sync.changed.connect(this._onSync, this);
     this._render();
   }
 
@@ -106,30 +107,11 @@ export class BudgetPanel extends Widget {
    * (they change only when the data owner changes the metadata).
    */
   async refresh(all = false): Promise<void> {
-    this._stale = false;
     if (all) {
       this._columnsOf = null;
     }
-    const generation = ++this._generation;
-    this._datasets = this._datasets.state === 'done' ? this._datasets : { state: 'loading' };
-    this._render();
-    const datasets = await load(() => this._api.datasets());
-    if (generation !== this._generation) {
-      return;
-    }
-    this._datasets = datasets;
-    const names = datasets.state === 'done' && datasets.value.connected
-      ? datasets.value.datasets.map(d => d.name)
-      : [];
-    if (this._selected !== null && !names.includes(this._selected)) {
-      this._selected = null;
-    }
-    if (this._selected === null && !this._chosen) {
-      // Until the analyst picks one: the dataset of the newest lomas output, else the first.
-      const latest = this._store.latest()?.display.dataset;
-      this._selected = latest && names.includes(latest) ? latest : (names[0] ?? null);
-    }
-    await this._loadDetails(generation);
+    await this._sync.refresh();
+    await this._details;
   }
 
   /** Shows `dataset`'s columns and queries (or hides them, when it is already shown). */
@@ -143,16 +125,16 @@ export class BudgetPanel extends Widget {
     if (this.isDisposed) {
       return;
     }
-    this._store.changed.disconnect(this._onNewOutput, this);
-    if (this._timer !== null) {
-      clearTimeout(this._timer);
+    this._sync.changed.disconnect(this._onSync, this);
+    if (this._ownsSync) {
+      this._sync.dispose();
     }
     super.dispose();
   }
 
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
-    if (this._stale || this._datasets.state !== 'done') {
+    if (this._stale || !this._sync.tried) {
       void this.refresh();
     }
   }
@@ -188,28 +170,50 @@ export class BudgetPanel extends Widget {
     this._render();
   }
 
-  private _onNewOutput(): void {
-    if (!this.isVisible) {
-      this._stale = true;
+  /** The datasets a refresh read, when it succeeded; none otherwise. */
+  private _names(): string[] {
+    const last = this._sync.last;
+    return last ? last.reply.datasets.map(d => d.name) : [];
+  }
+
+  private _onSync(): void {
+    if (this._sync.refreshing) {
+      this._render();
       return;
     }
-    if (this._timer === null) {
-      this._timer = setTimeout(() => {
-        this._timer = null;
-        void this.refresh();
-      }, REFRESH_AFTER_OUTPUT_MS);
+    if (!this.isVisible) {
+      // The queries are read again when the panel is shown.
+      this._stale = true;
+      this._render();
+      return;
     }
+    this._stale = false;
+    this._details = this._afterDatasets();
+  }
+
+  private async _afterDatasets(): Promise<void> {
+    const names = this._names();
+    if (this._selected !== null && !names.includes(this._selected)) {
+      this._selected = null;
+    }
+    if (this._selected === null && !this._chosen) {
+      // Until the analyst picks one: the dataset of the newest lomas output, else the first.
+      const latest = this._store.latest()?.display.dataset;
+      this._selected = latest && names.includes(latest) ? latest : (names[0] ?? null);
+    }
+    await this._loadDetails(++this._generation);
   }
 
   private _render(): void {
     const body = element('div', 'lomas-Panel-content');
-    const datasets = this._datasets;
-    if (datasets.state === 'loading') {
-      body.appendChild(element('p', 'lomas-Panel-message', 'Reading your datasets…'));
-    } else if (datasets.state === 'failed') {
-      body.appendChild(this._message(datasets.message, true));
+    const last = this._sync.last;
+    const problem = this._sync.problem;
+    if (problem && !last) {
+      body.appendChild(this._message(problem.message, problem.kind === 'error'));
+    } else if (last) {
+      this._renderDatasets(body, last.reply);
     } else {
-      this._renderDatasets(body, datasets.value);
+      body.appendChild(element('p', 'lomas-Panel-message', 'Reading your datasets…'));
     }
     this._body.replaceChildren(body);
   }
@@ -222,11 +226,7 @@ export class BudgetPanel extends Widget {
     return node;
   }
 
-  private _renderDatasets(body: HTMLElement, reply: DatasetsReply): void {
-    if (!reply.connected) {
-      body.appendChild(this._message(reply.message));
-      return;
-    }
+  private _renderDatasets(body: HTMLElement, reply: ConnectedReply): void {
     body.appendChild(
       element('p', 'lomas-Panel-connection', `Connected: ${connectionText(reply.url, reply.user)}`)
     );
@@ -354,8 +354,10 @@ export class BudgetPanel extends Widget {
 
   private _api: PanelApi;
   private _store: BudgetStore;
+  private _sync: ServerBudgets;
+  private _ownsSync: boolean;
+  private _details: Promise<void> = Promise.resolve();
   private _body: HTMLElement;
-  private _datasets: Loaded<DatasetsReply> = { state: 'loading' };
   private _columns: Loaded<ColumnsReply> | null = null;
   private _columnsOf: string | null = null;
   private _queriesOf: string | null = null;
@@ -364,5 +366,4 @@ export class BudgetPanel extends Widget {
   private _chosen = false;
   private _generation = 0;
   private _stale = true;
-  private _timer: ReturnType<typeof setTimeout> | null = null;
 }

@@ -18,6 +18,8 @@ export function summaryDisplay(dataset: DatasetSummary): BudgetDisplay {
     replay_of: null,
     queries_left: null,
     note: null,
+    server: null,
+    account: null,
     at: null
   };
 }

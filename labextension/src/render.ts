@@ -114,7 +114,7 @@ export function markCurrent(root: HTMLElement, display: BudgetDisplay, current: 
     asOf.removeAttribute('title');
   } else {
     asOf.title =
-      `A newer budget display for ${display.dataset} has appeared since: ` +
-      'these numbers are from when this one was made.';
+      `Newer numbers for ${display.dataset} have been seen since: ` +
+      'these are from when this output was made.';
   }
 }

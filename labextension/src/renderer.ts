@@ -7,7 +7,8 @@ import { BudgetStore, Seen } from './store';
 
 /**
  * One budget output. It tells the store it was seen, and keeps its "as of" mark true as newer
- * displays for its dataset appear, in this notebook or any other.
+ * displays for its budget (its server, account and dataset) appear, in this notebook or any
+ * other, or the panel's route reads newer numbers.
  */
 export class BudgetRenderer extends Widget implements IRenderMime.IRenderer {
   constructor(store: BudgetStore) {
@@ -41,8 +42,8 @@ export class BudgetRenderer extends Widget implements IRenderMime.IRenderer {
     super.dispose();
   }
 
-  private _onChanged(_: BudgetStore, dataset: string): void {
-    if (this._seen && this._seen.display.dataset === dataset) {
+  private _onChanged(_: BudgetStore, key: string): void {
+    if (this._seen && this._seen.key === key) {
       this._mark();
     }
   }

@@ -13,6 +13,8 @@ export function display(overrides: Partial<BudgetDisplay> = {}): BudgetDisplay {
     replay_of: null,
     queries_left: 16,
     note: null,
+    server: null,
+    account: null,
     at: '2026-11-30T14:00:38.123456+00:00',
     ...overrides
   };

@@ -104,6 +104,18 @@ describe('BudgetRenderer', () => {
     expect(asOf(penguin).hidden).toBe(true);
   });
 
+  it("is not marked by another account's display, but by the route's newer numbers", async () => {
+    const store = new BudgetStore();
+    const mine = { server: 'http://a:1', account: 'aaaa' };
+    const own = await rendered(store, display({ ...mine, at: '2026-11-30T14:00:00Z' }));
+    await rendered(store, display({ ...mine, account: 'bbbb', query_id: 'bbbb2222', at: '2026-11-30T15:00:00Z' }));
+    expect(asOf(own).hidden).toBe(true);
+    store.recordServer(Date.parse('2026-11-30T15:00:00Z'), 'http://a:1', 'aaaa', [
+      { name: 'PENGUIN', initial: { epsilon: 10, delta: 0.001 }, spent: { epsilon: 3, delta: 0 }, remaining: { epsilon: 7, delta: 0.001 } }
+    ]);
+    expect(asOf(own).hidden).toBe(false);
+  });
+
   it('stops listening once disposed', async () => {
     const store = new BudgetStore();
     const first = await rendered(store, display({ query_id: 'aaaa1111', at: '2026-11-30T14:00:00Z' }));

@@ -13,7 +13,7 @@ describe('statusText', () => {
     const { text, title } = statusText(store.observe(display()));
     expect(text).toBe('PENGUIN: ε 8, δ 0.001 left');
     expect(title).toBe(
-      'Privacy budget left on PENGUIN, as of query 3f2ff423: epsilon 8 of 10, ' +
+      'Privacy budget left on PENGUIN, as of 14:00:38: epsilon 8 of 10, ' +
         'delta 0.001 of 0.001. Click to open the Privacy budget panel.'
     );
   });
@@ -22,6 +22,20 @@ describe('statusText', () => {
     const store = new BudgetStore();
     const pure = display({ initial: { epsilon: 3, delta: 0 }, remaining: { epsilon: 2.5, delta: 0 } });
     expect(statusText(store.observe(pure)).text).toBe('PENGUIN: ε 2.5 left');
+  });
+
+  it('says "as of" in the text itself when the numbers could not be confirmed', () => {
+    const store = new BudgetStore();
+    const seen = store.observe(display());
+    const now = new Date('2026-11-30T16:00:00Z');
+    const stale = statusText(seen, { fresh: false, time: seen.time }, now);
+    expect(stale.text).toBe('PENGUIN: ε 8, δ 0.001 left as of 14:00');
+    expect(stale.title).toContain('as of 14:00 (could not be confirmed since)');
+    expect(statusText(seen, { fresh: true, time: seen.time }, now).text).toBe(
+      'PENGUIN: ε 8, δ 0.001 left'
+    );
+    const yesterday = statusText(seen, { fresh: false, time: seen.time }, new Date('2026-12-01T09:00:00Z'));
+    expect(yesterday.text).toBe('PENGUIN: ε 8, δ 0.001 left as of 2026-11-30 14:00');
   });
 });
 
@@ -118,6 +132,38 @@ describe('ActiveNotebookBudget', () => {
     store.observe(display({ remaining: { epsilon: 7, delta: 0.001 }, at: '2026-11-30T15:00:00Z' }));
     expect(changes).toHaveBeenCalled();
     expect(budget.current?.display.remaining.epsilon).toBe(7);
+  });
+
+  it("is not changed by another account's or server's display of the same dataset", () => {
+    const store = new BudgetStore();
+    const tracker = new FakeTracker();
+    const budget = new ActiveNotebookBudget(tracker, store, 10);
+    const notebook = new FakeNotebook();
+    notebook.addOutput(display({ server: 'http://a:1', account: 'aaaa', at: '2026-11-30T14:00:00Z' }));
+    tracker.activate(notebook);
+    store.observe(
+      display({ server: 'http://a:1', account: 'bbbb', remaining: { epsilon: 1, delta: 0 }, at: '2026-11-30T15:00:00Z' })
+    );
+    store.observe(display({ remaining: { epsilon: 2, delta: 0 }, at: '2026-11-30T15:00:00Z' }));
+    expect(budget.current?.display.remaining.epsilon).toBe(8);
+  });
+
+  it("follows the route's numbers for its server and account, and says when they are stale", () => {
+    const store = new BudgetStore();
+    const tracker = new FakeTracker();
+    const budget = new ActiveNotebookBudget(tracker, store, 10);
+    const notebook = new FakeNotebook();
+    notebook.addOutput(display({ server: 'http://a:1', account: 'aaaa', at: '2026-11-30T14:00:00Z' }));
+    tracker.activate(notebook);
+    const changes = vi.fn();
+    budget.changed.connect(changes);
+    const budgets = [{ name: 'PENGUIN', initial: { epsilon: 10, delta: 0.001 }, spent: { epsilon: 4, delta: 0 }, remaining: { epsilon: 6, delta: 0.001 } }];
+    store.recordServer(Date.parse('2026-11-30T14:10:00Z'), 'http://a:1', 'aaaa', budgets);
+    expect(changes).toHaveBeenCalled();
+    expect(budget.current?.display.remaining.epsilon).toBe(6);
+    expect(budget.freshness?.fresh).toBe(true);
+    store.recordFailure(Date.parse('2026-11-30T14:20:00Z'));
+    expect(budget.freshness).toEqual({ fresh: false, time: Date.parse('2026-11-30T14:10:00Z') });
   });
 
   it('waits for a burst of outputs to settle before reading them', () => {
