@@ -267,6 +267,13 @@ export function formatTime(iso: string, now: Date = new Date()): string | null {
   return `${t.getFullYear()}-${two(t.getMonth() + 1)}-${two(t.getDate())} ${clock.slice(0, 5)}`;
 }
 
+/** "14:30", with the date when it was not today. */
+export function shortTime(ms: number, now: Date = new Date()): string {
+  const full = formatTime(new Date(ms).toISOString(), now) ?? '';
+  // formatTime gives seconds only for today ("14:30:13"); a glance needs minutes.
+  return /^\d\d:\d\d:\d\d$/.test(full) ? full.slice(0, 5) : full;
+}
+
 /**
  * What an output that is no longer the newest for its dataset says instead of pretending
  * to be current: the query it came with, else when it was made.

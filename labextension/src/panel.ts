@@ -13,13 +13,16 @@ import {
   categoriesText,
   connectionText,
   engineText,
+  liveText,
   maxQueryText,
   PUBLIC_KEYS_EXPLAINED,
   queryLine,
   queryMarks,
+  staleText,
   summaryDisplay,
   typeText
 } from './panelText';
+import { shortTime } from './budget';
 import { budgetRows } from './render';
 import { BudgetStore } from './store';
 import { ConnectedReply, ServerBudgets } from './sync';
@@ -86,11 +89,23 @@ export class BudgetPanel extends Widget {
     } else {
       refresh.textContent = 'Refresh';
     }
-    refresh.addEventListener('click', () => void this.refresh(true));
+    refresh.addEventListener('click', () => {
+      if (!this._sync.refreshing) {
+        void this.refresh(true);
+      }
+    });
+    this._refreshButton = refresh;
+    this._progress = element('span', 'lomas-Panel-progress', 'refreshing…');
+    this._progress.hidden = true;
+    header.appendChild(this._progress);
     header.appendChild(refresh);
     this.node.appendChild(header);
+    // The body is redrawn at every step of a refresh: a live body would be read out whole
+    // each time. One short line says what changed instead.
+    this._live = element('div', 'lomas-Panel-live');
+    this._live.setAttribute('role', 'status');
+    this.node.appendChild(this._live);
     this._body = element('div', 'lomas-Panel-body');
-    this._body.setAttribute('aria-live', 'polite');
     this.node.appendChild(this._body);
 
     this._sync.changed.connect(this._onSync, this);
@@ -181,6 +196,7 @@ export class BudgetPanel extends Widget {
       this._render();
       return;
     }
+    this._announce();
     if (!this.isVisible) {
       // The queries are read again when the panel is shown.
       this._stale = true;
@@ -205,36 +221,81 @@ export class BudgetPanel extends Widget {
   }
 
   private _render(): void {
+    this._showBusy();
     const body = element('div', 'lomas-Panel-content');
     const last = this._sync.last;
     const problem = this._sync.problem;
-    if (problem && !last) {
-      body.appendChild(this._message(problem.message, problem.kind === 'error'));
+    if (problem && problem.kind === 'not_configured') {
+      // Not an error: the Jupyter server was started without a connection, and the message
+      // says how to give it one.
+      body.appendChild(this._message(problem.message, 'info'));
     } else if (last) {
-      this._renderDatasets(body, last.reply);
+      if (problem) {
+        body.appendChild(this._message(staleText(problem.message, problem.at), 'error'));
+      }
+      this._renderDatasets(body, last.reply, problem !== null);
+    } else if (problem) {
+      body.appendChild(this._message(problem.message, 'error'));
     } else {
       body.appendChild(element('p', 'lomas-Panel-message', 'Reading your datasets…'));
     }
+    // Redrawing must not throw the keyboard's place away: the same control is focused again.
+    const focused = this._body.contains(document.activeElement)
+      ? (document.activeElement as HTMLElement).dataset.lomasFocus
+      : undefined;
     this._body.replaceChildren(body);
-  }
-
-  private _message(text: string, error = false): HTMLElement {
-    const node = element('p', `lomas-Panel-message${error ? ' lomas-mod-error' : ''}`, text);
-    if (error) {
-      node.setAttribute('role', 'alert');
+    if (focused) {
+      [...body.querySelectorAll<HTMLElement>('[data-lomas-focus]')]
+        .find(node => node.dataset.lomasFocus === focused)
+        ?.focus();
     }
-    return node;
   }
 
-  private _renderDatasets(body: HTMLElement, reply: ConnectedReply): void {
+  /** The header's progress and the body's `aria-busy`, while anything is being read. */
+  private _showBusy(): void {
+    const refreshing = this._sync.refreshing;
+    const busy =
+      refreshing || this._columns?.state === 'loading' || this._queries?.state === 'loading';
+    this._body.setAttribute('aria-busy', String(busy));
+    this._progress.hidden = !refreshing;
+    // aria-disabled rather than disabled: a disabled button loses the keyboard's focus.
+    this._refreshButton.setAttribute('aria-disabled', String(refreshing));
+    this._refreshButton.classList.toggle('lomas-mod-busy', refreshing);
+  }
+
+  /** Says in one line what a finished refresh found, when that changed. */
+  private _announce(): void {
+    const text = liveText(this._sync.last?.reply ?? null, this._sync.problem, this._focusName());
+    if (text !== this._live.textContent) {
+      this._live.textContent = text;
+    }
+  }
+
+  /** The dataset the live line speaks of: the open one, else the newest output's. */
+  private _focusName(): string | null {
+    return this._selected ?? this._store.latest()?.display.dataset ?? null;
+  }
+
+  private _message(text: string, kind: 'plain' | 'info' | 'error' = 'plain'): HTMLElement {
+    return element('p', `lomas-Panel-message${kind === 'plain' ? '' : ` lomas-mod-${kind}`}`, text);
+  }
+
+  private _renderDatasets(body: HTMLElement, reply: ConnectedReply, stale: boolean): void {
+    const read = this._sync.last ? shortTime(this._sync.last.at) : '';
     body.appendChild(
-      element('p', 'lomas-Panel-connection', `Connected: ${connectionText(reply.url, reply.user)}`)
+      element(
+        'p',
+        'lomas-Panel-connection',
+        stale
+          ? `Read at ${read} from ${connectionText(reply.url, reply.user)}`
+          : `Connected: ${connectionText(reply.url, reply.user)}`
+      )
     );
     if (reply.datasets.length === 0) {
       body.appendChild(this._message('No dataset has been granted to you yet.'));
       return;
     }
-    const list = element('ul', 'lomas-Panel-datasets');
+    const list = element('ul', `lomas-Panel-datasets${stale ? ' lomas-mod-stale' : ''}`);
     for (const dataset of reply.datasets) {
       list.appendChild(this._renderDataset(dataset));
     }
@@ -248,6 +309,7 @@ export class BudgetPanel extends Widget {
     name.type = 'button';
     name.setAttribute('aria-expanded', String(selected));
     name.title = selected ? 'Hide its columns and queries' : 'Show its columns and queries';
+    name.dataset.lomasFocus = `dataset:${dataset.name}`;
     name.addEventListener('click', () => void this.select(dataset.name));
     item.appendChild(name);
     const engines = dataset.engines.map(engineText).join(', ');
@@ -275,7 +337,7 @@ export class BudgetPanel extends Widget {
       return section;
     }
     if (columns.state === 'failed') {
-      section.appendChild(this._message(columns.message, true));
+      section.appendChild(this._message(columns.message, 'error'));
       return section;
     }
     const reply: ColumnsReply = columns.value;
@@ -327,7 +389,7 @@ export class BudgetPanel extends Widget {
       return section;
     }
     if (queries.state === 'failed') {
-      section.appendChild(this._message(queries.message, true));
+      section.appendChild(this._message(queries.message, 'error'));
       return section;
     }
     const reply: QueriesReply = queries.value;
@@ -358,6 +420,9 @@ export class BudgetPanel extends Widget {
   private _ownsSync: boolean;
   private _details: Promise<void> = Promise.resolve();
   private _body: HTMLElement;
+  private _live: HTMLElement;
+  private _progress: HTMLElement;
+  private _refreshButton: HTMLButtonElement;
   private _columns: Loaded<ColumnsReply> | null = null;
   private _columnsOf: string | null = null;
   private _queriesOf: string | null = null;

@@ -1,7 +1,8 @@
 /** The words of the side panel, apart from its DOM. */
 
-import { ColumnInfo, DatasetSummary, QueryInfo } from './api';
-import { BudgetDisplay, costText, formatNumber, formatTime, shortId } from './budget';
+import { ColumnInfo, DatasetsReply, DatasetSummary, QueryInfo } from './api';
+import { BudgetDisplay, costText, formatNumber, formatTime, shortId, shortTime, shownBudgets } from './budget';
+import type { RefreshProblem } from './sync';
 
 export const PUBLIC_KEYS_EXPLAINED = 'you may group by these: every declared value is shown';
 
@@ -107,4 +108,35 @@ export function queryLine(query: QueryInfo, now: Date = new Date()): string {
 
 export function connectionText(url: string, user: string | null): string {
   return user ? `${user} on ${url}` : url;
+}
+
+/** "could not refresh at 14:30: cannot reach the server": what keeps shown numbers from passing for current. */
+export function staleText(message: string, at: number, now: Date = new Date()): string {
+  return `Could not refresh at ${shortTime(at, now)}: ${message}`;
+}
+
+/**
+ * The panel's live line, what a screen reader says after a refresh: "PENGUIN: epsilon 6 left"
+ * for the dataset in view (the first when none is), or why nothing could be read.
+ */
+export function liveText(
+  reply: Extract<DatasetsReply, { connected: true }> | null,
+  problem: RefreshProblem | null,
+  dataset: string | null,
+  now: Date = new Date()
+): string {
+  if (problem) {
+    return problem.kind === 'error' ? staleText(problem.message, problem.at, now) : problem.message;
+  }
+  if (!reply) {
+    return '';
+  }
+  const shown = reply.datasets.find(d => d.name === dataset) ?? reply.datasets[0];
+  if (!shown) {
+    return 'No dataset has been granted to you yet.';
+  }
+  const left = shownBudgets(shown.initial)
+    .map(name => `${name} ${formatNumber(shown.remaining[name])}`)
+    .join(', ');
+  return `${shown.name}: ${left} left`;
 }

@@ -1,6 +1,6 @@
 import { Widget } from '@lumino/widgets';
 
-import { asOfLabel, formatNumber, formatTime, shownBudgets } from './budget';
+import { asOfLabel, formatNumber, formatTime, shortTime, shownBudgets } from './budget';
 import { Freshness, Seen } from './store';
 
 export interface StatusText {
@@ -11,13 +11,6 @@ export interface StatusText {
   text: string;
   /** The same in words, for the tooltip and screen readers. */
   title: string;
-}
-
-/** "14:30", with the date when it was not today. */
-export function shortTime(ms: number, now: Date = new Date()): string {
-  const full = formatTime(new Date(ms).toISOString(), now) ?? '';
-  // formatTime gives seconds only for today ("14:30:13"); a glance needs minutes.
-  return /^\d\d:\d\d:\d\d$/.test(full) ? full.slice(0, 5) : full;
 }
 
 /**

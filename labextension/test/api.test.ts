@@ -4,9 +4,11 @@ import { ColumnInfo, PanelApi, PanelError, QueryInfo, readReply } from '../src/a
 import {
   boundsText,
   categoriesText,
+  liveText,
   maxQueryText,
   queryLine,
   queryMarks,
+  staleText,
   typeText
 } from '../src/panelText';
 
@@ -122,6 +124,44 @@ describe('the panel in words', () => {
     );
     expect(queryLine({ ...query, engine: 'opendp', cost: null }, new Date('2026-11-30T20:00:00Z'))).toBe(
       '3f2ff423 · OpenDP · nothing spent · 14:03:12'
+    );
+  });
+});
+
+describe('the live line', () => {
+  const now = new Date('2026-11-30T15:00:00Z');
+  const reply = {
+    connected: true as const,
+    url: 'http://x',
+    user: null,
+    datasets: [
+      {
+        name: 'PENGUIN',
+        engines: [],
+        initial: { epsilon: 10, delta: 0 },
+        spent: { epsilon: 4, delta: 0 },
+        remaining: { epsilon: 6, delta: 0 },
+        max_query: null
+      }
+    ]
+  };
+
+  it("says the budget left of the dataset in view", () => {
+    expect(liveText(reply, null, 'PENGUIN', now)).toBe('PENGUIN: epsilon 6 left');
+    expect(liveText(reply, null, null, now)).toBe('PENGUIN: epsilon 6 left');
+    expect(liveText({ ...reply, datasets: [] }, null, null, now)).toBe(
+      'No dataset has been granted to you yet.'
+    );
+  });
+
+  it('says why a refresh brought nothing', () => {
+    const at = Date.parse('2026-11-30T14:30:00Z');
+    expect(liveText(reply, { kind: 'error', message: 'down', at }, 'PENGUIN', now)).toBe(
+      'Could not refresh at 14:30: down'
+    );
+    expect(staleText('down', at, now)).toBe('Could not refresh at 14:30: down');
+    expect(liveText(null, { kind: 'not_configured', message: 'Start it with X.', at }, null, now)).toBe(
+      'Start it with X.'
     );
   });
 });

@@ -174,14 +174,80 @@ describe('BudgetPanel', () => {
     expect(error?.textContent).toBe('The DP server could not be reached.');
   });
 
-  it('says when no connection is configured', async () => {
+  it("says how to connect, as information, when the Jupyter server has no connection", async () => {
     const { api } = fakeApi(async () => ({
       connected: false,
-      message: 'No lomas connection: set LOMAS_URL and LOMAS_TOKEN.'
+      reason: 'not_configured',
+      message: 'This Jupyter server has no lomas connection: start it with LOMAS_URL set.'
     }));
     const panel = open(api);
     await panel.refresh();
-    expect(panel.node.textContent).toContain('No lomas connection: set LOMAS_URL and LOMAS_TOKEN.');
+    const message = panel.node.querySelector('.lomas-Panel-message.lomas-mod-info');
+    expect(message?.textContent).toBe(
+      'This Jupyter server has no lomas connection: start it with LOMAS_URL set.'
+    );
+    expect(panel.node.querySelector('.lomas-mod-error')).toBeNull();
+  });
+
+  it('keeps the last datasets when the DP server cannot be reached, marked stale', async () => {
+    let reachable = true;
+    const { api } = fakeApi(async () =>
+      reachable
+        ? DATASETS
+        : { connected: false, reason: 'unreachable', message: 'cannot reach the server at x' }
+    );
+    const panel = open(api);
+    await panel.refresh();
+    reachable = false;
+    await panel.refresh();
+    const error = panel.node.querySelector('.lomas-Panel-message.lomas-mod-error');
+    expect(error?.textContent).toMatch(/^Could not refresh at \d\d:\d\d: cannot reach the server at x$/);
+    expect(panel.node.querySelector('.lomas-Panel-datasets.lomas-mod-stale')).not.toBeNull();
+    expect(panel.node.textContent).toContain('spent 2 · 8 left of 10');
+    expect(panel.node.textContent).toContain('Read at ');
+  });
+
+  it('says what a refresh found in one live line, and nothing else is live', async () => {
+    const { api } = fakeApi();
+    const panel = open(api);
+    await panel.refresh();
+    expect(panel.node.querySelector('[aria-live]')).toBeNull();
+    const live = panel.node.querySelector('[role="status"]');
+    expect(live?.textContent).toBe('PENGUIN: epsilon 8, delta 0.001 left');
+    expect(panel.node.querySelector('.lomas-Panel-body')?.getAttribute('aria-busy')).toBe('false');
+  });
+
+  it('keeps the focus on the dataset it was on when the panel is redrawn', async () => {
+    const { api } = fakeApi();
+    const panel = open(api);
+    await panel.refresh();
+    const titanic = () =>
+      [...panel.node.querySelectorAll<HTMLElement>('.lomas-Panel-datasetName')].find(
+        n => n.textContent === 'TITANIC'
+      );
+    titanic()?.focus();
+    await panel.refresh();
+    expect(document.activeElement).toBe(titanic());
+  });
+
+  it('shows a refresh under way, and takes no second click meanwhile', async () => {
+    let release: () => void = () => undefined;
+    const { api, calls } = fakeApi(
+      () => new Promise<DatasetsReply>(resolve => (release = () => resolve(DATASETS)))
+    );
+    const panel = open(api);
+    const first = panel.refresh();
+    const button = panel.node.querySelector('.lomas-Panel-refresh') as HTMLButtonElement;
+    expect(button.getAttribute('aria-disabled')).toBe('true');
+    expect((panel.node.querySelector('.lomas-Panel-progress') as HTMLElement).hidden).toBe(false);
+    expect(panel.node.querySelector('.lomas-Panel-body')?.getAttribute('aria-busy')).toBe('true');
+    button.click();
+    release();
+    await first;
+    await settled();
+    expect(calls.filter(c => c === 'datasets')).toHaveLength(1);
+    expect(button.getAttribute('aria-disabled')).toBe('false');
+    expect((panel.node.querySelector('.lomas-Panel-progress') as HTMLElement).hidden).toBe(true);
   });
 
   it('turns an unexpected failure into one line', async () => {
