@@ -13,6 +13,7 @@ import {
   categoriesText,
   connectionText,
   engineText,
+  filterDatasets,
   liveText,
   maxQueryText,
   PUBLIC_KEYS_EXPLAINED,
@@ -54,6 +55,9 @@ function element<K extends keyof HTMLElementTagNameMap>(
   }
   return node;
 }
+
+/** Past this many datasets, a filter box helps find one. */
+const FILTER_FROM = 10;
 
 export interface BudgetPanelOptions {
   api: PanelApi;
@@ -100,6 +104,14 @@ export class BudgetPanel extends Widget {
     header.appendChild(this._progress);
     header.appendChild(refresh);
     this.node.appendChild(header);
+    // Outside the redrawn body, so that typing in it is never interrupted by a refresh.
+    this._filter = element('input', 'lomas-Panel-filter jp-mod-styled');
+    this._filter.type = 'search';
+    this._filter.placeholder = 'Filter datasets';
+    this._filter.setAttribute('aria-label', 'Filter datasets by name');
+    this._filter.hidden = true;
+    this._filter.addEventListener('input', () => this._render());
+    this.node.appendChild(this._filter);
     // The body is redrawn at every step of a refresh: a live body would be read out whole
     // each time. One short line says what changed instead.
     this._live = element('div', 'lomas-Panel-live');
@@ -213,9 +225,10 @@ export class BudgetPanel extends Widget {
       this._selected = null;
     }
     if (this._selected === null && !this._chosen) {
-      // Until the analyst picks one: the dataset of the newest lomas output, else the first.
+      // Until the analyst picks one: the dataset of the newest lomas output, if any. Not the
+      // first of the list: with many datasets its columns would push the others away.
       const latest = this._store.latest()?.display.dataset;
-      this._selected = latest && names.includes(latest) ? latest : (names[0] ?? null);
+      this._selected = latest && names.includes(latest) ? latest : null;
     }
     await this._loadDetails(++this._generation);
   }
@@ -295,8 +308,15 @@ export class BudgetPanel extends Widget {
       body.appendChild(this._message('No dataset has been granted to you yet.'));
       return;
     }
+    const many = reply.datasets.length > FILTER_FROM;
+    this._filter.hidden = !many;
+    const shown = many ? filterDatasets(reply.datasets, this._filter.value) : reply.datasets;
+    if (shown.length === 0) {
+      body.appendChild(this._message(`No dataset name contains “${this._filter.value.trim()}”.`));
+      return;
+    }
     const list = element('ul', `lomas-Panel-datasets${stale ? ' lomas-mod-stale' : ''}`);
-    for (const dataset of reply.datasets) {
+    for (const dataset of shown) {
       list.appendChild(this._renderDataset(dataset));
     }
     body.appendChild(list);
@@ -405,9 +425,13 @@ export class BudgetPanel extends Widget {
       if (marks.length > 0) {
         item.appendChild(element('div', 'lomas-Panel-queryMarks', marks.join(' · ')));
       }
-      const text = element('code', 'lomas-Panel-queryText', query.query);
-      text.title = query.query;
-      item.appendChild(text);
+      // A disclosure, so that the whole text is reachable by keyboard, not only on hover.
+      const more = element('details', 'lomas-Panel-queryMore');
+      const summary = element('summary', 'lomas-Panel-querySummary');
+      summary.setAttribute('aria-label', `Query text: ${query.query}`);
+      summary.appendChild(element('code', 'lomas-Panel-queryText', query.query));
+      more.appendChild(summary);
+      item.appendChild(more);
       list.appendChild(item);
     }
     section.appendChild(list);
@@ -420,6 +444,7 @@ export class BudgetPanel extends Widget {
   private _ownsSync: boolean;
   private _details: Promise<void> = Promise.resolve();
   private _body: HTMLElement;
+  private _filter: HTMLInputElement;
   private _live: HTMLElement;
   private _progress: HTMLElement;
   private _refreshButton: HTMLButtonElement;

@@ -140,3 +140,9 @@ export function liveText(
     .join(', ');
   return `${shown.name}: ${left} left`;
 }
+
+/** The datasets whose name contains `filter` (ignoring case); all of them for an empty filter. */
+export function filterDatasets<T extends { name: string }>(datasets: T[], filter: string): T[] {
+  const wanted = filter.trim().toLowerCase();
+  return wanted ? datasets.filter(d => d.name.toLowerCase().includes(wanted)) : datasets;
+}

@@ -110,7 +110,7 @@ afterEach(() => {
 });
 
 describe('BudgetPanel', () => {
-  it('lists the datasets with their budgets, and the first one opened', async () => {
+  it('lists the datasets with their budgets, none opened', async () => {
     const { api } = fakeApi();
     const panel = open(api);
     await panel.refresh();
@@ -120,13 +120,15 @@ describe('BudgetPanel', () => {
     expect(names).toEqual(['PENGUIN', 'TITANIC']);
     expect(text).toContain('spent 2 · 8 left of 10');
     expect(text).toContain('at most epsilon 5, delta 0.0005 per query');
-    expect(panel.selected).toBe('PENGUIN');
+    expect(panel.selected).toBeNull();
+    expect(panel.node.querySelector('.lomas-Panel-columns')).toBeNull();
   });
 
   it("shows a dataset's columns, its public keys, and its recent queries", async () => {
     const { api } = fakeApi();
     const panel = open(api);
     await panel.refresh();
+    await panel.select('PENGUIN');
     const text = panel.node.textContent ?? '';
     expect(text).toContain(
       'Public keys (species): you may group by these: every declared value is shown.'
@@ -143,6 +145,35 @@ describe('BudgetPanel', () => {
     expect(panel.node.querySelector('.lomas-Panel-queryText')?.textContent).toBe(
       'SELECT COUNT(*) AS n FROM df'
     );
+    // The whole text opens from the keyboard: a disclosure, not a tooltip.
+    const more = panel.node.querySelector('details.lomas-Panel-queryMore');
+    expect(more?.querySelector('summary .lomas-Panel-queryText')).not.toBeNull();
+  });
+
+  it('offers a filter past ten datasets', async () => {
+    const many = Array.from({ length: 12 }, (_, i) => ({
+      ...(DATASETS as any).datasets[1],
+      name: `DATA_${i}`
+    }));
+    const { api } = fakeApi(async () => ({ ...(DATASETS as any), datasets: many }));
+    const panel = open(api);
+    await panel.refresh();
+    const filter = panel.node.querySelector('.lomas-Panel-filter') as HTMLInputElement;
+    expect(filter.hidden).toBe(false);
+    filter.value = 'data_1';
+    filter.dispatchEvent(new Event('input'));
+    const names = [...panel.node.querySelectorAll('.lomas-Panel-datasetName')].map(n => n.textContent);
+    expect(names).toEqual(['DATA_1', 'DATA_10', 'DATA_11']);
+    filter.value = 'nothing';
+    filter.dispatchEvent(new Event('input'));
+    expect(panel.node.textContent).toContain('No dataset name contains “nothing”.');
+  });
+
+  it('has no filter for a short list', async () => {
+    const { api } = fakeApi();
+    const panel = open(api);
+    await panel.refresh();
+    expect((panel.node.querySelector('.lomas-Panel-filter') as HTMLInputElement).hidden).toBe(true);
   });
 
   it('opens the dataset of the newest lomas output first', async () => {
@@ -155,9 +186,12 @@ describe('BudgetPanel', () => {
   });
 
   it('keeps a dataset the analyst closed closed', async () => {
+    const store = new BudgetStore();
+    store.observe(display());
     const { api } = fakeApi();
-    const panel = open(api);
+    const panel = open(api, store);
     await panel.refresh();
+    expect(panel.selected).toBe('PENGUIN');
     await panel.select('PENGUIN');
     expect(panel.selected).toBeNull();
     await panel.refresh();
@@ -261,7 +295,7 @@ describe('BudgetPanel', () => {
     );
   });
 
-  it('reads again when a new lomas output appears, keeping the columns it has', async () => {
+  it('reads again when a new lomas output appears, opening its dataset, keeping its columns', async () => {
     const store = new BudgetStore();
     const { api, calls } = fakeApi();
     const panel = open(api, store);
@@ -271,6 +305,10 @@ describe('BudgetPanel', () => {
     vi.useFakeTimers();
     store.observe(display({ at: '2027-01-01T00:00:00Z' }));
     store.observe(display({ at: '2027-01-01T00:00:01Z' }));
+    await vi.advanceTimersByTimeAsync(600);
+    expect(calls).toEqual(['datasets', 'columns PENGUIN', 'queries PENGUIN']);
+    calls.length = 0;
+    store.observe(display({ at: '2027-01-01T00:00:02Z' }));
     await vi.advanceTimersByTimeAsync(600);
     expect(calls).toEqual(['datasets', 'queries PENGUIN']);
   });
