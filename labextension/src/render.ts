@@ -36,10 +36,15 @@ function swatch(doc: Document, role: string): HTMLElement {
   return node;
 }
 
-/** One budget's row: its name, the bar, and the numbers in words. */
+/**
+ * One budget's row: its name, then the bar and the numbers in words together, so that when the
+ * numbers wrap at a narrow width they go under the bar, not under the name.
+ */
 export function budgetRow(doc: Document, display: BudgetDisplay, name: BudgetName): HTMLElement {
   const row = element(doc, 'div', 'lomas-BudgetRow');
   row.appendChild(element(doc, 'span', 'lomas-BudgetRow-name', name));
+  const main = element(doc, 'span', 'lomas-BudgetRow-main');
+  row.appendChild(main);
 
   const bar = element(doc, 'span', 'lomas-Bar');
   bar.setAttribute('role', 'img');
@@ -52,7 +57,7 @@ export function budgetRow(doc: Document, display: BudgetDisplay, name: BudgetNam
     segment.style.width = `${(part.share * 100).toFixed(2)}%`;
     bar.appendChild(segment);
   }
-  row.appendChild(bar);
+  main.appendChild(bar);
 
   const words = element(doc, 'span', 'lomas-BudgetRow-text');
   barWords(display, name).forEach((word, i) => {
@@ -64,7 +69,7 @@ export function budgetRow(doc: Document, display: BudgetDisplay, name: BudgetNam
     phrase.appendChild(doc.createTextNode(word.text));
     words.appendChild(phrase);
   });
-  row.appendChild(words);
+  main.appendChild(words);
   return row;
 }
 

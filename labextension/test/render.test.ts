@@ -57,6 +57,18 @@ describe('renderDisplay', () => {
     expect(phrase?.textContent).toBe('(0.5 by this query)');
   });
 
+  it('keeps the bar and its numbers together, apart from the name, to wrap under the bar', () => {
+    const row = renderDisplay(document, display()).querySelector('.lomas-BudgetRow') as HTMLElement;
+    expect([...row.children].map(c => c.className)).toEqual([
+      'lomas-BudgetRow-name',
+      'lomas-BudgetRow-main'
+    ]);
+    expect([...row.children[1].children].map(c => c.className)).toEqual([
+      'lomas-Bar',
+      'lomas-BudgetRow-text'
+    ]);
+  });
+
   it('leaves delta out when none was granted', () => {
     const pure = display({ initial: { epsilon: 10, delta: 0 }, remaining: { epsilon: 8, delta: 0 } });
     expect(renderDisplay(document, pure).querySelectorAll('.lomas-BudgetRow')).toHaveLength(1);
