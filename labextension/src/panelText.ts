@@ -62,12 +62,24 @@ export function typeText(column: ColumnInfo): string {
   return column.nullable ? `${column.type}, may be missing` : column.type;
 }
 
+/**
+ * The most one query may spend: the per-query cap, or what is left when that is less (a cap
+ * of delta 0.01 means nothing on a budget of delta 0.001). Null without a cap: the bars say
+ * what is left.
+ */
 export function maxQueryText(dataset: DatasetSummary): string | null {
   const max = dataset.max_query;
   if (!max) {
     return null;
   }
-  return `at most ${costText(max).replace(/=/g, ' ')} per query`;
+  const left = dataset.remaining;
+  const most = {
+    epsilon: Math.max(0, Math.min(max.epsilon, left.epsilon)),
+    delta: Math.max(0, Math.min(max.delta, left.delta))
+  };
+  const capped = most.epsilon < max.epsilon || most.delta < max.delta;
+  const text = `at most ${costText(most).replace(/=/g, ' ')} per query`;
+  return capped ? `${text} (what is left)` : text;
 }
 
 const ENGINES: Record<string, string> = {

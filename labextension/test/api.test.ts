@@ -100,6 +100,11 @@ describe('the panel in words', () => {
     };
     expect(maxQueryText(dataset)).toBe('at most epsilon 2, delta 1e-05 per query');
     expect(maxQueryText({ ...dataset, max_query: null })).toBeNull();
+    // A cap beyond the whole budget is no limit: what is left is.
+    const wide = { ...dataset, max_query: { epsilon: 10, delta: 0.01 } };
+    expect(maxQueryText(wide)).toBe('at most epsilon 10, delta 0.001 per query (what is left)');
+    const spent = { ...dataset, remaining: { epsilon: 1.5, delta: 0 }, max_query: { epsilon: 2, delta: 1e-5 } };
+    expect(maxQueryText(spent)).toBe('at most epsilon 1.5 per query (what is left)');
   });
 
   it('marks replays and fresh repeats', () => {
