@@ -168,6 +168,11 @@ export interface BarPart {
   value: number;
   /** Its width, as a share of the initial budget (0 to 1). */
   share: number;
+  /**
+   * Drawn inside the next part (at its start) rather than beside it: an estimate's cost is a
+   * part of what is left, which its words ("10 left of 10") still count whole.
+   */
+  within?: boolean;
 }
 
 function clampShare(value: number, initial: number): number {
@@ -183,7 +188,8 @@ function clampShare(value: number, initial: number): number {
  * After a query, the spent part includes the query: its cost is drawn as the end of the
  * spent part rather than subtracted into "spent before", because on a zCDP dataset costs
  * do not add up in epsilon (docs/accounting.md) and the difference would be a number the
- * server never said. An estimate's cost is drawn out of what is left.
+ * server never said. An estimate's cost is drawn inside what is left, which keeps its
+ * whole width: the words say "10 left of 10", and so does the bar.
  */
 export function barParts(display: BudgetDisplay, name: BudgetName): BarPart[] {
   const initial = display.initial[name];
@@ -204,8 +210,8 @@ export function barParts(display: BudgetDisplay, name: BudgetName): BarPart[] {
     const wouldShare = Math.min(leftShare, clampShare(cost, initial));
     return [
       { role: 'spent', label: 'spent', value: spent, share: spentShare },
-      { role: 'would', label: 'would cost', value: cost, share: wouldShare },
-      { role: 'left', label: 'left', value: remaining, share: leftShare - wouldShare }
+      { role: 'would', label: 'would cost', value: cost, share: wouldShare, within: true },
+      { role: 'left', label: 'left', value: remaining, share: leftShare }
     ];
   }
   return [
@@ -276,15 +282,17 @@ export function shortTime(ms: number, now: Date = new Date()): string {
 
 /**
  * What an output that is no longer the newest for its dataset says instead of pretending
- * to be current: the query it came with, else when it was made.
+ * to be current: when it was made, and the query it came with.
  */
 export function asOfLabel(display: BudgetDisplay, now: Date = new Date()): string {
-  if (display.kind === 'query' && display.query_id) {
-    return `as of query ${shortId(display.query_id)}`;
-  }
   const time = display.at ? formatTime(display.at, now) : null;
+  const query = display.kind === 'query' && display.query_id ? `query ${shortId(display.query_id)}` : null;
   if (time) {
-    return `as of ${time}`;
+    // The time says how old the numbers are; the query ties them to the result beside them.
+    return query ? `as of ${time} (${query})` : `as of ${time}`;
+  }
+  if (query) {
+    return `as of ${query}`;
   }
   if (display.kind === 'replay' && display.replay_of) {
     return `as of the replay of query ${shortId(display.replay_of)}`;

@@ -7,6 +7,7 @@ import {
   asOfLabel,
   barParts,
   barText,
+  BarPart,
   barWords,
   BudgetDisplay,
   BudgetName,
@@ -36,6 +37,10 @@ function swatch(doc: Document, role: string): HTMLElement {
   return node;
 }
 
+function percent(share: number): string {
+  return `${(Math.min(1, share) * 100).toFixed(2)}%`;
+}
+
 /**
  * One budget's row: its name, then the bar and the numbers in words together, so that when the
  * numbers wrap at a narrow width they go under the bar, not under the name.
@@ -49,12 +54,23 @@ export function budgetRow(doc: Document, display: BudgetDisplay, name: BudgetNam
   const bar = element(doc, 'span', 'lomas-Bar');
   bar.setAttribute('role', 'img');
   bar.setAttribute('aria-label', `${name}: ${barText(display, name)}`);
+  let inner: BarPart | null = null;
   for (const part of barParts(display, name)) {
+    if (part.within) {
+      inner = part;
+      continue;
+    }
     if (part.share <= 0) {
       continue;
     }
     const segment = element(doc, 'span', `lomas-Bar-part lomas-mod-${part.role}`);
-    segment.style.width = `${(part.share * 100).toFixed(2)}%`;
+    segment.style.width = percent(part.share);
+    if (inner && inner.share > 0) {
+      const child = element(doc, 'span', `lomas-Bar-part lomas-mod-${inner.role}`);
+      child.style.width = percent(inner.share / part.share);
+      segment.appendChild(child);
+    }
+    inner = null;
     bar.appendChild(segment);
   }
   main.appendChild(bar);

@@ -114,12 +114,17 @@ describe('the bars', () => {
     expect(barText(display(), 'epsilon')).toBe('spent 2 (0.5 by this query) · 8 left of 10');
   });
 
-  it('draw an estimate out of what is left', () => {
+  it('draw an estimate inside what is left, which keeps the width its words say', () => {
     const estimate = display({ kind: 'estimate', query_id: null });
     const parts = barParts(estimate, 'epsilon');
-    expect(parts.map(p => p.role)).toEqual(['spent', 'would', 'left']);
-    expect(parts[0].share + parts[1].share + parts[2].share).toBeCloseTo(1);
+    expect(parts.map(p => [p.role, !!p.within])).toEqual([
+      ['spent', false],
+      ['would', true],
+      ['left', false]
+    ]);
+    expect(parts[0].share + parts[2].share).toBeCloseTo(1);
     expect(parts[1].share).toBeCloseTo(0.05);
+    expect(parts[2].share).toBeCloseTo(0.8);
     expect(barText(estimate, 'epsilon')).toBe('spent 2 · would cost 0.5 · 8 left of 10');
   });
 
@@ -135,7 +140,9 @@ describe('the bars', () => {
       remaining: { epsilon: 0, delta: 0.001 },
       cost: { epsilon: 20, delta: 0 }
     });
-    const shares = barParts(odd, 'epsilon').map(p => p.share);
+    const shares = barParts(odd, 'epsilon')
+      .filter(p => !p.within)
+      .map(p => p.share);
     expect(Math.min(...shares)).toBeGreaterThanOrEqual(0);
     expect(shares.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(1);
   });
@@ -144,8 +151,9 @@ describe('the bars', () => {
 describe('as of', () => {
   const now = new Date('2026-11-30T18:00:00Z');
 
-  it('names the query an older output came with', () => {
-    expect(asOfLabel(display(), now)).toBe('as of query 3f2ff423');
+  it('names the time and the query an older output came with', () => {
+    expect(asOfLabel(display(), now)).toBe('as of 14:00:38 (query 3f2ff423)');
+    expect(asOfLabel(display({ at: null }), now)).toBe('as of query 3f2ff423');
   });
 
   it('names the time otherwise, with the date when it was not today', () => {

@@ -69,6 +69,23 @@ describe('renderDisplay', () => {
     ]);
   });
 
+  it("draws an estimate's cost inside what is left, as wide as its words", () => {
+    const unspent = display({
+      kind: 'estimate',
+      query_id: null,
+      spent: { epsilon: 0, delta: 0 },
+      remaining: { epsilon: 10, delta: 0.001 },
+      cost: { epsilon: 1.5, delta: 0 }
+    });
+    const row = renderDisplay(document, unspent).querySelector('.lomas-BudgetRow') as HTMLElement;
+    expect(row.querySelector('.lomas-BudgetRow-text')?.textContent).toBe(
+      'spent 0 · would cost 1.5 · 10 left of 10'
+    );
+    const left = row.querySelector('.lomas-Bar > .lomas-mod-left') as HTMLElement;
+    expect(left.style.width).toBe('100%');
+    expect((left.querySelector('.lomas-mod-would') as HTMLElement).style.width).toBe('15%');
+  });
+
   it('leaves delta out when none was granted', () => {
     const pure = display({ initial: { epsilon: 10, delta: 0 }, remaining: { epsilon: 8, delta: 0 } });
     expect(renderDisplay(document, pure).querySelectorAll('.lomas-BudgetRow')).toHaveLength(1);
@@ -97,7 +114,7 @@ describe('BudgetRenderer', () => {
 
     const second = await rendered(store, display({ query_id: 'bbbb2222', at: '2026-11-30T14:01:00Z' }));
     expect(asOf(first).hidden).toBe(false);
-    expect(asOf(first).textContent).toBe('as of query aaaa1111');
+    expect(asOf(first).textContent).toBe('as of 14:00:00 (query aaaa1111)');
     expect(first.node.querySelector('.lomas-mod-superseded')).not.toBeNull();
     expect(asOf(second).hidden).toBe(true);
   });
@@ -106,7 +123,7 @@ describe('BudgetRenderer', () => {
     const store = new BudgetStore();
     await rendered(store, display({ query_id: 'bbbb2222', at: '2026-11-30T14:01:00Z' }));
     const old = await rendered(store, display({ query_id: 'aaaa1111', at: '2026-11-30T14:00:00Z' }));
-    expect(asOf(old).textContent).toBe('as of query aaaa1111');
+    expect(asOf(old).textContent).toBe('as of 14:00:00 (query aaaa1111)');
   });
 
   it('leaves other datasets current', async () => {
