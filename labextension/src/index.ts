@@ -3,7 +3,6 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
 import {
   EditorExtensionRegistry,
   IEditorExtensionRegistry,
@@ -64,12 +63,8 @@ const panel: JupyterFrontEndPlugin<void> = {
   id: 'lomas-jupyter:panel',
   description: 'The Privacy budget side panel: datasets, columns and recent queries.',
   autoStart: true,
-  optional: [ILayoutRestorer, ICommandPalette],
-  activate: (
-    app: JupyterFrontEnd,
-    restorer: ILayoutRestorer | null,
-    palette: ICommandPalette | null
-  ) => {
+  optional: [ILayoutRestorer],
+  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null) => {
     const widget = new BudgetPanel({
       api: new PanelApi(jupyterFetch(app.serviceManager.serverSettings)),
       store,
@@ -82,6 +77,8 @@ const panel: JupyterFrontEndPlugin<void> = {
     app.shell.add(widget, 'right', { rank: 900 });
     restorer?.add(widget, PANEL_ID);
 
+    // For the status bar item. Not in the command palette: JupyterLab already lists every side
+    // panel there ("Show Privacy budget"), and two entries for one panel confuse.
     app.commands.addCommand(OPEN_PANEL, {
       label: 'Show the privacy budget panel',
       caption: 'Datasets, their budgets, columns and recent queries',
@@ -90,7 +87,6 @@ const panel: JupyterFrontEndPlugin<void> = {
         app.shell.activateById(PANEL_ID);
       }
     });
-    palette?.addItem({ command: OPEN_PANEL, category: 'lomas' });
   }
 };
 
