@@ -86,6 +86,17 @@ describe('renderDisplay', () => {
     expect((left.querySelector('.lomas-mod-would') as HTMLElement).style.width).toBe('15%');
   });
 
+  it('draws a tiny amount as a part of its own, which the style keeps visible', () => {
+    const tiny = display({
+      spent: { epsilon: 1e-6, delta: 0 },
+      remaining: { epsilon: 10 - 1e-6, delta: 0.001 },
+      kind: 'budget',
+      cost: null
+    });
+    const bar = renderDisplay(document, tiny).querySelector('.lomas-Bar') as HTMLElement;
+    expect(bar.querySelector('.lomas-mod-spent')).not.toBeNull();
+  });
+
   it('leaves delta out when none was granted', () => {
     const pure = display({ initial: { epsilon: 10, delta: 0 }, remaining: { epsilon: 8, delta: 0 } });
     expect(renderDisplay(document, pure).querySelectorAll('.lomas-BudgetRow')).toHaveLength(1);
