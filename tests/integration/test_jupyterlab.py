@@ -127,6 +127,16 @@ def test_running_the_quickstart_shows_budgets_in_outputs_and_status_bar(page):
     assert "epsilon" in text
     # the remaining budget of the dataset the notebook's last lomas output was about
     last = outputs.last.inner_text().split(":")[0].strip()
+    # the status bar reads the notebook once its outputs have settled
+    try:
+        page.wait_for_function(
+            "([prefix]) => { const s = document.querySelector('.lomas-Status');"
+            " return s && s.textContent.startsWith(prefix); }",
+            arg=[f"{last}: ε "],
+            timeout=10 * SECONDS,
+        )
+    except Exception:
+        pass
     status = _status_text(page)
     assert status.startswith(f"{last}: ε ") and "left" in status, (status, last)
     _shot(page, "quickstart-run")
@@ -139,6 +149,13 @@ def test_running_the_quickstart_shows_budgets_in_outputs_and_status_bar(page):
 def test_older_budget_displays_say_as_of(page):
     texts = page.locator(OUTPUT).all_inner_texts()
     assert any("as of" in t for t in texts[:-1])
+    # a current output shows no badge at all, not even an empty one
+    # (outputs scrolled out of view have no inner text: their text content is read)
+    badges = page.locator(f"{OUTPUT} .lomas-BudgetDisplay-asOf").evaluate_all(
+        "bs => bs.map(b => b.hidden ? getComputedStyle(b).display === 'none'"
+        " : b.textContent.trim() !== '')"
+    )
+    assert badges and all(badges), badges
 
 
 def test_the_status_bar_changes_after_a_query(page):
@@ -163,7 +180,10 @@ def test_the_panel_lists_datasets_and_columns(page):
     panel = page.locator("#lomas-jupyter-budget")
     panel.get_by_text("PENGUIN", exact=True).first.wait_for()
     assert "TITANIC" in panel.inner_text()
-    panel.get_by_text("PENGUIN", exact=True).first.click()
+    # The dataset of the newest output opens by itself; a click would close it again.
+    penguin = panel.locator(".lomas-Panel-datasetName", has_text="PENGUIN").first
+    if penguin.get_attribute("aria-expanded") != "true":
+        penguin.click()
     panel.get_by_text("species", exact=True).first.wait_for()
     assert "body_mass_g" in panel.inner_text()
     _shot(page, "panel")
@@ -181,6 +201,16 @@ def test_a_lomas_sql_cell_is_highlighted_as_sql(page):
     assert _same_color(page, color, keyword), (color, keyword)
 
 
+def test_the_magic_line_is_not_highlighted_as_sql(page):
+    _command(page, "notebook:insert-cell-below")
+    _type_cell(page, "%%lomas_sql --epsilon 0.5 --fresh\nSELECT COUNT(*) AS n FROM df -- counted")
+    lines = page.locator(".jp-Notebook .jp-Cell.jp-mod-active .cm-line")
+    styles = "e => [...e.querySelectorAll('span')].map(s => getComputedStyle(s).fontStyle)"
+    # SQL comments are italic: the magic line's "--epsilon" must not be one, the body's is.
+    assert "italic" not in lines.nth(0).evaluate(styles)
+    assert "italic" in lines.nth(1).evaluate(styles)
+
+
 def test_completion_offers_a_column_of_the_dataset(page):
     _command(page, "notebook:insert-cell-below")
     _type_cell(page, "%%lomas_sql\nSELECT spe")
@@ -188,6 +218,43 @@ def test_completion_offers_a_column_of_the_dataset(page):
     completer = page.locator(".jp-Completer")
     completer.get_by_text("species").first.wait_for(timeout=60 * SECONDS)
     _shot(page, "completion")
+
+
+def test_the_status_bar_follows_a_spend_that_made_no_output(page, lab):
+    page.keyboard.press("Escape")  # the completer of the test above
+    _kernel_idle(page)
+    _command(page, "notebook:insert-cell-below")
+    # Spent from Python, its result not shown: no budget display says so.
+    _type_cell(
+        page,
+        "from lomas_jupyter import Client\n"
+        'Client.discover().smartnoise_sql("PENGUIN", "SELECT COUNT(*) AS n FROM df", epsilon=0.3);',
+    )
+    _command(page, "notebook:run-cell")
+    page.wait_for_timeout(500)
+    _kernel_idle(page)
+    left = page.evaluate(
+        "async ([token]) => { const r = await fetch('/lomas-jupyter/api/datasets',"
+        " {headers: {Authorization: 'token ' + token}}); const body = await r.json();"
+        " return body.datasets.find(d => d.name === 'PENGUIN').remaining.epsilon; }",
+        [lab.token],
+    )
+    expected = f"PENGUIN: ε {left:.6g}"
+    before = _status_text(page)
+    assert before.startswith("PENGUIN: ε "), before
+    assert before.split(",")[0].split(" left")[0] != expected, "the spend is already shown"
+    # The panel's refresh reads the route: its numbers are newer than every output's.
+    page.locator("#lomas-jupyter-budget .lomas-Panel-refresh").click()
+    page.wait_for_function(
+        "([expected]) => { const s = document.querySelector('.lomas-Status');"
+        " return s && s.textContent.startsWith(expected); }",
+        arg=[expected],
+        timeout=30 * SECONDS,
+    )
+    assert "as of" not in _status_text(page)
+    # ...and the output that said what was left says it no more.
+    last = page.locator(OUTPUT, has_text="PENGUIN").last
+    assert "as of" in last.inner_text()
 
 
 def _type_cell(page: Any, text: str) -> None:
