@@ -330,21 +330,21 @@ class MotoS3:
 
 
 class AnalystJupyter:
-    """The analyst's own Jupyter server (``jupyter server``, or ``jupyter lab`` with
-    ``lab=True``) with lomas-jupyter's server extension, on loopback; ``env`` says how it
-    finds the DP server (LOMAS_URL and LOMAS_TOKEN, or a connection file)."""
+    """The analyst's own Jupyter server (``jupyter server``, ``jupyter lab`` or ``jupyter
+    notebook``: ``app``) with lomas-jupyter's server extension, on loopback; ``env`` says how
+    it finds the DP server (LOMAS_URL and LOMAS_TOKEN, or a connection file)."""
 
     def __init__(
         self,
         workdir: Path,
         env: dict[str, str],
         *,
-        lab: bool = False,
+        app: str = "jupyter_server",
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.env = env
-        self.lab = lab
+        self.app = app  # the module run: jupyter_server, jupyterlab or notebook
         self.extra_args = extra_args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -356,7 +356,7 @@ class AnalystJupyter:
         command = [
             sys.executable,
             "-m",
-            "jupyterlab" if self.lab else "jupyter_server",
+            self.app,
             "--ip=127.0.0.1",
             f"--port={self.port}",
             "--ServerApp.port_retries=0",

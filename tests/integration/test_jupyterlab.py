@@ -14,24 +14,12 @@ from typing import Any
 
 import pytest
 
+from tests.browser import OUTPUT, SCREENSHOTS, SECONDS, chromium_page, same_color
 from tests.servers import AnalystJupyter, DemoProcess
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "build" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-OUTPUT = ".lomas-BudgetOutput"  # the extension's rendering of application/vnd.lomas.budget+json
-SECONDS = 1000  # Playwright counts milliseconds
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +34,7 @@ def lab(tmp_path_factory) -> Iterator[AnalystJupyter]:
     jupyter = AnalystJupyter(
         folder,
         {"LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json")},
-        lab=True,
+        app="jupyterlab",
         extra_args=(
             # window.jupyterapp: the tests run JupyterLab's own commands (run all, new cell).
             "--LabApp.expose_app_in_browser=True",
@@ -60,15 +48,7 @@ def lab(tmp_path_factory) -> Iterator[AnalystJupyter]:
 
 @pytest.fixture(scope="module")
 def page(lab) -> Iterator[Any]:
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(60 * SECONDS)
+    with chromium_page() as page:
         page.goto(f"{lab.url}/lab/tree/quickstart.ipynb?token={lab.token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120 * SECONDS)
         page.wait_for_function(
@@ -81,7 +61,6 @@ def page(lab) -> Iterator[Any]:
             timeout=120 * SECONDS,
         )
         yield page
-        browser.close()
 
 
 def _command(page: Any, command: str, args: dict[str, Any] | None = None) -> None:
@@ -198,7 +177,7 @@ def test_a_lomas_sql_cell_is_highlighted_as_sql(page):
         "'--jp-mirror-editor-keyword-color').trim()"
     )
     color = cell.locator("span", has_text="SELECT").first.evaluate("e => getComputedStyle(e).color")
-    assert _same_color(page, color, keyword), (color, keyword)
+    assert same_color(page, color, keyword), (color, keyword)
 
 
 def test_the_magic_line_is_not_highlighted_as_sql(page):
@@ -264,13 +243,3 @@ def _type_cell(page: Any, text: str) -> None:
         if number:
             page.keyboard.press("Enter")
         page.keyboard.type(line)
-
-
-def _same_color(page: Any, computed: str, variable: str) -> bool:
-    probe = page.evaluate(
-        "(c) => { const d = document.createElement('div'); d.style.color = c;"
-        " document.body.appendChild(d); const v = getComputedStyle(d).color; d.remove();"
-        " return v; }",
-        variable,
-    )
-    return computed == probe
