@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.servers import AnalystJupyter, DemoProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
@@ -52,3 +54,25 @@ def same_color(page: Any, computed: str, variable: str) -> bool:
         variable,
     )
     return computed == probe
+
+
+@contextmanager
+def jupyter_on_demo(
+    folder: Path, app: str, extra_args: tuple[str, ...] = ()
+) -> Iterator[AnalystJupyter]:
+    """A demo DP server with sample data in ``folder``/lomas-demo, and the analyst's Jupyter
+    (``app``) in ``folder`` connected to it through the demo's connection file."""
+    demo = DemoProcess(folder / "lomas-demo").start()
+    try:
+        jupyter = AnalystJupyter(
+            folder,
+            {"LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json")},
+            app=app,
+            extra_args=extra_args,
+        ).start()
+        try:
+            yield jupyter
+        finally:
+            jupyter.stop()
+    finally:
+        demo.stop()

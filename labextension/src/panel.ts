@@ -24,6 +24,7 @@ import {
   typeText
 } from './panelText';
 import { shortTime } from './budget';
+import { element as elementOf } from './dom';
 import { budgetRows } from './render';
 import { BudgetStore } from './store';
 import { ConnectedReply, ServerBudgets } from './sync';
@@ -43,17 +44,13 @@ async function load<T>(work: () => Promise<T>): Promise<Loaded<T>> {
   }
 }
 
+/** An element of the page (see dom.ts). */
 function element<K extends keyof HTMLElementTagNameMap>(
   tag: K,
   className: string,
   text?: string
 ): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
+  return elementOf(document, tag, className, text);
 }
 
 /** Past this many datasets, a filter box helps find one. */

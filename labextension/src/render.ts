@@ -15,20 +15,8 @@ import {
   queriesLeftText,
   shownBudgets
 } from './budget';
+import { element } from './dom';
 
-function element<K extends keyof HTMLElementTagNameMap>(
-  doc: Document,
-  tag: K,
-  className: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = doc.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
 
 /** The small square that ties a phrase to its segment's pattern, for eyes that need no colour. */
 function swatch(doc: Document, role: string): HTMLElement {

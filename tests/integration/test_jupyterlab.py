@@ -14,8 +14,15 @@ from typing import Any
 
 import pytest
 
-from tests.browser import OUTPUT, SCREENSHOTS, SECONDS, chromium_page, same_color
-from tests.servers import AnalystJupyter, DemoProcess
+from tests.browser import (
+    OUTPUT,
+    SCREENSHOTS,
+    SECONDS,
+    chromium_page,
+    jupyter_on_demo,
+    same_color,
+)
+from tests.servers import AnalystJupyter
 
 pytestmark = pytest.mark.browser
 
@@ -25,25 +32,18 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[AnalystJupyter]:
     folder = tmp_path_factory.mktemp("lab")
-    demo = DemoProcess(folder / "lomas-demo").start()
     shutil.copy(ROOT / "examples" / "quickstart.ipynb", folder / "quickstart.ipynb")
     # No "get notified about Jupyter news?" prompt over the screenshots (and no fetch).
     settings = folder / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
-    jupyter = AnalystJupyter(
-        folder,
-        {"LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json")},
-        app="jupyterlab",
-        extra_args=(
-            # window.jupyterapp: the tests run JupyterLab's own commands (run all, new cell).
-            "--LabApp.expose_app_in_browser=True",
-            f"--LabApp.user_settings_dir={folder / 'settings'}",
-        ),
-    ).start()
-    yield jupyter
-    jupyter.stop()
-    demo.stop()
+    extra_args = (
+        # window.jupyterapp: the tests run JupyterLab's own commands (run all, new cell).
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={folder / 'settings'}",
+    )
+    with jupyter_on_demo(folder, "jupyterlab", extra_args) as jupyter:
+        yield jupyter
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,15 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests.browser import OUTPUT, SCREENSHOTS, SECONDS, chromium_page, same_color
-from tests.servers import AnalystJupyter, DemoProcess
+from tests.browser import (
+    OUTPUT,
+    SCREENSHOTS,
+    SECONDS,
+    chromium_page,
+    jupyter_on_demo,
+    same_color,
+)
+from tests.servers import AnalystJupyter
 
 pytestmark = pytest.mark.browser
 
@@ -22,7 +29,6 @@ SQL = "%%lomas_sql --epsilon 0.5\nSELECT species, COUNT(*) AS n FROM df GROUP BY
 @pytest.fixture(scope="module")
 def notebook7(tmp_path_factory) -> Iterator[AnalystJupyter]:
     folder = tmp_path_factory.mktemp("notebook7")
-    demo = DemoProcess(folder / "lomas-demo").start()
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
         nbformat.v4.new_code_cell("%load_ext lomas_jupyter\n%lomas_connect --dataset PENGUIN"),
@@ -35,14 +41,8 @@ def notebook7(tmp_path_factory) -> Iterator[AnalystJupyter]:
         "language": "python",
     }
     nbformat.write(notebook, folder / "first.ipynb")
-    jupyter = AnalystJupyter(
-        folder,
-        {"LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json")},
-        app="notebook",
-    ).start()
-    yield jupyter
-    jupyter.stop()
-    demo.stop()
+    with jupyter_on_demo(folder, "notebook") as jupyter:
+        yield jupyter
 
 
 @pytest.fixture(scope="module")
