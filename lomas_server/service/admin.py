@@ -7,7 +7,6 @@ analysts is known to load.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 from lomas_server.accounting import (
     BASIC,
     DEFAULT_CONVERSION_DELTA,
-    MAX_EPSILON,
     AccountingRule,
     PrivacyAmount,
 )
@@ -30,6 +28,7 @@ from lomas_server.datasets.parquet_scan import plan_scan, scannable
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata, InvalidRequest, NotFound
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
+from lomas_server.service.stated_budgets import check_rule, stated_amount
 from lomas_server.store.base import AdminStore, ArchiveEntry, DatasetRecord, UserRecord
 from lomas_server.tokens import hash_token, new_token
 
@@ -111,13 +110,13 @@ class AdminService:
             name=name,
             source=source.describe(),
             metadata=parsed.document,
-            max_query=_amount(max_query, "per-query maximum") if max_query else None,
-            cap=_amount(cap, "dataset-wide cap") if cap else None,
+            max_query=stated_amount(max_query, "per-query maximum") if max_query else None,
+            cap=stated_amount(cap, "dataset-wide cap") if cap else None,
             accounting=accounting,
             conversion_delta=conversion_delta,
         )
         if record.cap is not None:
-            _check_rule(record, record.cap)
+            check_rule(record, record.cap)
         return self.store.add_dataset(record)
 
     def set_limits(
@@ -127,13 +126,13 @@ class AdminService:
         max_query: tuple[float, float] | None,
         cap: tuple[float, float] | None,
     ) -> None:
-        cap_amount = _amount(cap, "dataset-wide cap") if cap else None
+        cap_amount = stated_amount(cap, "dataset-wide cap") if cap else None
         record = self.store.get_dataset(name)
         if record is not None and cap_amount is not None:
-            _check_rule(record, cap_amount)
+            check_rule(record, cap_amount)
         self.store.set_dataset_limits(
             name,
-            max_query=_amount(max_query, "per-query maximum") if max_query else None,
+            max_query=stated_amount(max_query, "per-query maximum") if max_query else None,
             cap=cap_amount,
         )
 
@@ -147,10 +146,10 @@ class AdminService:
 
     # -- budgets -----------------------------------------------------------------------------
     def grant(self, user: str, dataset: str, epsilon: float, delta: float) -> None:
-        amount = _amount((epsilon, delta), "budget")
+        amount = stated_amount((epsilon, delta), "budget")
         record = self.store.get_dataset(dataset)
         if record is not None:
-            _check_rule(record, amount)
+            check_rule(record, amount)
         self.store.set_grant(user, dataset, amount)
 
     def budgets(self, user: str) -> list[dict[str, Any]]:
@@ -189,30 +188,6 @@ def _check_in_place_rows(source: DatasetSource, metadata: DatasetMetadata) -> No
         )
 
 
-def _check_rule(record: DatasetRecord, stated: PrivacyAmount) -> None:
-    try:
-        rule_of(record).check_budget(stated)
-    except ValueError as err:
-        raise InvalidRequest(str(err)) from err
-
-
 def _check_user_name(name: str) -> None:
     if not name or len(name) > 128 or not name.isprintable() or name != name.strip():
         raise InvalidRequest("a user name is 1-128 printable characters without surrounding spaces")
-
-
-def _amount(pair: tuple[float, float] | None, what: str) -> PrivacyAmount:
-    assert pair is not None
-    epsilon, delta = pair
-    for value in (epsilon, delta):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise InvalidRequest(f"the {what} needs finite numbers for epsilon and delta")
-    if not 0 <= epsilon <= MAX_EPSILON:
-        raise InvalidRequest(f"the {what}'s epsilon must be between 0 and {MAX_EPSILON}")
-    if not 0 <= delta < 1:
-        raise InvalidRequest(f"the {what}'s delta must be at least 0 and below 1")
-    return PrivacyAmount.budget(epsilon, delta)
