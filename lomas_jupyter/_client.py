@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import pandas as pd
 import requests
@@ -16,10 +17,20 @@ import requests
 from lomas_jupyter._archive import QueryRecord, archive_records
 from lomas_jupyter._errors import ClientUsageError, ServerError, TransportError, Unauthorized
 from lomas_jupyter._opendp import OpenDPQueryBuilder
-from lomas_jupyter._results import Budget, DatasetInfo, Estimate, Metadata, Release, table_frame
+from lomas_jupyter._results import (
+    Budget,
+    BudgetRequest,
+    DatasetInfo,
+    Estimate,
+    Identity,
+    Metadata,
+    Release,
+    table_frame,
+)
 
 API_PREFIX = "/lomas/api/v1"
 DEMO_CONNECTION = Path("lomas-demo") / "connection.json"
+HUB_TOKEN_SOURCE = "your JupyterHub token (JUPYTERHUB_API_TOKEN)"
 T = TypeVar("T")
 
 
@@ -70,14 +81,30 @@ class Client:
         return cls(url, token, user=os.environ.get("LOMAS_USER"), **kwargs)
 
     @classmethod
+    def from_hub(cls, **kwargs: Any) -> Client:
+        """Connect from a JupyterHub single-user server with its own Hub token: a lomas service
+        in ``hub`` identity asks the Hub whose token it is. The service is at LOMAS_URL, else
+        at the Hub's public address under ``services/lomas/`` (LOMAS_SERVICE_NAME)."""
+        token = os.environ.get("JUPYTERHUB_API_TOKEN")
+        if not token:
+            raise ClientUsageError("not in a JupyterHub server: JUPYTERHUB_API_TOKEN is not set")
+        kwargs.setdefault("token_source", HUB_TOKEN_SOURCE)
+        url = hub_service_url(os.environ)
+        return cls(url, token, user=os.environ.get("JUPYTERHUB_USER"), **kwargs)
+
+    @classmethod
     def discover(cls, *, folder: str | Path | None = None, **kwargs: Any) -> Client:
         """Connect the way the environment says: LOMAS_URL and LOMAS_TOKEN, else the file in
-        LOMAS_CONNECTION_FILE, else lomas-demo/connection.json in ``folder`` (default: the
-        working folder) or a folder above."""
+        LOMAS_CONNECTION_FILE, else (in a JupyterHub server) the Hub token, else
+        lomas-demo/connection.json in ``folder`` (default: the working folder) or above."""
         if os.environ.get("LOMAS_URL") and os.environ.get("LOMAS_TOKEN"):
             return cls.from_env(**kwargs)
+        # Before the Hub token: every Hub server has one, and a file set on purpose (a lomas
+        # service in token identity under a Hub) must not be shadowed by it.
         if os.environ.get("LOMAS_CONNECTION_FILE"):
             return cls.from_file(os.environ["LOMAS_CONNECTION_FILE"], **kwargs)
+        if os.environ.get("JUPYTERHUB_API_TOKEN"):
+            return cls.from_hub(**kwargs)
         start = Path(folder).resolve() if folder is not None else Path.cwd()
         for place in (start, *start.parents):
             if (place / DEMO_CONNECTION).exists():
@@ -108,6 +135,11 @@ class Client:
     # -- reading -----------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         return self._json(self._call("GET", "/health"))
+
+    def me(self) -> Identity:
+        """Who the server takes you to be, and whether you administer it."""
+        reply = self._call("GET", "/me")
+        return self._typed(lambda: Identity.from_reply(reply))
 
     def datasets(self) -> list[DatasetInfo]:
         """The datasets you may query, each with your budget on it."""
@@ -143,6 +175,21 @@ class Client:
             params["limit"] = limit
         reply = self._call("GET", "/queries", params=params or None)
         return self._typed(lambda: archive_records(reply["queries"]))
+
+    # -- budget requests ---------------------------------------------------------------------
+    def request_budget(
+        self, dataset: str, epsilon: float, *, delta: float | None = None, reason: str
+    ) -> BudgetRequest:
+        """Ask the service's admins for more budget on a dataset; they approve (perhaps
+        another amount) or deny it, with a note. One request per dataset may be pending."""
+        body = _without_none({"epsilon": epsilon, "delta": delta, "reason": reason})
+        reply = self._call("POST", f"/datasets/{dataset}/budget-requests", body)
+        return self._typed(lambda: BudgetRequest.from_reply(reply))
+
+    def budget_requests(self) -> list[BudgetRequest]:
+        """Your budget requests, oldest first, with their state and the admin's note."""
+        reply = self._call("GET", "/budget-requests")
+        return self._typed(lambda: [BudgetRequest.from_reply(r) for r in reply["budget_requests"]])
 
     # -- SmartNoise-SQL ----------------------------------------------------------------------
     def smartnoise_sql_cost(
@@ -283,6 +330,26 @@ class Client:
                 "the server answered with something that is not JSON", code="bad_reply"
             )
         return payload
+
+
+def hub_service_url(env: Mapping[str, str]) -> str:
+    """Where a JupyterHub single-user server reaches the lomas service: LOMAS_URL, else the
+    Hub's public address with ``services/<LOMAS_SERVICE_NAME or lomas>/``."""
+    if env.get("LOMAS_URL"):
+        return env["LOMAS_URL"]
+    # The Hub's internal API URL (JUPYTERHUB_API_URL) reaches the Hub only, never its
+    # services: those are behind the proxy, whose address only the public URL gives.
+    public = urlsplit(env.get("JUPYTERHUB_PUBLIC_HUB_URL") or "")
+    if not (public.scheme and public.netloc):
+        raise ClientUsageError(
+            "this JupyterHub does not say where the lomas service is: ask its administrator "
+            "to set LOMAS_URL (e.g. https://hub.example.org/services/lomas/) in the Hub's "
+            "c.Spawner.environment"
+        )
+    base = env.get("JUPYTERHUB_BASE_URL") or public.path.removesuffix("hub/") or "/"
+    name = env.get("LOMAS_SERVICE_NAME") or "lomas"
+    path = "/".join(part for part in (base.strip("/"), "services", name) if part)
+    return f"{public.scheme}://{public.netloc}/{path}/"
 
 
 def _without_none(body: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import yaml
 from IPython.core.magic_arguments import parse_argstring
 
 from lomas_jupyter._client import Client
-from lomas_jupyter._errors import ClientUsageError
+from lomas_jupyter._errors import ClientUsageError, NotFound, TransportError
 
 Mode = Literal["run", "estimate", "dummy"]
 MagicFunction = Callable[..., Any]  # a magic decorated with @magic_arguments
@@ -100,11 +100,48 @@ class ConnectCommand:
             dataset = self.dataset
         elif not dataset and len(names) == 1:
             dataset = names[0]
-        who = f" as {client.user}" if client.user else ""
+        who = connected_as(client)
         message = f"Connected to {client.url}{who}. Datasets: {', '.join(names) or '(none)'}" + (
             f"; default dataset: {dataset}" if dataset else ""
         )
         return dataset, message
+
+
+def connected_as(client: Client) -> str:
+    """The ' as alice (admin)' of the line that says who is connected: the server's own word
+    (``GET /me``, which also sets ``client.user``), else (a server without /me) the name the
+    connection settings gave."""
+    try:
+        me = client.me()
+    except (NotFound, TransportError) as err:
+        # A server older than /me answers 404; anything else (no reply at all) is a failure.
+        if err.status != 404:
+            raise
+        return f" as {client.user}" if client.user else ""
+    client.user = me.user
+    roles = ["admin"] if me.admin else []
+    if me.identity == "hub":
+        roles.append("through JupyterHub")
+    return f" as {me.user}" + (f" ({', '.join(roles)})" if roles else "")
+
+
+@dataclass(frozen=True)
+class RequestBudgetCommand:
+    """``%lomas_request_budget [DATASET] --epsilon E [--delta D] --reason TEXT``."""
+
+    dataset: str
+    epsilon: float
+    delta: float | None
+    reason: str
+
+    @classmethod
+    def parse(cls, magic: MagicFunction, line: str, defaults: Defaults) -> RequestBudgetCommand:
+        args = parse_argstring(magic, line)
+        # --reason takes the words up to the next option, so quotes are optional.
+        reason = " ".join(args.reason or ()).strip()
+        if not reason:
+            raise ClientUsageError('say why with --reason "...": the admins decide on it')
+        return cls(defaults.resolve(args.dataset), args.epsilon, args.delta, reason)
 
 
 @dataclass(frozen=True)

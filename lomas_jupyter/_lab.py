@@ -4,7 +4,8 @@ The panel shows the analyst's datasets, budgets, columns and recent queries. It 
 here, from the Jupyter server the page already talks to, rather than from the DP server: the
 lomas token then never enters the page (the Jupyter server's own login protects these routes,
 and it reads the connection settings the client reads: LOMAS_URL and LOMAS_TOKEN, else
-LOMAS_CONNECTION_FILE, else ``lomas-demo/connection.json`` in its root folder or above). Every
+LOMAS_CONNECTION_FILE, else, in a JupyterHub single-user server, its Hub token, else
+``lomas-demo/connection.json`` in its root folder or above). Every
 route only reads (GET): nothing here can spend budget.
 
 This module is loaded by the Jupyter server only (``_jupyter_server_extension_points`` in the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -88,10 +90,13 @@ class DatasetsHandler(_PanelHandler):
 
         try:
             self.finish(await self._read(datasets))
-        except ClientUsageError:
+        except ClientUsageError as err:
             # Not connected is a state the panel shows, not a failure; what the kernel's
-            # message would say (give a URL and token) cannot be done from the panel.
-            self.finish({"connected": False, "reason": "not_configured", "message": NOT_SET})
+            # message would say (give a URL and token) cannot be done from the panel. Under
+            # a Hub it says what the Hub's admin must set, which is the fix.
+            hub = bool(os.environ.get("JUPYTERHUB_API_TOKEN"))
+            message = err.message if hub else NOT_SET
+            self.finish({"connected": False, "reason": "not_configured", "message": message})
         except TransportError as err:
             self.finish({"connected": False, "reason": "unreachable", "message": err.message})
         except LomasError as err:

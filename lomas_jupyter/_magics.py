@@ -27,10 +27,12 @@ from lomas_jupyter._commands import (
     DatasetCommand,
     Defaults,
     OpenDPCommand,
+    RequestBudgetCommand,
     SqlCommand,
 )
 from lomas_jupyter._errors import ClientUsageError, LomasError
 from lomas_jupyter._executor import Executor, Outcome
+from lomas_jupyter._results import BudgetRequest, requests_frame
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,7 +118,8 @@ class LomasMagic(Magics, Configurable):
         """Connect to a lomas DP server.
 
         With no arguments: LOMAS_URL and LOMAS_TOKEN, else the file in LOMAS_CONNECTION_FILE,
-        else lomas-demo/connection.json in this folder or one above it.
+        else, in a JupyterHub server, your Hub token (the service at LOMAS_URL, or the Hub's
+        services/lomas/), else lomas-demo/connection.json in this folder or one above it.
         """
         command = ConnectCommand.parse(self.lomas_connect, line)
         try:
@@ -215,6 +218,41 @@ class LomasMagic(Magics, Configurable):
         command = DatasetCommand.parse(self.lomas_dummy, line, self._defaults(), required=False)
         return self._show(self._executor().dummy(command))
 
+    # -- budget requests ---------------------------------------------------------------------
+    @magic_arguments()
+    @argument("dataset", nargs="?", help="the dataset (default: LomasMagic.dataset)")
+    @argument("--epsilon", "-e", type=float, required=True, help="how much more epsilon")
+    @argument("--delta", type=float, help="how much more delta (default 0)")
+    @argument("--reason", nargs="+", required=True, help="why you need it, for the admins")
+    @line_magic
+    @_friendly_errors
+    def lomas_request_budget(self, line: str) -> None:
+        """Ask the service's admins for more budget on a dataset.
+
+        An admin approves it (perhaps for another amount) or denies it with a note; see where
+        it stands with %lomas_budget_requests. One request per dataset may wait at a time.
+        """
+        command = RequestBudgetCommand.parse(self.lomas_request_budget, line, self._defaults())
+        request = self._client().request_budget(
+            command.dataset, command.epsilon, delta=command.delta, reason=command.reason
+        )
+        print(request_line(request))
+
+    @line_magic
+    @_friendly_errors
+    def lomas_budget_requests(self, line: str) -> pd.DataFrame | None:
+        """Your budget requests, oldest first: what you asked, their state, the admin's note."""
+        requests = self._client().budget_requests()
+        if not requests:
+            print(
+                'No budget requests yet: %lomas_request_budget DATASET --epsilon E --reason "..."'
+            )
+            return None
+        # The analyst's own table: their name on every row says nothing, a short id is enough.
+        frame = requests_frame(requests).drop(columns=["user"])
+        frame["id"] = frame["id"].str[:8]
+        return frame
+
     # -- querying ----------------------------------------------------------------------------
     @magic_arguments()
     @argument("--dataset", "-d", help="dataset to query (default: LomasMagic.dataset)")
@@ -279,6 +317,26 @@ class LomasMagic(Magics, Configurable):
             self.lomas_opendp, line, cell, self._defaults(), self._namespace()
         )
         return self._show(self._executor().opendp(command))
+
+
+def request_line(request: BudgetRequest) -> str:
+    """One line: what was asked on which dataset, and where the request stands."""
+    line = f"Budget request {request.id[:8]}: {_pair(request.requested)} on {request.dataset}"
+    line += f", {request.state}"
+    if request.granted is not None:
+        line += f" ({_pair(request.granted)} granted)"
+    if request.decided_by:
+        line += f" by {request.decided_by}"
+    if request.note:
+        line += f": {request.note}"
+    if request.state == "pending":
+        line += ". An admin of the service decides; %lomas_budget_requests shows it then."
+    return line
+
+
+def _pair(amount: dict[str, float]) -> str:
+    delta = amount.get("delta", 0.0)
+    return f"epsilon={amount['epsilon']:g}" + (f", delta={delta:g}" if delta else "")
 
 
 def _ask(prompt: str) -> str | None:

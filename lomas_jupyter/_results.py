@@ -1,5 +1,5 @@
 """The server's replies as typed values: a release, an estimate, a budget, a dataset, its
-metadata.
+metadata, who the caller is, a budget request.
 
 Each keeps the reply as it came in ``raw``, so that a field a newer server adds is never
 out of reach. Amounts (``cost``, ``initial``, ...) are dicts with ``epsilon`` and ``delta``,
@@ -29,6 +29,9 @@ DATASET_COLUMNS = (
 )
 # Estimate.accuracy_table(), in this order, then the half-width column named by its confidence.
 ESTIMATE_COLUMNS = ("column", "noisy values", "epsilon")
+# %lomas_budget_requests: one BudgetRequest.row() per request, in this order.
+REQUEST_COLUMNS = ("id", "user", "dataset", "epsilon", "delta", "state", "reason", "asked at")
+REQUEST_DECISION = ("granted epsilon", "granted delta", "decided by", "note")
 # Metadata.columns, in this order.
 METADATA_COLUMNS = ("column", "type", "lower", "upper", "nullable", "categories", "public keys")
 
@@ -323,3 +326,74 @@ class Release:
         """The result with a ``± column`` (the half-width at the stated confidence) after
         each column whose accuracy is known."""
         return with_uncertainty(self.frame, self.frame.attrs.get("half_width") or {})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the server takes the caller to be (``GET /me``); ``identity`` says how it knew:
+    ``"token"`` (a lomas token) or ``"hub"`` (a JupyterHub token)."""
+
+    user: str
+    admin: bool
+    identity: str
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any]) -> Identity:
+        return cls(str(reply["user"]), bool(reply["admin"]), str(reply["identity"]))
+
+
+@dataclass(frozen=True)
+class BudgetRequest:
+    """An analyst's request for more budget on a dataset, and the admin's decision: ``state``
+    is ``pending``, ``approved`` or ``denied``; ``granted`` what an approval added (an admin
+    may grant another amount than ``requested``). Times are the server's ISO 8601 (UTC)."""
+
+    id: str
+    user: str
+    dataset: str
+    requested: Amount
+    reason: str
+    state: str
+    created_at: str
+    decided_at: str | None = None
+    decided_by: str | None = None
+    note: str | None = None
+    granted: Amount | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any]) -> BudgetRequest:
+        granted = reply.get("granted")
+        return cls(
+            id=str(reply["id"]),
+            user=str(reply["user"]),
+            dataset=str(reply["dataset"]),
+            requested=_amount(reply["requested"]),
+            reason=str(reply["reason"]),
+            state=str(reply["state"]),
+            created_at=str(reply["created_at"]),
+            decided_at=reply.get("decided_at"),
+            decided_by=reply.get("decided_by"),
+            note=reply.get("note"),
+            granted=_amount(granted) if granted else None,
+            raw=dict(reply),
+        )
+
+    def row(self) -> dict[str, Any]:
+        """Its row in ``%lomas_budget_requests`` (``REQUEST_COLUMNS``, ``REQUEST_DECISION``)."""
+        asked, granted = self.requested, self.granted or {}
+        values: tuple[Any, ...] = (
+            self.id,
+            self.user,
+            self.dataset,
+            asked["epsilon"],
+            asked.get("delta", 0.0),
+        )
+        values += (self.state, self.reason, self.created_at[:19], granted.get("epsilon"))
+        values += (granted.get("delta"), self.decided_by, self.note)
+        return dict(zip(REQUEST_COLUMNS + REQUEST_DECISION, values, strict=True))
+
+
+def requests_frame(requests: list[BudgetRequest]) -> pd.DataFrame:
+    """Budget requests as a table, one ``BudgetRequest.row()`` each."""
+    return pd.DataFrame([r.row() for r in requests], columns=[*REQUEST_COLUMNS, *REQUEST_DECISION])
