@@ -1,7 +1,8 @@
 """lomas-jupyter's analyst side: a Python client for the DP API and IPython magics.
 
 In a notebook: ``%load_ext lomas_jupyter``, then ``%lomas_connect`` and ``%%lomas_sql``.
-From Python: ``Client``; every error it raises is a ``LomasError`` (see docs/client.md).
+From Python: ``Client`` (``AdminClient`` for the service's admins); every error it raises is
+a ``LomasError`` (see docs/client.md).
 Everything public is named here; the modules with a leading underscore may change.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lomas_jupyter._admin import AdminClient, AdminDataset, AdminUser
 from lomas_jupyter._archive import QueryRecord
 from lomas_jupyter._client import Client
 from lomas_jupyter._display import MIME_TYPE, BudgetDisplay
@@ -30,20 +32,34 @@ from lomas_jupyter._errors import (
     Unauthorized,
 )
 from lomas_jupyter._opendp import OpenDPQueryBuilder
-from lomas_jupyter._results import Budget, DatasetInfo, Estimate, LastQuery, Metadata, Release
+from lomas_jupyter._results import (
+    Budget,
+    BudgetRequest,
+    DatasetInfo,
+    Estimate,
+    Identity,
+    LastQuery,
+    Metadata,
+    Release,
+)
 
 __version__ = "0.1.0"
 __all__ = [
     "MIME_TYPE",
+    "AdminClient",
+    "AdminDataset",
+    "AdminUser",
     "Budget",
     "BudgetDisplay",
     "BudgetExceeded",
+    "BudgetRequest",
     "Client",
     "ClientUsageError",
     "Conflict",
     "DatasetInfo",
     "Estimate",
     "Forbidden",
+    "Identity",
     "InvalidQuery",
     "InvalidRequest",
     "LastQuery",
