@@ -1,4 +1,5 @@
-"""The admin store's interface: users, datasets, grants, the spend ledger and the query archive.
+"""The admin store's interface: users, datasets, grants, the spend ledger, the query archive
+and budget requests.
 
 Every backend (SQLite embedded, MongoDB for deployments) implements this one class and
 passes one contract test suite. The ledger is append-only and is the source of truth for
@@ -97,6 +98,32 @@ class ArchiveEntry:
     error: str | None
     fingerprint: str | None = None
 
+
+@dataclass(frozen=True)
+class BudgetRequestRecord:
+    """An analyst's request for more budget on a dataset, and the admin's decision on it.
+
+    Amounts are as stated, (epsilon, delta), never in a dataset's ledger currency. A request
+    is never deleted; once decided it never changes again.
+    """
+
+    id: str
+    user: str
+    dataset: str
+    requested: PrivacyAmount
+    reason: str
+    state: str
+    created_at: str
+    decided_at: str | None = None
+    decided_by: str | None = None
+    note: str | None = None
+    # What the approval added to the user's grant; None unless approved.
+    granted: PrivacyAmount | None = None
+
+
+# Budget request states: one pending request per user and dataset at most.
+PENDING, APPROVED, DENIED = "pending", "approved", "denied"
+REQUEST_STATES = (PENDING, APPROVED, DENIED)
 
 # Archive statuses. "running" entries left behind by a crash become "interrupted" at start-up.
 RUNNING, DONE, FAILED, INTERRUPTED = "running", "done", "failed", "interrupted"
@@ -218,6 +245,48 @@ class AdminStore(abc.ABC):
     @abc.abstractmethod
     def mark_interrupted(self) -> int:
         """Turn archive entries still 'running' (left by a crash) into 'interrupted'."""
+
+    # -- budget requests -----------------------------------------------------------------
+    @abc.abstractmethod
+    def add_budget_request(self, record: BudgetRequestRecord) -> BudgetRequestRecord:
+        """File a pending request.
+
+        Raises NotFound for an unknown user or dataset, and Conflict when the user already
+        has a pending request on the dataset (checked atomically with the insert) or the id
+        is taken.
+        """
+
+    @abc.abstractmethod
+    def get_budget_request(self, request_id: str) -> BudgetRequestRecord | None: ...
+
+    @abc.abstractmethod
+    def budget_requests(
+        self, *, user: str | None = None, dataset: str | None = None, state: str | None = None
+    ) -> list[BudgetRequestRecord]:
+        """Requests matching every filter given, oldest first."""
+
+    @abc.abstractmethod
+    def decide_budget_request(
+        self,
+        request_id: str,
+        *,
+        state: str,
+        decided_by: str,
+        note: str | None,
+        granted: PrivacyAmount | None,
+        decided_at: str | None = None,
+    ) -> BudgetRequestRecord:
+        """Move a pending request to ``state`` (approved or denied), as one compare-and-set:
+        of two deciders racing, exactly one wins and the other gets Conflict.
+
+        Raises NotFound for an unknown id and Conflict if the request is no longer pending.
+        The grant itself is not touched here.
+        """
+
+    @abc.abstractmethod
+    def restore_budget_request(self, record: BudgetRequestRecord) -> None:
+        """Put back a request from a backup as it was, decided or pending (the one-pending
+        rule still holds: a second pending request of the same user and dataset is a Conflict)."""
 
     # -- lifecycle -----------------------------------------------------------------------
     @abc.abstractmethod

@@ -1,9 +1,10 @@
 """The admin store on MongoDB (or any MongoDB-wire server such as FerretDB), via pymongo.
 
 Selected by a ``mongodb://host:port/database`` URL (database ``lomas`` when the path is empty).
-Collections: ``store_info`` (schema version), ``users``, ``datasets``, ``grants``, ``ledger``
-and ``archive``. Reservations are safe without transactions because of how the ledger is
-written (mongo_ledger.py); the client and set-up are in mongo_connection.py.
+Collections: ``store_info`` (schema version), ``users``, ``datasets``, ``grants``, ``ledger``,
+``archive``, ``budget_requests`` and ``budget_decisions``. Reservations and decisions are safe
+without transactions because of how the ledger and the requests are written (mongo_ledger.py,
+mongo_budget_requests.py); the client and set-up are in mongo_connection.py.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from lomas_server.store import record_fields, rules
 from lomas_server.store.base import (
     DONE,
     FAILED,
+    PENDING,
     RUNNING,
     AdminStore,
     ArchiveEntry,
+    BudgetRequestRecord,
     DatasetRecord,
     GrantRecord,
     LedgerEntry,
@@ -26,6 +29,7 @@ from lomas_server.store.base import (
     UserRecord,
     utc_now,
 )
+from lomas_server.store.mongo_budget_requests import MongoBudgetRequests
 from lomas_server.store.mongo_connection import MongoConnection, unavailable_on_errors
 from lomas_server.store.mongo_ledger import SequenceLedger
 
@@ -36,6 +40,7 @@ class MongoStore(AdminStore):
         self.connection = MongoConnection(url, timeout_ms=timeout_ms)
         self.db = self.connection.db
         self._ledger = SequenceLedger(self.db)
+        self._requests = MongoBudgetRequests(self.db)
 
     def schema_version(self) -> int:
         return self.connection.schema_version()
@@ -273,6 +278,52 @@ class MongoStore(AdminStore):
                 }
             self.db.archive.update_one({"_id": entry["_id"], "status": RUNNING}, {"$set": update})
         return interrupted
+
+    # -- budget requests -----------------------------------------------------------------------
+    @unavailable_on_errors
+    def add_budget_request(self, record: BudgetRequestRecord) -> BudgetRequestRecord:
+        if record.state != PENDING:
+            raise ValueError("a new budget request is pending")
+        if self.db.users.find_one({"_id": record.user}, {"_id": 1}) is None:
+            raise rules.no_user(record.user)
+        if self.db.datasets.find_one({"_id": record.dataset}, {"_id": 1}) is None:
+            raise rules.no_dataset(record.dataset)
+        self._requests.add(record)
+        return record
+
+    @unavailable_on_errors
+    def get_budget_request(self, request_id: str) -> BudgetRequestRecord | None:
+        return self._requests.get(request_id)
+
+    @unavailable_on_errors
+    def budget_requests(
+        self, *, user: str | None = None, dataset: str | None = None, state: str | None = None
+    ) -> list[BudgetRequestRecord]:
+        return self._requests.listed(user=user, dataset=dataset, state=state)
+
+    @unavailable_on_errors
+    def decide_budget_request(
+        self,
+        request_id: str,
+        *,
+        state: str,
+        decided_by: str,
+        note: str | None,
+        granted: PrivacyAmount | None,
+        decided_at: str | None = None,
+    ) -> BudgetRequestRecord:
+        return self._requests.decide(
+            request_id,
+            state=state,
+            decided_by=decided_by,
+            note=note,
+            granted=granted,
+            decided_at=decided_at,
+        )
+
+    @unavailable_on_errors
+    def restore_budget_request(self, record: BudgetRequestRecord) -> None:
+        self._requests.add(record)
 
 
 # -- documents -----------------------------------------------------------------------------------

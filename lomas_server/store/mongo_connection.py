@@ -14,7 +14,8 @@ from lomas_server.errors import StoreUnavailable
 from lomas_server.store.base import utc_now
 from lomas_server.store.rules import newer_schema
 
-SCHEMA_VERSION = 1
+# 2: budget requests and their decisions (two new collections; nothing earlier changes).
+SCHEMA_VERSION = 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -73,6 +74,17 @@ class MongoConnection:
             )
             self.db.archive.create_index([("status", ASCENDING)])
             self.db.ledger.create_index([("query_id", ASCENDING)], sparse=True)
+            self.db.budget_requests.create_index([("id", ASCENDING)], unique=True)
+            self.db.budget_requests.create_index(
+                [("user", ASCENDING), ("dataset", ASCENDING), ("number", DESCENDING)]
+            )
+            if info is not None and int(info["version"]) < SCHEMA_VERSION:
+                # Earlier versions only lack collections, made above: mark the upgrade done
+                # (never lowering a version a newer server set meanwhile).
+                self.db.store_info.update_one(
+                    {"_id": "schema", "version": {"$lt": SCHEMA_VERSION}},
+                    {"$set": {"version": SCHEMA_VERSION}},
+                )
             self._ready = True
 
     def schema_version(self) -> int:

@@ -9,13 +9,14 @@ values as JSON text, MongoDB keys each document by ``_id``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from lomas_server.accounting import PrivacyAmount
 from lomas_server.store import base
-from lomas_server.store.base import INTERRUPTED, RUNNING, utc_now
+from lomas_server.store.base import INTERRUPTED, PENDING, RUNNING, utc_now
 
 Fields = Mapping[str, Any]
 
@@ -215,6 +216,74 @@ def interrupted_fields() -> dict[str, Any]:
         "finished_at": utc_now(),
         "error": "the server stopped while the query ran",
     }
+
+
+# -- budget requests -----------------------------------------------------------------------
+def budget_request_fields(record: base.BudgetRequestRecord) -> dict[str, Any]:
+    """A whole request, its decision included (SQLite keeps both in one row)."""
+    return {**request_fields(record), **decision_fields(record)}
+
+
+def request_fields(record: base.BudgetRequestRecord) -> dict[str, Any]:
+    """What an analyst asked: fixed once filed."""
+    return {
+        "id": record.id,
+        "user": record.user,
+        "dataset": record.dataset,
+        **unit_fields(record.requested),
+        "reason": record.reason,
+        "created_at": record.created_at,
+    }
+
+
+def decision_fields(record: base.BudgetRequestRecord) -> dict[str, Any]:
+    """What the admin decided (all None but the state while pending)."""
+    return {
+        "state": record.state,
+        "decided_at": record.decided_at,
+        "decided_by": record.decided_by,
+        "note": record.note,
+        **_limit_fields("granted", record.granted),
+    }
+
+
+def decided(
+    record: base.BudgetRequestRecord,
+    *,
+    state: str,
+    decided_by: str,
+    note: str | None,
+    granted: PrivacyAmount | None,
+    decided_at: str | None,
+) -> base.BudgetRequestRecord:
+    """``record`` once decided; a denial grants nothing, whatever the caller passed."""
+    if state not in (base.APPROVED, base.DENIED):
+        raise ValueError(f"a budget request is decided as approved or denied, not {state!r}")
+    return dataclasses.replace(
+        record,
+        state=state,
+        decided_at=decided_at or utc_now(),
+        decided_by=decided_by,
+        note=note,
+        granted=granted if state == base.APPROVED else None,
+    )
+
+
+def budget_request_record(fields: Fields) -> base.BudgetRequestRecord:
+    # A request with no decision fields (MongoDB keeps decisions apart) is pending.
+    return base.BudgetRequestRecord(
+        id=fields["id"],
+        user=fields["user"],
+        dataset=fields["dataset"],
+        requested=units(fields),
+        reason=fields["reason"],
+        state=fields.get("state") or PENDING,
+        created_at=fields["created_at"],
+        decided_at=fields.get("decided_at"),
+        decided_by=fields.get("decided_by"),
+        note=fields.get("note"),
+        granted=_limit(fields, "granted"),
+    )
 
 
 def _encode(result: dict[str, Any] | None) -> str | None:

@@ -52,3 +52,22 @@ def newer_schema(store: str, version: object, understood: int) -> StoreUnavailab
         f"{store} has schema version {version}, newer than this server understands "
         f"({understood}); upgrade lomas-jupyter"
     )
+
+
+def no_budget_request(request_id: str) -> NotFound:
+    return NotFound(f"no budget request {request_id!r}")
+
+
+def pending_request(user: str, dataset: str) -> Conflict:
+    return Conflict(
+        f"{user!r} already has a pending budget request on {dataset!r}; "
+        "wait for an admin to decide it"
+    )
+
+
+def request_id_taken(request_id: str) -> Conflict:
+    return Conflict(f"budget request {request_id!r} already exists")
+
+
+def already_decided(request_id: str, state: str) -> Conflict:
+    return Conflict(f"budget request {request_id!r} is already {state}")

@@ -18,9 +18,11 @@ from lomas_server.accounting import PrivacyAmount
 from lomas_server.store import record_fields, rules
 from lomas_server.store.base import (
     DONE,
+    PENDING,
     RUNNING,
     AdminStore,
     ArchiveEntry,
+    BudgetRequestRecord,
     DatasetRecord,
     GrantRecord,
     LedgerEntry,
@@ -225,6 +227,72 @@ class SqliteStore(AdminStore):
         with self._db.write() as conn:
             return _update(conn, "archive", record_fields.interrupted_fields(), status=RUNNING)
 
+    # -- budget requests -----------------------------------------------------------------
+    def add_budget_request(self, record: BudgetRequestRecord) -> BudgetRequestRecord:
+        if record.state != PENDING:
+            raise ValueError("a new budget request is pending")
+        with self._db.write() as conn:
+            if not conn.execute("SELECT 1 FROM users WHERE name=?", (record.user,)).fetchone():
+                raise rules.no_user(record.user)
+            if not conn.execute(
+                "SELECT 1 FROM datasets WHERE name=?", (record.dataset,)
+            ).fetchone():
+                raise rules.no_dataset(record.dataset)
+            _insert_request(conn, record)
+        return record
+
+    def get_budget_request(self, request_id: str) -> BudgetRequestRecord | None:
+        rows = self._db.read("SELECT * FROM budget_requests WHERE id=?", (request_id,))
+        return record_fields.budget_request_record(_fields(rows[0])) if rows else None
+
+    def budget_requests(
+        self, *, user: str | None = None, dataset: str | None = None, state: str | None = None
+    ) -> list[BudgetRequestRecord]:
+        sql, params = _filtered(
+            "SELECT * FROM budget_requests", user=user, dataset=dataset, state=state
+        )
+        rows = self._db.read(sql + " ORDER BY created_at, rowid", params)
+        return [record_fields.budget_request_record(_fields(row)) for row in rows]
+
+    def decide_budget_request(
+        self,
+        request_id: str,
+        *,
+        state: str,
+        decided_by: str,
+        note: str | None,
+        granted: PrivacyAmount | None,
+        decided_at: str | None = None,
+    ) -> BudgetRequestRecord:
+        with self._db.write() as conn:
+            row = conn.execute("SELECT * FROM budget_requests WHERE id=?", (request_id,)).fetchone()
+            if row is None:
+                raise rules.no_budget_request(request_id)
+            record = record_fields.budget_request_record(_fields(row))
+            # The write lock is held since BEGIN IMMEDIATE: no one decides it in between.
+            if record.state != PENDING:
+                raise rules.already_decided(request_id, record.state)
+            decided = record_fields.decided(
+                record,
+                state=state,
+                decided_by=decided_by,
+                note=note,
+                granted=granted,
+                decided_at=decided_at,
+            )
+            _update(
+                conn,
+                "budget_requests",
+                record_fields.decision_fields(decided),
+                id=request_id,
+                state=PENDING,
+            )
+        return decided
+
+    def restore_budget_request(self, record: BudgetRequestRecord) -> None:
+        with self._db.write() as conn:
+            _insert_request(conn, record)
+
     def _archive_entries(self, sql: str, params: tuple[Any, ...]) -> list[ArchiveEntry]:
         return [record_fields.archive_entry(_fields(row)) for row in self._db.read(sql, params)]
 
@@ -275,6 +343,19 @@ def _filtered(sql: str, **filters: str | None) -> tuple[str, tuple[Any, ...]]:
     clauses = [f"{column}=?" for column, value in filters.items() if value is not None]
     params = tuple(value for value in filters.values() if value is not None)
     return (sql + (" WHERE " + " AND ".join(clauses) if clauses else ""), params)
+
+
+def _insert_request(conn: sqlite3.Connection, record: BudgetRequestRecord) -> None:
+    """File a request (pending, or decided when restored): nothing follows a pending request
+    of the same user and dataset, as on MongoDB. The write lock is held by the caller."""
+    if conn.execute("SELECT 1 FROM budget_requests WHERE id=?", (record.id,)).fetchone():
+        raise rules.request_id_taken(record.id)
+    if conn.execute(
+        "SELECT 1 FROM budget_requests WHERE user=? AND dataset=? AND state=?",
+        (record.user, record.dataset, PENDING),
+    ).fetchone():
+        raise rules.pending_request(record.user, record.dataset)
+    _insert(conn, "budget_requests", record_fields.budget_request_fields(record))
 
 
 def _user_spent(conn: sqlite3.Connection, user: str, dataset: str) -> PrivacyAmount:

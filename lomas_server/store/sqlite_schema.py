@@ -1,6 +1,7 @@
 """The SQLite store's tables, and the upgrades that bring an older store to this version.
 
-Triggers make the ledger append-only at the database level, whatever client writes to it.
+Triggers make the ledger append-only, and budget requests undeletable and final once
+decided, at the database level, whatever client writes to it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from lomas_server.store.base import utc_now
 from lomas_server.store.rules import newer_schema
 from lomas_server.store.sqlite_connections import SqliteConnections
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Upgrades, in order: entry i takes a store from version i + 1 to i + 2. The base schema
 # below is version 1; a new store is created at 1 and upgraded like any other.
@@ -26,6 +27,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "ALTER TABLE datasets ADD COLUMN accounting TEXT NOT NULL DEFAULT 'basic'",
         "ALTER TABLE datasets ADD COLUMN conversion_delta REAL NOT NULL DEFAULT 1e-6",
+    ),
+    # 4: analysts ask for more budget; admins approve (granting it) or deny.
+    (
+        """CREATE TABLE budget_requests (
+            id TEXT PRIMARY KEY,
+            user TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            eps_units INTEGER NOT NULL CHECK (eps_units >= 0),
+            delta_units INTEGER NOT NULL CHECK (delta_units >= 0),
+            reason TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied')),
+            created_at TEXT NOT NULL,
+            decided_at TEXT,
+            decided_by TEXT,
+            note TEXT,
+            granted_eps INTEGER CHECK (granted_eps >= 0),
+            granted_delta INTEGER CHECK (granted_delta >= 0)
+        )""",
+        # The one-pending rule, kept by the database itself: no check-then-insert race.
+        "CREATE UNIQUE INDEX budget_requests_one_pending ON budget_requests (user, dataset) "
+        "WHERE state = 'pending'",
+        "CREATE INDEX budget_requests_by_user ON budget_requests (user, dataset, created_at)",
+        "CREATE INDEX budget_requests_by_state ON budget_requests (state, created_at)",
+        "CREATE TRIGGER budget_requests_no_delete BEFORE DELETE ON budget_requests "
+        "BEGIN SELECT RAISE(ABORT, 'budget requests are never deleted'); END",
+        "CREATE TRIGGER budget_requests_final BEFORE UPDATE ON budget_requests "
+        "WHEN OLD.state <> 'pending' "
+        "BEGIN SELECT RAISE(ABORT, 'a decided budget request is final'); END",
     ),
 )
 

@@ -8,8 +8,10 @@ import pytest
 
 from lomas_server.accounting import PrivacyAmount
 from lomas_server.errors import StoreUnavailable
+from lomas_server.store.base import APPROVED
 from lomas_server.store.sqlite import SqliteStore
-from lomas_server.store.sqlite_schema import SCHEMA, SCHEMA_VERSION
+from lomas_server.store.sqlite_schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from tests.store.test_budget_requests_contract import _request
 from tests.store.test_contract import _dataset, _reservation
 
 
@@ -68,8 +70,56 @@ def test_sqlite_store_of_schema_version_1_is_upgraded(tmp_path):
     raw.commit()
     raw.close()
     store = SqliteStore(path)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 4
     assert store.archive_entry("old").status == "done"  # kept
     assert store.find_release("u", "D", "anything") is None
     assert store.get_dataset("OLD").accounting == "basic"  # datasets from before keep lomas's rule
+    store.close()
+
+
+def test_sqlite_store_of_schema_version_3_is_upgraded_to_budget_requests(tmp_path):
+    """A store written by the release before budget requests keeps everything and takes them."""
+    path = tmp_path / "v3.sqlite"
+    raw = sqlite3.connect(path)
+    raw.executescript(SCHEMA)
+    for statements in MIGRATIONS[:2]:
+        for statement in statements:
+            raw.execute(statement)
+    raw.execute("INSERT INTO store_info VALUES ('schema_version', '3'), ('created_at', 'then')")
+    raw.execute("INSERT INTO users (name, token_hash, created_at) VALUES ('u', 'sha256:u', 'then')")
+    raw.execute(
+        "INSERT INTO datasets (name, source, metadata, created_at, accounting) "
+        "VALUES ('D', '{}', '{}', 'then', 'zcdp')"
+    )
+    raw.execute("INSERT INTO grants VALUES ('u', 'D', 1000000000000, 0, 'then')")
+    raw.commit()
+    raw.close()
+    store = SqliteStore(path)
+    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.get_grant("u", "D").initial == PrivacyAmount.budget(1, 0)  # kept
+    assert store.get_dataset("D").accounting == "zcdp"
+    record = store.add_budget_request(_request())
+    store.decide_budget_request(record.id, state=APPROVED, decided_by="a", note=None, granted=None)
+    store.close()
+    assert SqliteStore(path).get_budget_request(record.id).state == APPROVED
+
+
+def test_sqlite_budget_requests_are_never_deleted_and_final_once_decided(tmp_path):
+    store = SqliteStore(tmp_path / "r.sqlite")
+    store.add_user("u", "sha256:u")
+    _dataset(store)
+    record = store.add_budget_request(_request())
+    raw = sqlite3.connect(tmp_path / "r.sqlite", isolation_level=None)  # no lock held between
+    with pytest.raises(sqlite3.IntegrityError, match="never deleted"):
+        raw.execute("DELETE FROM budget_requests")
+    # the database itself keeps one pending request per user and dataset
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        raw.execute(
+            "INSERT INTO budget_requests (id, user, dataset, eps_units, delta_units, reason, "
+            "state, created_at) VALUES ('x', 'u', 'D', 1, 0, 'r', 'pending', 'now')"
+        )
+    store.decide_budget_request(record.id, state=APPROVED, decided_by="a", note=None, granted=None)
+    with pytest.raises(sqlite3.IntegrityError, match="final"):
+        raw.execute("UPDATE budget_requests SET state='pending'")
+    raw.close()
     store.close()
