@@ -41,7 +41,7 @@ class AdminUser:
     name: str
     admin: bool
     may_query: bool
-    created_at: str
+    created_at: str | None = None
     token: str | None = field(default=None, repr=False)
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -51,7 +51,7 @@ class AdminUser:
             name=str(reply["name"]),
             admin=bool(reply["admin"]),
             may_query=bool(reply["may_query"]),
-            created_at=str(reply["created_at"]),
+            created_at=reply.get("created_at"),
             token=reply.get("token"),
             raw={k: v for k, v in reply.items() if k != "token"},
         )
@@ -65,11 +65,11 @@ class AdminDataset:
 
     name: str
     source: dict[str, Any]
-    accounting: Any
+    accounting: dict[str, Any]
     max_query: Amount | None
     cap: Amount | None
     spent: Amount
-    created_at: str
+    created_at: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -78,11 +78,11 @@ class AdminDataset:
         return cls(
             name=str(reply["name"]),
             source=dict(reply["source"]),
-            accounting=reply.get("accounting"),
+            accounting=dict(reply["accounting"]),
             max_query=_amount(max_query) if max_query else None,
             cap=_amount(cap) if cap else None,
             spent=_amount(reply["spent"]),
-            created_at=str(reply["created_at"]),
+            created_at=reply.get("created_at"),
             raw=dict(reply),
         )
 
