@@ -137,8 +137,9 @@ class RequestBudgetCommand:
     @classmethod
     def parse(cls, magic: MagicFunction, line: str, defaults: Defaults) -> RequestBudgetCommand:
         args = parse_argstring(magic, line)
-        # --reason takes the words up to the next option, so quotes are optional.
-        reason = " ".join(args.reason or ()).strip()
+        # --reason takes the words up to the next option, so quotes are optional; IPython's
+        # splitting keeps a quoted argument's quotes.
+        reason = " ".join(_unquoted(word) for word in args.reason or ()).strip()
         if not reason:
             raise ClientUsageError('say why with --reason "...": the admins decide on it')
         return cls(defaults.resolve(args.dataset), args.epsilon, args.delta, reason)
@@ -235,6 +236,12 @@ class OpenDPCommand:
         if args.no_postprocess:
             request["postprocess"] = False
         return cls(dataset, request, _mode(args), args.fresh, args.yes, target)
+
+
+def _unquoted(word: str) -> str:
+    if len(word) >= 2 and word[0] == word[-1] and word[0] in "'\"":
+        return word[1:-1]
+    return word
 
 
 def _mode(args: Any) -> Mode:
