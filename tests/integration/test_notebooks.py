@@ -9,6 +9,7 @@ what the magics show is checked in tests/jupyter/ instead.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from lomas_server.service.admin import AdminService
+from lomas_server.store.sqlite import SqliteStore
 from tests.servers import DemoProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,33 +31,46 @@ def demo(tmp_path_factory):
     process.stop()
 
 
-def test_example_notebooks_run_with_nbval(demo):
-    env = {
-        **os.environ,
-        "LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json"),
-        "LOMAS_STORE_URL": f"sqlite:///{demo.folder / 'admin.sqlite'}",
-        # so that '!lomas-admin' in a notebook finds this installation's command
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "JUPYTER_RUNTIME_DIR": str(demo.folder / "runtime"),
-    }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "examples/quickstart.ipynb",
-            "examples/opendp.ipynb",
-            "examples/admin.ipynb",
-        ],
+def nbval(notebooks: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", *notebooks],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def test_example_notebooks_run_with_nbval(demo):
+    done = nbval(
+        ["examples/quickstart.ipynb", "examples/opendp.ipynb"],
+        {
+            "LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json"),
+            "JUPYTER_RUNTIME_DIR": str(demo.folder / "runtime"),
+        },
+    )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def test_the_admin_notebook_runs_with_nbval(demo):
+    """examples/admin.ipynb, as an admin of the demo service (made here as ``lomas-admin
+    add-user --admin`` would make one: the demo's own user is an analyst)."""
+    store = SqliteStore(demo.folder / "admin.sqlite")
+    try:
+        token = AdminService(store).add_user("notebook-admin", is_admin=True)
+    finally:
+        store.close()
+    connection = demo.folder / "admin-connection.json"
+    connection.write_text(json.dumps({"url": demo.url, "token": token, "user": "notebook-admin"}))
+    env = {
+        "LOMAS_CONNECTION_FILE": str(connection),
+        "JUPYTER_RUNTIME_DIR": str(demo.folder / "runtime"),
+    }
+    done = nbval(["examples/admin.ipynb"], env)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+    # and again: it can be run more than once on the same service
+    done = nbval(["examples/admin.ipynb"], env)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
