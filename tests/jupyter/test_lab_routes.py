@@ -123,3 +123,30 @@ def test_the_demo_connection_file_in_the_root_folder_is_found(tmp_path, analyst,
         assert body["connected"] is True and body["user"] == analyst.name
     finally:
         alone.stop()
+
+
+def test_under_jupyterhub_the_panel_connects_with_the_servers_hub_token(tmp_path, analyst, server):
+    """A Hub single-user server has the same Hub token as its kernels; a lomas server in
+    token identity takes a lomas token in its place, which stands in for a Hub here."""
+    hub = {
+        "JUPYTERHUB_API_TOKEN": analyst.token,
+        "JUPYTERHUB_USER": analyst.name,
+        "LOMAS_URL": server.url,
+    }
+    alone = AnalystJupyter(tmp_path, hub).start()
+    try:
+        body = alone.get(ROUTES + "/datasets").json()
+        assert body["connected"] is True and body["user"] == analyst.name
+        assert {d["name"] for d in body["datasets"]} == {"PENGUIN", "TITANIC"}
+    finally:
+        alone.stop()
+
+
+def test_a_hub_that_does_not_say_where_lomas_is_tells_its_admin(tmp_path):
+    alone = AnalystJupyter(tmp_path, {"JUPYTERHUB_API_TOKEN": "hub-token"}).start()
+    try:
+        body = alone.get(ROUTES + "/datasets").json()
+        assert body["connected"] is False and body["reason"] == "not_configured"
+        assert "LOMAS_URL" in body["message"] and "c.Spawner.environment" in body["message"]
+    finally:
+        alone.stop()
