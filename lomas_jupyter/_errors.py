@@ -132,7 +132,7 @@ class QueryFailed(ServerError):
 
 class ServerBusy(ServerError):
     """The server cannot do it now: too many of your requests at once, the engine busy or
-    stopping, the admin store or the dataset unavailable, or a time limit passed (for a
+    stopping, the admin store, the dataset or JupyterHub unavailable, or a time limit passed (for a
     release stopped while running, the message says the spend stays)."""
 
 
@@ -159,6 +159,8 @@ _BY_CODE: dict[str, type[ServerError] | None] = {
     "engine_busy": ServerBusy,
     "time_limit_exceeded": ServerBusy,
     "store_unavailable": ServerBusy,
+    # Under the Hub identity, the Hub that says who the caller is did not answer.
+    "hub_unavailable": ServerBusy,
     "dataset_unavailable": ServerBusy,
     # The administrator's metadata or dataset description is unusable: nothing in the
     # request is at fault, and nothing the analyst can change fixes it.

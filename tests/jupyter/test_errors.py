@@ -55,6 +55,7 @@ EXPECTED = {
     ("engine_busy", 503): ServerBusy,
     ("time_limit_exceeded", 503): ServerBusy,
     ("store_unavailable", 503): ServerBusy,
+    ("hub_unavailable", 503): ServerBusy,
     ("dataset_unavailable", 503): ServerBusy,
     ("invalid_metadata", 400): ServerError,
     ("internal_error", 500): ServerError,
