@@ -1,20 +1,33 @@
 """Backups of an admin store, and restoring them into an empty one (of either backend).
 
 A backup holds everything: users (with token hashes, so tokens keep working), datasets (with
-their sources, credentials included: keep the file private), grants, the whole ledger and the
-archive. Restoring replays the ledger as it was, so budgets come back exactly.
+their sources, credentials included: keep the file private), grants, the whole ledger, the
+archive and budget requests with their decisions. Restoring replays the ledger as it was, so
+budgets come back exactly.
+
+Version 2 added budget requests and each dataset's accounting rule; a version 1 backup has
+neither and restores as it always did (no requests, lomas's basic rule). Older servers refuse
+version 2 rather than silently drop what they do not know.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lomas_server.accounting import PrivacyAmount
+from lomas_server.accounting import DEFAULT_CONVERSION_DELTA, PrivacyAmount
 from lomas_server.errors import Conflict, InvalidRequest
-from lomas_server.store.base import AdminStore, ArchiveEntry, DatasetRecord
+from lomas_server.store.base import (
+    REQUEST_STATES,
+    AdminStore,
+    ArchiveEntry,
+    BudgetRequestRecord,
+    DatasetRecord,
+)
 
 FORMAT = "lomas-jupyter-backup"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+PARTS = ("users", "datasets", "grants", "ledger", "archive", "budget_requests")
 
 
 def export_store(store: AdminStore) -> dict[str, Any]:
@@ -40,6 +53,8 @@ def export_store(store: AdminStore) -> dict[str, Any]:
                 "max_query": _pair(d.max_query),
                 "cap": _pair(d.cap),
                 "created_at": d.created_at,
+                "accounting": d.accounting,
+                "conversion_delta": d.conversion_delta,
             }
             for d in store.list_datasets()
         ],
@@ -77,6 +92,22 @@ def export_store(store: AdminStore) -> dict[str, Any]:
             for u in users
             for a in store.archive(u.name)
         ],
+        "budget_requests": [
+            {
+                "id": r.id,
+                "user": r.user,
+                "dataset": r.dataset,
+                "requested": _pair(r.requested),
+                "reason": r.reason,
+                "state": r.state,
+                "created_at": r.created_at,
+                "decided_at": r.decided_at,
+                "decided_by": r.decided_by,
+                "note": r.note,
+                "granted": _pair(r.granted),
+            }
+            for r in store.budget_requests()
+        ],
     }
 
 
@@ -84,9 +115,10 @@ def restore_store(store: AdminStore, backup: Any) -> dict[str, int]:
     """Load a backup into an empty store; returns how many of each thing were restored."""
     if not isinstance(backup, dict) or backup.get("format") != FORMAT:
         raise InvalidRequest(f"not a {FORMAT} file")
-    if backup.get("version") != VERSION:
+    if backup.get("version") not in READABLE_VERSIONS:
         raise InvalidRequest(
-            f"backup version {backup.get('version')!r} is not supported (expected {VERSION})"
+            f"backup version {backup.get('version')!r} is not supported "
+            f"(this server reads {' and '.join(map(str, READABLE_VERSIONS))})"
         )
     if store.list_users() or store.list_datasets():
         raise Conflict("restore needs an empty admin store; this one already has users or datasets")
@@ -106,6 +138,9 @@ def restore_store(store: AdminStore, backup: Any) -> dict[str, int]:
                     _amount(d["max_query"]),
                     _amount(d["cap"]),
                     d["created_at"],
+                    # Version 1 did not save the rule: every dataset then was basic.
+                    d.get("accounting", "basic"),
+                    d.get("conversion_delta", DEFAULT_CONVERSION_DELTA),
                 )
             )
         for g in backup["grants"]:
@@ -136,11 +171,32 @@ def restore_store(store: AdminStore, backup: Any) -> dict[str, int]:
                     a["fingerprint"],
                 )
             )
+        for r in backup.get("budget_requests", []):
+            if r["state"] not in REQUEST_STATES:
+                raise InvalidRequest(f"the backup has a budget request in state {r['state']!r}")
+            store.restore_budget_request(
+                BudgetRequestRecord(
+                    r["id"],
+                    r["user"],
+                    r["dataset"],
+                    _amount(r["requested"]),  # type: ignore[arg-type]
+                    r["reason"],
+                    r["state"],
+                    r["created_at"],
+                    r["decided_at"],
+                    r["decided_by"],
+                    r["note"],
+                    _amount(r["granted"]),
+                )
+            )
     except (KeyError, TypeError) as err:
         raise InvalidRequest(f"the backup is incomplete or damaged: {err!r}") from err
-    return {
-        part: len(backup[part]) for part in ("users", "datasets", "grants", "ledger", "archive")
-    }
+    return counts(backup)
+
+
+def counts(backup: dict[str, Any]) -> dict[str, int]:
+    """How many of each thing a backup holds (parts it predates count 0)."""
+    return {part: len(backup.get(part, [])) for part in PARTS}
 
 
 def _pair(amount: PrivacyAmount | None) -> list[int] | None:

@@ -15,8 +15,10 @@ import pytest
 import yaml
 
 from lomas_server.accounting import PrivacyAmount
+from lomas_server.errors import Conflict, InvalidRequest
 from lomas_server.service.admin import AdminService
 from lomas_server.service.backup import export_store, restore_store
+from lomas_server.service.budget_requests import BudgetRequests
 from lomas_server.store import open_store
 from tests.conftest import SAMPLE_DATA, seed_datasets
 from tests.servers import Api, ServerProcess
@@ -129,8 +131,9 @@ def test_import_lomas_s3_dataset_and_metadata(s3, tmp_path):
 
 @pytest.fixture
 def busy_store(tmp_path, s3):
-    """A store with users, datasets (one on S3, with credentials), limits, grants, spends,
-    an import and archive entries of every status."""
+    """A store with users, datasets (one on S3, with credentials; one with zCDP accounting),
+    limits, grants, spends, an import, archive entries of every status and budget requests
+    (approved, denied, pending)."""
     url = f"sqlite:///{tmp_path / 'source.sqlite'}"
     store = open_store(url)
     admin = AdminService(store)
@@ -147,6 +150,13 @@ def busy_store(tmp_path, s3):
         source_options=s3.options(),
         cap=(20.0, 1e-3),
     )
+    admin.add_dataset(
+        "ZCDP",
+        tmp_path / "data" / "penguin.csv",
+        yaml.safe_load((SAMPLE_DATA / "penguin.yaml").read_text()),
+        accounting="zcdp",
+        conversion_delta=1e-7,
+    )
     admin.set_limits("TITANIC", max_query=(2.0, 1e-4), cap=None)
     token = admin.add_user("ana")
     admin.add_user("blocked-bo")
@@ -154,6 +164,12 @@ def busy_store(tmp_path, s3):
     for dataset in ("PENGUIN", "TITANIC", "ONS3"):
         admin.grant("ana", dataset, 5.0, 1e-4)
     admin.store.record_spend("ana", "PENGUIN", PrivacyAmount.cost(0.25, 0), kind="import")
+    requests = BudgetRequests(store)
+    approved = requests.ask("ana", "TITANIC", 1.0, 0, "more\nplease")["id"]
+    requests.approve(approved, "root", epsilon=0.5, note="half")
+    denied = requests.ask("ana", "PENGUIN", 100, 0, "a lot")["id"]
+    requests.deny(denied, "root", "too much")
+    requests.ask("ana", "PENGUIN", 1, 1e-6, "again, less")
     store.close()
     server = ServerProcess(tmp_path / "source.sqlite", tmp_path).start()
     api = Api(server.api, token)
@@ -171,14 +187,27 @@ def test_backup_round_trip(busy_store, target, tmp_path, request):
     backup = export_store(source)
     source.close()
     assert len(backup["archive"]) == 3 and len(backup["ledger"]) == 4
+    assert [r["state"] for r in backup["budget_requests"]] == ["approved", "denied", "pending"]
+    assert [d["accounting"] for d in backup["datasets"] if d["name"] == "ZCDP"] == ["zcdp"]
     if target == "mongo":
         restored_url = request.getfixturevalue("ferretdb").database_url(f"r_{uuid.uuid4().hex[:8]}")
     else:
         restored_url = f"sqlite:///{tmp_path / 'restored.sqlite'}"
     restored = open_store(restored_url)
     counts = restore_store(restored, yaml.safe_load(yaml.safe_dump(backup)))
-    assert counts == {"users": 2, "datasets": 3, "grants": 3, "ledger": 4, "archive": 3}
+    assert counts == {
+        "users": 2,
+        "datasets": 4,
+        "grants": 3,
+        "ledger": 4,
+        "archive": 3,
+        "budget_requests": 3,
+    }
     assert export_store(restored) == backup
+    assert restored.get_dataset("ZCDP").conversion_delta == 1e-7
+    # the one-pending rule holds in the restored store too
+    with pytest.raises(Conflict):
+        BudgetRequests(restored).ask("ana", "PENGUIN", 1, 0, "once more")
     restored.close()
     # the restored store serves: old tokens work, budgets are what they were, replays still replay
     server = ServerProcess(
@@ -193,13 +222,48 @@ def test_backup_round_trip(busy_store, target, tmp_path, request):
         server.stop()
 
 
+def test_a_version_1_backup_restores_without_budget_requests(busy_store, tmp_path):
+    """Backups written before budget requests (and before datasets kept their rule) restore
+    as they always did."""
+    url, _ = busy_store
+    source = open_store(url)
+    backup = export_store(source)
+    source.close()
+    old = {**backup, "version": 1}
+    del old["budget_requests"]
+    old["datasets"] = [
+        {k: v for k, v in d.items() if k not in ("accounting", "conversion_delta")}
+        for d in backup["datasets"]
+        if d["name"] != "ZCDP"  # no zCDP dataset existed then
+    ]
+    old["grants"] = [g for g in backup["grants"] if g["dataset"] != "ZCDP"]
+    target = open_store(f"sqlite:///{tmp_path / 'from-v1.sqlite'}")
+    counts = restore_store(target, yaml.safe_load(yaml.safe_dump(old)))
+    assert counts["budget_requests"] == 0 and counts["ledger"] == 4
+    assert target.budget_requests() == []
+    assert {d.accounting for d in target.list_datasets()} == {"basic"}
+    again = export_store(target)
+    assert again["version"] == 2 and again["ledger"] == backup["ledger"]
+    target.close()
+
+
+def test_a_backup_from_a_newer_server_is_refused(tmp_path):
+    target = open_store(f"sqlite:///{tmp_path / 'x.sqlite'}")
+    future = {"format": "lomas-jupyter-backup", "version": 3}
+    with pytest.raises(InvalidRequest, match="version 3 is not supported"):
+        restore_store(target, future)
+    target.close()
+
+
 def test_export_and_restore_commands(busy_store, tmp_path):
     url, _ = busy_store
     backup_file = tmp_path / "backup.yaml"
     summary = lomas_admin(url, "export", str(backup_file))
     assert summary["users"] == 2 and oct(backup_file.stat().st_mode & 0o777) == "0o600"
     target = f"sqlite:///{tmp_path / 'new.sqlite'}"
-    assert lomas_admin(target, "restore", str(backup_file))["archive"] == 3
+    restored = lomas_admin(target, "restore", str(backup_file))
+    assert restored["archive"] == 3 and restored["budget_requests"] == 3
+    assert lomas_admin(target, "budget-requests") == lomas_admin(url, "budget-requests")
     assert lomas_admin(target, "budget", "ana") == lomas_admin(url, "budget", "ana")
     message = lomas_admin(target, "restore", str(backup_file), expect=2)
     assert "empty admin store" in message
