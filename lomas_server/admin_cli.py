@@ -7,6 +7,7 @@ them consistent. Tokens are printed once, at creation or rotation; only hashes a
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -19,7 +20,8 @@ import yaml
 from lomas_server.accounting import DEFAULT_CONVERSION_DELTA
 from lomas_server.errors import ServiceError
 from lomas_server.service.admin import AdminService
-from lomas_server.service.backup import export_store, restore_store
+from lomas_server.service.backup import counts, export_store, restore_store
+from lomas_server.service.budget_requests import BudgetRequests
 from lomas_server.service.lomas_import import LomasImporter
 from lomas_server.store import open_store
 
@@ -132,6 +134,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("user")
     p.add_argument("--dataset", help="only queries on this dataset")
 
+    p = sub.add_parser("budget-requests", help="list analysts' requests for more budget")
+    p.add_argument("--state", choices=["pending", "approved", "denied"])
+    p.add_argument("--user", help="only this user's requests")
+    p.add_argument("--dataset", help="only requests on this dataset")
+
+    p = sub.add_parser(
+        "approve",
+        help="approve a budget request: the user's grant on the dataset grows by it",
+    )
+    p.add_argument("id", help="the request's id (see budget-requests)")
+    p.add_argument("--epsilon", type=float, help="grant this epsilon instead of the requested")
+    p.add_argument("--delta", type=float, help="grant this delta instead of the requested")
+    p.add_argument("--note", help="a word for the analyst")
+    _by_option(p)
+
+    p = sub.add_parser("deny", help="deny a budget request, saying why")
+    p.add_argument("id", help="the request's id (see budget-requests)")
+    p.add_argument("--note", required=True, help="why, for the analyst")
+    _by_option(p)
+
     p = sub.add_parser(
         "import-lomas",
         help="import users, budgets and datasets from lomas's YAML collection files",
@@ -177,6 +199,15 @@ def _limit_options(parser: argparse.ArgumentParser) -> None:
         "--cap-epsilon", type=float, help="dataset-wide epsilon cap (sum over users)"
     )
     parser.add_argument("--cap-delta", type=float, default=None, help="dataset-wide delta cap")
+
+
+def _by_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--by",
+        default=None,
+        metavar="NAME",
+        help="the admin deciding, as the analyst will read it (default: your login name)",
+    )
 
 
 def _pair(epsilon: float | None, delta: float | None, what: str) -> tuple[float, float] | None:
@@ -328,6 +359,49 @@ def _archive(admin: AdminService, args: argparse.Namespace) -> Any:
     ]
 
 
+def _budget_requests(admin: AdminService, args: argparse.Namespace) -> Any:
+    found = BudgetRequests(admin.store).list(state=args.state, user=args.user, dataset=args.dataset)
+    if args.json:
+        return found
+    # A table a terminal can hold: reasons and notes (up to 2000 characters) cut short.
+    keep = ("id", "user", "dataset", "requested", "state", "created_at", "granted")
+    return [
+        {
+            **{key: r[key] for key in keep},
+            "reason": _short(r["reason"]),
+            "note": _short(r["note"]),
+        }
+        for r in found
+    ]
+
+
+def _short(text: str | None, width: int = 40) -> str | None:
+    if text is None:
+        return None
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _approve(admin: AdminService, args: argparse.Namespace) -> Any:
+    return BudgetRequests(admin.store).approve(
+        args.id, _decider(args), epsilon=args.epsilon, delta=args.delta, note=args.note
+    )
+
+
+def _deny(admin: AdminService, args: argparse.Namespace) -> Any:
+    return BudgetRequests(admin.store).deny(args.id, _decider(args), args.note)
+
+
+def _decider(args: argparse.Namespace) -> str:
+    """Who decides: the CLI has no lomas identity, so the login name stands for the admin."""
+    if args.by:
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a user entry)
+        return "lomas-admin"
+
+
 def _import_lomas(admin: AdminService, args: argparse.Namespace) -> Any:
     remap = {}
     for item in args.remap:
@@ -352,12 +426,9 @@ def _export(admin: AdminService, args: argparse.Namespace) -> Any:
             handle.write(text)
     except OSError as err:
         raise ServiceError(f"cannot write {args.file}: {err.strerror}") from err
-    counts = {
-        part: len(backup[part]) for part in ("users", "datasets", "grants", "ledger", "archive")
-    }
     return {
         "file": str(args.file),
-        **counts,
+        **counts(backup),
         "note": "it holds dataset credentials: keep it private",
     }
 
@@ -384,6 +455,9 @@ COMMANDS: dict[str, Callable[[AdminService, argparse.Namespace], Any]] = {
     "grant": _grant,
     "budget": _budget,
     "archive": _archive,
+    "budget-requests": _budget_requests,
+    "approve": _approve,
+    "deny": _deny,
     "import-lomas": _import_lomas,
     "export": _export,
     "restore": _restore,
@@ -402,6 +476,9 @@ def _flatten(row: dict[str, Any]) -> dict[str, str]:
                 flat[key] += f" (rho {value['spent']['rho']:g} of {value['initial']['rho']:g})"
         elif isinstance(value, dict):
             flat[key] = json.dumps(value)
+        elif isinstance(value, str):
+            # One line per row: a reason or note written over several lines stays in its cell.
+            flat[key] = " ".join(value.split())
         else:
             flat[key] = "" if value is None else str(value)
     return flat

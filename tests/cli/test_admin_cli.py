@@ -211,5 +211,8 @@ def test_help_lists_every_command():
         "rotate-token",
         "set-limits",
         "block",
+        "budget-requests",
+        "approve",
+        "deny",
     ):
         assert command in done.stdout
