@@ -14,7 +14,7 @@ from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Int, TraitError, Type, Unicode, default, validate
+from traitlets import Enum, Float, Int, TraitError, Type, Unicode, default, validate
 
 from lomas_server import __version__
 from lomas_server.datasets import DatasetCache
@@ -25,6 +25,7 @@ from lomas_server.errors import ServiceError, StoreUnavailable
 from lomas_server.handlers import API_PREFIX, api_routes
 from lomas_server.identity import LomasTokenIdentityProvider
 from lomas_server.request_pool import RequestPool
+from lomas_server.service.admin import AdminService
 from lomas_server.service.analyst import AnalystService, Limits
 from lomas_server.standalone import LomasOnlyServerApp
 from lomas_server.store import AdminStore, open_store
@@ -108,10 +109,22 @@ class LomasServerApp(ExtensionApp):
         help="Requests that plan, price or run queries or make dummy rows one analyst may have "
         "running at once; more answer 429, so that nobody holds every thread.",
     ).tag(config=True)
+    identity = Enum(
+        ["token", "hub"],
+        help="Who callers are: 'token' (per-user lomas tokens from the admin store, for "
+        "stand-alone deployments) or 'hub' (the JupyterHub user who owns the request's Hub "
+        "token; run as a Hub service, see HubIdentityProvider's options). Env: LOMAS_IDENTITY.",
+    ).tag(config=True)
+
+    @default("identity")
+    def _default_identity(self) -> str:
+        return os.environ.get("LOMAS_IDENTITY", "token")
+
     identity_provider_class = Type(
-        default_value=LomasTokenIdentityProvider,
+        default_value=None,
+        allow_none=True,
         klass=IdentityProvider,
-        help="Identifies API callers; the default reads per-user tokens from the admin store.",
+        help="Identifies API callers; replaces the provider 'identity' chooses.",
     ).tag(config=True)
 
     @validate("max_requests_per_user", "worker_threads")
@@ -178,7 +191,8 @@ class LomasServerApp(ExtensionApp):
         )
         self.executor = RequestPool(self.worker_threads)
         self.read_executor = RequestPool(READ_THREADS, name="lomas-read")
-        provider = self.identity_provider_class(parent=self, lookup=self.service.user_by_token_hash)
+        self.admin = AdminService(self.store)
+        provider = self._identity_provider()
         self.settings.update(
             lomas_service=self.service,
             lomas_executor=self.executor,
@@ -186,11 +200,33 @@ class LomasServerApp(ExtensionApp):
             lomas_in_flight={},
             lomas_max_requests_per_user=self.max_requests_per_user,
             lomas_identity_provider=provider,
+            lomas_identity=self.identity,
+            lomas_admin=self.admin,
+            lomas_budget_requests=self.service.budget_requests,
+            lomas_known_users=set(),
             lomas_max_request_bytes=self.max_request_bytes,
         )
         self.log.info(
             "lomas-server %s: admin store %s, API at %s", __version__, self.store_url, API_PREFIX
         )
+
+    def _identity_provider(self) -> IdentityProvider:
+        chosen = self.identity_provider_class
+        if chosen is None and self.identity == "hub":
+            try:
+                from lomas_server.hub_identity import HubIdentityProvider
+            except ImportError as err:
+                raise ServiceError(
+                    "identity 'hub' needs JupyterHub's Python package: "
+                    "pip install 'lomas-jupyter[hub]'"
+                ) from err
+            chosen = HubIdentityProvider
+        elif chosen is None:
+            chosen = LomasTokenIdentityProvider
+        try:
+            return chosen(parent=self, lookup=self.service.user_by_token_hash)
+        except ValueError as err:
+            raise ServiceError(str(err)) from err
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(api_routes())

@@ -126,6 +126,13 @@ class StoreUnavailable(ServiceError):
     code = "store_unavailable"
 
 
+class HubUnavailable(ServiceError):
+    """JupyterHub, which says who the caller is under the Hub identity, did not answer."""
+
+    status = 503
+    code = "hub_unavailable"
+
+
 class TimeLimitExceeded(ServiceError):
     """A job on the engine passed its time limit and was stopped.
 

@@ -1,15 +1,15 @@
 """Who is calling: per-user API tokens, as a jupyter_server IdentityProvider.
 
 The provider only reads the ``Authorization`` header (``token <T>`` or ``Bearer <T>``): never a
-cookie, never a query parameter (URLs end up in logs). Another identity source, such as the
-JupyterHub token every single-user kernel holds, plugs in by configuring
-``LomasServerApp.identity_provider_class``.
+cookie, never a query parameter (URLs end up in logs). Under JupyterHub the caller is the Hub
+user who owns the token instead (hub_identity.py); ``LomasServerApp.identity`` chooses.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from jupyter_server.auth.identity import IdentityProvider, User
@@ -25,6 +25,17 @@ class KnownUser(Protocol):
     """What the lookup returns for a token it knows (the store's user record)."""
 
     name: str
+    is_admin: bool
+
+
+@dataclass
+class LomasUser(User):
+    """A caller of the API: a jupyter_server user who may also administer the service."""
+
+    admin: bool = False
+    # Where the identity comes from: "token" (the admin store) or "hub" (JupyterHub). A Hub
+    # user may call before any admin has created their record: the handler creates it.
+    source: str = "token"
 
 
 class LomasTokenIdentityProvider(IdentityProvider):
@@ -41,7 +52,12 @@ class LomasTokenIdentityProvider(IdentityProvider):
         record = self.lookup(hash_token(token))
         if record is None:
             return None
-        return User(username=record.name, name=record.name, display_name=record.name)
+        return LomasUser(
+            username=record.name,
+            name=record.name,
+            display_name=record.name,
+            admin=record.is_admin,
+        )
 
 
 def bearer_token(header: str) -> str | None:

@@ -13,6 +13,7 @@ the extension into an existing Jupyter server instead is a choice that keeps all
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from jupyter_server.auth.identity import IdentityProvider, User
@@ -84,6 +85,12 @@ class LomasOnlyServerApp(ServerApp):
     @default("max_buffer_size")
     def _default_max_buffer_size(self) -> int:
         return MAX_BODY_BYTES
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        # A JupyterHub-managed service is reached through the Hub's proxy under this prefix
+        # (/services/<name>/), which the proxy passes on unchanged.
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
 
     def init_httpserver(self) -> None:
         super().init_httpserver()

@@ -50,11 +50,14 @@ class LomasHandler(ExtensionHandlerMixin, APIHandler):
     security policy) with lomas's identity, error shape and worker pools."""
 
     requires_user = True
+    # The admin API: only callers the identity provider names admins.
+    requires_admin = False
     # Work that may plan, price, run a query or generate rows: it runs on its own pool, and
     # each analyst may have at most ``max_requests_per_user`` such requests at once, so that
     # nobody can hold every thread (reads, /health and other analysts keep being served).
     engine_work = False
     lomas_user: str
+    lomas_admin: bool = False
 
     @property
     def service(self) -> AnalystService:
@@ -85,6 +88,29 @@ class LomasHandler(ExtensionHandlerMixin, APIHandler):
                 "missing or invalid API token; send the header 'Authorization: token <your token>'"
             )
         self.lomas_user = user.username
+        self.lomas_admin = bool(getattr(user, "admin", False))
+        if getattr(user, "source", "token") == "hub":
+            await self._ensure_record(user.username)
+        if self.requires_admin and not self.lomas_admin:
+            raise Forbidden(
+                "this needs an admin of the lomas service"
+                + (
+                    " (a member of the Hub's admin groups or roles)"
+                    if self.settings.get("lomas_identity") == "hub"
+                    else ""
+                )
+            )
+
+    async def _ensure_record(self, name: str) -> None:
+        known: set[str] = self.settings["lomas_known_users"]
+        if name in known:
+            return
+        loop = asyncio.get_running_loop()
+        admin = self.settings["lomas_admin"]
+        await loop.run_in_executor(
+            self.settings["lomas_read_executor"], admin.ensure_hub_user, name
+        )
+        known.add(name)
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
