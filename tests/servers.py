@@ -150,6 +150,12 @@ class Api:
             kwargs["json"] = body
         return check_reply(self.session.post(self.base + path, timeout=120, **kwargs))
 
+    def send(self, method: str, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        """Any method (PUT, PATCH, ...), with a JSON body when given."""
+        if body is not None:
+            kwargs["json"] = body
+        return check_reply(self.session.request(method, self.base + path, timeout=120, **kwargs))
+
     def sql(
         self, dataset: str, query: str, epsilon: float, delta: float = 0.0, **extra: Any
     ) -> requests.Response:

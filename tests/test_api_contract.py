@@ -28,6 +28,20 @@ GOOD = {
     "OpenDPRequest": {"query": {"aggregates": [{"op": "count"}]}, "epsilon": 1.0},
     "OpenDPCostRequest": {"query": {"aggregates": [{"op": "count"}]}, "epsilon": 1.0},
     "DummyRequest": {"rows": 5},
+    "BudgetRequestBody": {"epsilon": 2.0, "delta": 1e-6, "reason": "a second wave of tables"},
+    "NewUser": {"name": "alice", "admin": False},
+    "UserChange": {"may_query": False},
+    "Grant": {"epsilon": 2.0, "delta": 1e-5},
+    "NewDataset": {
+        "name": "PENGUIN",
+        "location": "/data/penguin.csv",
+        "metadata": {"max_ids": 1},
+        "max_query": {"epsilon": 1.0, "delta": 1e-5},
+        "check": True,
+    },
+    "Limits": {"max_query": {"epsilon": 1.0}, "cap": {"epsilon": 10.0, "delta": 1e-4}},
+    "Approval": {"epsilon": 1.0, "delta": 0.0, "note": "for the survival tables"},
+    "Denial": {"note": "ask for less"},
 }
 
 

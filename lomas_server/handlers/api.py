@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lomas_server import __version__, api_contract
 from lomas_server.api_requests import (
     parse_dummy_request,
@@ -136,6 +138,50 @@ class QueriesHandler(LomasHandler):
             limit = int(limit_text)
         queries = await self.run(self.service.queries, self.lomas_user, dataset)
         await self.reply({"queries": queries if limit is None else queries[-limit:]})
+
+
+class MeHandler(LomasHandler):
+    """Who the server takes the caller to be: what ``%lomas_connect`` confirms."""
+
+    @public_to_jupyter
+    async def get(self) -> None:
+        await self.reply(
+            {
+                "user": self.lomas_user,
+                "admin": self.lomas_admin,
+                "identity": self.settings["lomas_identity"],
+            }
+        )
+
+
+class BudgetRequestHandler(LomasHandler):
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        body = checked(self.json_body(), "BudgetRequestBody")
+        await self.reply(
+            await self.run(
+                self.service.request_budget,
+                self.lomas_user,
+                name,
+                body["epsilon"],
+                body.get("delta", 0.0),
+                body["reason"],
+            ),
+            201,
+        )
+
+
+class MyBudgetRequestsHandler(LomasHandler):
+    @public_to_jupyter
+    async def get(self) -> None:
+        requests = await self.run(self.service.my_budget_requests, self.lomas_user)
+        await self.reply({"budget_requests": requests})
+
+
+def checked(body: dict[str, Any], schema: str) -> dict[str, Any]:
+    """A request body, checked against its schema in the API contract."""
+    api_contract.check(schema, body)
+    return body
 
 
 class NotFoundHandler(LomasHandler):

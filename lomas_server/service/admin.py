@@ -25,13 +25,22 @@ from lomas_server.datasets import (
 )
 from lomas_server.datasets.conform import check_rows
 from lomas_server.datasets.parquet_scan import plan_scan, scannable
-from lomas_server.errors import DatasetUnavailable, InvalidMetadata, InvalidRequest, NotFound
+from lomas_server.errors import (
+    Conflict,
+    DatasetUnavailable,
+    InvalidMetadata,
+    InvalidRequest,
+    NotFound,
+)
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.service.accounts import Account, rule_of
+from lomas_server.service.archive_views import archive_view
 from lomas_server.service.stated_budgets import check_rule, stated_amount
 from lomas_server.store.base import AdminStore, ArchiveEntry, DatasetRecord, UserRecord
 from lomas_server.tokens import hash_token, new_token
 
+# The token hash of users without a lomas token (Hub users): no token hashes to it.
+_NO_TOKEN = "none:"
 DATASET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -46,6 +55,21 @@ class AdminService:
         token = new_token()
         self.store.add_user(name, hash_token(token), is_admin=is_admin)
         return token
+
+    def add_hub_user(self, name: str, *, is_admin: bool = False) -> None:
+        """Create a user who signs in through JupyterHub: no lomas token exists for them."""
+        _check_user_name(name)
+        self.store.add_user(name, _NO_TOKEN + name, is_admin=is_admin)
+
+    def ensure_hub_user(self, name: str) -> None:
+        """Give a Hub user a record on their first call, so that grants, spends and budget
+        requests have someone to belong to (they see no dataset until an admin grants one)."""
+        if self.store.get_user(name) is not None:
+            return
+        try:
+            self.add_hub_user(name)
+        except Conflict:
+            pass  # their other first request created it at the same moment
 
     def rotate_token(self, name: str) -> str:
         token = new_token()
@@ -174,6 +198,55 @@ class AdminService:
         if self.store.get_user(user) is None:
             raise NotFound(f"no user {user!r}")
         return self.store.archive(user, dataset=dataset)
+
+    # -- views: what the admin API and ``lomas-admin --json`` show ------------------------------
+    def user_view(self, name: str) -> dict[str, Any]:
+        record = self.store.get_user(name)
+        if record is None:
+            raise NotFound(f"no user {name!r}")
+        return _user_view(record)
+
+    def user_views(self) -> list[dict[str, Any]]:
+        return [_user_view(record) for record in self.store.list_users()]
+
+    def dataset_view(self, name: str) -> dict[str, Any]:
+        record = self.store.get_dataset(name)
+        if record is None:
+            raise NotFound(f"no dataset {name!r}")
+        return self._dataset_view(record)
+
+    def dataset_views(self) -> list[dict[str, Any]]:
+        return [self._dataset_view(record) for record in self.store.list_datasets()]
+
+    def archive_views(self, user: str, dataset: str | None = None) -> list[dict[str, Any]]:
+        """A user's archive, worded as the user's own ``/queries`` words it."""
+        entries = self.archive(user, dataset)
+        rules = {}
+        for name in {entry.dataset for entry in entries}:
+            record = self.store.get_dataset(name)
+            rules[name] = rule_of(record) if record is not None else AccountingRule()
+        return [archive_view(entry, rules[entry.dataset]) for entry in entries]
+
+    def _dataset_view(self, record: DatasetRecord) -> dict[str, Any]:
+        return {
+            "name": record.name,
+            "source": self.public_source(record),
+            "accounting": rule_of(record).describe(),
+            "max_query": record.max_query.as_dict() if record.max_query else None,
+            "cap": record.cap.as_dict() if record.cap else None,
+            "spent": self.dataset_spent(record.name).as_dict(),
+            "columns": list(record.metadata.get("columns", {})),
+            "created_at": record.created_at,
+        }
+
+
+def _user_view(record: UserRecord) -> dict[str, Any]:
+    return {
+        "name": record.name,
+        "admin": record.is_admin,
+        "may_query": record.may_query,
+        "created_at": record.created_at,
+    }
 
 
 def _check_in_place_rows(source: DatasetSource, metadata: DatasetMetadata) -> None:

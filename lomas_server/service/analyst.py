@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_server.accounting import ZCDP, AccountingRule
+from lomas_server.accounting import AccountingRule
 from lomas_server.api_requests import OpenDPRequest, SqlRequest
 from lomas_server.datasets import DatasetCache, make_dummy
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
@@ -19,10 +19,12 @@ from lomas_server.engines.smartnoise_sql import ENGINE_NAME, SmartnoiseSqlEngine
 from lomas_server.errors import InvalidRequest
 from lomas_server.service import release
 from lomas_server.service.accounts import rule_of
+from lomas_server.service.archive_views import archive_view
+from lomas_server.service.budget_requests import BudgetRequests
 from lomas_server.service.context import DatasetContext, Limits, max_query, open_context
 from lomas_server.service.data_access import DataAccess
 from lomas_server.service.query_kinds import Engines
-from lomas_server.store.base import AdminStore, ArchiveEntry, UserRecord
+from lomas_server.store.base import AdminStore, UserRecord
 from lomas_server.tabular import table_payload
 
 __all__ = ["AnalystService", "Limits"]
@@ -43,6 +45,7 @@ class AnalystService:
         self.engines = Engines(engine, self.opendp)
         self.data = DataAccess(cache)
         self.limits = limits or Limits()
+        self.budget_requests = BudgetRequests(store)
 
     @property
     def cache(self) -> DatasetCache:
@@ -95,7 +98,7 @@ class AnalystService:
         for name in {entry.dataset for entry in entries}:
             record = self.store.get_dataset(name)
             rules[name] = rule_of(record) if record is not None else AccountingRule()
-        return [_archive_view(entry, rules[entry.dataset]) for entry in entries]
+        return [archive_view(entry, rules[entry.dataset]) for entry in entries]
 
     def dummy(self, user: str, dataset: str, rows: int, seed: int) -> dict[str, Any]:
         ctx = self._context(user, dataset)
@@ -107,6 +110,18 @@ class AnalystService:
             "types": {name: spec.type for name, spec in ctx.metadata.columns.items()},
             "seed": seed,
         }
+
+    # -- asking for more budget --------------------------------------------------------------
+    def request_budget(
+        self, user: str, dataset: str, epsilon: Any, delta: Any, reason: Any
+    ) -> dict[str, Any]:
+        """Ask the admins for more budget on a dataset granted to the user. Other datasets
+        read as missing ones, as everywhere: nobody learns what exists by asking."""
+        self._context(user, dataset)
+        return self.budget_requests.ask(user, dataset, epsilon, delta, reason)
+
+    def my_budget_requests(self, user: str) -> list[dict[str, Any]]:
+        return self.budget_requests.mine(user)
 
     # -- queries, on any engine ----------------------------------------------------------------
     def estimate(
@@ -128,22 +143,3 @@ class AnalystService:
 
     def _context(self, user: str, dataset: str, *, for_query: bool = False) -> DatasetContext:
         return open_context(self.store, self.limits, user, dataset, for_query=for_query)
-
-
-def _archive_view(entry: ArchiveEntry, rule: AccountingRule) -> dict[str, Any]:
-    """An archived query, its cost worded as every reply words it: (epsilon, delta), with
-    rho beside them on zCDP datasets (whose ledger counts rho)."""
-    cost: dict[str, float] = rule.as_approx_dp(entry.cost).as_dict()
-    if rule.mode == ZCDP:
-        cost["rho"] = entry.cost.epsilon
-    return {
-        "query_id": entry.query_id,
-        "dataset": entry.dataset,
-        "engine": entry.engine,
-        **entry.request,
-        "cost": cost,
-        "status": entry.status,
-        "created_at": entry.created_at,
-        "finished_at": entry.finished_at,
-        "result": entry.result,
-    }

@@ -71,6 +71,28 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/datasets/{name}/opendp/cost"):         (200, 401, 401, 401, 401, 403, 404, 404, 200),
     ("POST", "/datasets/{name}/opendp"):              (200, 401, 401, 401, 401, 403, 404, 404, 200),
     ("GET", "/queries"):                              (200, 401, 401, 401, 401, 200, 404, 404, 200),
+    ("GET", "/me"):                                   (200, 401, 401, 401, 401, 200, 200, 200, 200),
+    ("POST", "/datasets/{name}/budget-requests"):     (201, 401, 401, 401, 401, 201, 404, 404, 201),
+    ("GET", "/budget-requests"):                      (200, 401, 401, 401, 401, 200, 200, 200, 200),
+    **{
+        key: (403, 401, 401, 401, 401, 403, 403, 403, 403)
+        for key in (
+            ("GET", "/admin/users"),
+            ("POST", "/admin/users"),
+            ("GET", "/admin/users/{name}"),
+            ("PATCH", "/admin/users/{name}"),
+            ("POST", "/admin/users/{name}/token"),
+            ("GET", "/admin/users/{name}/budgets"),
+            ("GET", "/admin/users/{name}/queries"),
+            ("PUT", "/admin/users/{name}/grants/{dataset}"),
+            ("GET", "/admin/datasets"),
+            ("POST", "/admin/datasets"),
+            ("PUT", "/admin/datasets/{name}/limits"),
+            ("GET", "/admin/budget-requests"),
+            ("POST", "/admin/budget-requests/{request_id}/approve"),
+            ("POST", "/admin/budget-requests/{request_id}/deny"),
+        )
+    },
 }
 # fmt: on
 DATASET = "PENGUIN"
@@ -93,6 +115,15 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/datasets/{name}/smartnoise-sql"): SQL,
     ("POST", "/datasets/{name}/opendp/cost"): OPENDP,
     ("POST", "/datasets/{name}/opendp"): OPENDP,
+    ("POST", "/datasets/{name}/budget-requests"): {"epsilon": 1, "reason": "more tables"},
+    # Valid admin requests: only the caller (never an admin here) decides the answer.
+    ("POST", "/admin/users"): {"name": "made-by-a-non-admin"},
+    ("PATCH", "/admin/users/{name}"): {"may_query": True},
+    ("PUT", "/admin/users/{name}/grants/{dataset}"): {"epsilon": 1000},
+    ("POST", "/admin/datasets"): {"name": "X", "location": "/etc/passwd", "metadata": {}},
+    ("PUT", "/admin/datasets/{name}/limits"): {"max_query": None, "cap": None},
+    ("POST", "/admin/budget-requests/{request_id}/approve"): {"epsilon": 1000},
+    ("POST", "/admin/budget-requests/{request_id}/deny"): {"note": "no"},
 }
 QUERY_ID = re.compile(r"\b[0-9a-f]{32}\b")
 
@@ -317,7 +348,7 @@ def test_cell(server, admin, cast, served, method, path, scenario, status):
             assert _comparable(reply, call.name) == reference, f"401 differs for {call.header!r}"
 
     # Exists but is not yours == does not exist, byte for byte.
-    if scenario == "not_granted" and ("{name}" in path or path == "/queries"):
+    if scenario == "not_granted" and status == 404:
         missing = _send(server, method, path, Call(calls[0].header, MISSING, cast.outsider))
         assert _comparable(first, DATASET) == _comparable(missing, MISSING)
         assert first.json()["error"] == "dataset_not_found"

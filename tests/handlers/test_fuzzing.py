@@ -783,7 +783,8 @@ HOSTILE_QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
 
 def _send_raw(fuzzer: Fuzzer, operation: Any, name: str, body: bytes) -> None:
     case = operation.Case(
-        path_parameters={"name": name} if "{name}" in operation.path else {},
+        # Every path parameter (a dataset, a user, a request id) gets the same name.
+        path_parameters={p.name: name for p in operation.path_parameters},
         headers=dict(fuzzer.auth),
         body=body,
         media_type="application/json",
