@@ -213,6 +213,8 @@ def _range(own: dict[str, Any], *, whole: bool = False) -> str:
         return f" above {text(above)} and at most {text(high)}"
     if above is not None and below is not None:
         return f" above {text(above)} and below {text(below)}"
+    if low is not None and below is not None:
+        return f" at least {text(low)} and below {text(below)}"
     if low is not None:
         return f", {text(low)} or more"
     if high is not None:

@@ -21,15 +21,17 @@ from typing import Any
 from urllib.parse import quote
 
 from jupyter_server.auth.identity import IdentityProvider
-from jupyterhub.services.auth import HubAuth
+from jupyterhub.services.auth import HubAuth, check_scopes
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.web import HTTPError, RequestHandler
-from traitlets import Float, List, Unicode, default
+from traitlets import Float, List, Set, Unicode, default
 
 from lomas_server.errors import Forbidden, HubUnavailable
 from lomas_server.identity import LomasUser, bearer_token
 
 HUB_TIMEOUT_SECONDS = 10.0
+# Hub tokens are 32 hex characters or so; a longer "token" is not worth asking the Hub about.
+MAX_TOKEN_LENGTH = 256
 
 
 class HubIdentityProvider(IdentityProvider):
@@ -53,6 +55,19 @@ class HubIdentityProvider(IdentityProvider):
     @default("service_token")
     def _default_service_token(self) -> str:
         return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    access_scopes = Set(
+        Unicode(),
+        help="Scopes a token must carry to be used here (any one of them), default "
+        "access:services!service=<JUPYTERHUB_SERVICE_NAME, else lomas>. Without this check any "
+        "token a user owns would do, including OAuth tokens the Hub hands to other services "
+        "and servers. Give it to the analysts' group with a role, and to kernels with "
+        "Spawner.server_token_scopes (docs/deploy.md).",
+    ).tag(config=True)
+
+    @default("access_scopes")
+    def _default_access_scopes(self) -> set[str]:
+        return {f"access:services!service={os.environ.get('JUPYTERHUB_SERVICE_NAME', 'lomas')}"}
 
     analyst_groups = List(
         Unicode(),
@@ -95,11 +110,20 @@ class HubIdentityProvider(IdentityProvider):
 
     async def get_user(self, handler: RequestHandler) -> LomasUser | None:
         token = bearer_token(handler.request.headers.get("Authorization", ""))
-        if token is None:
+        if token is None or len(token) > MAX_TOKEN_LENGTH:
             return None
-        name = await self._owner(token)
-        if name is None:
+        model = await self._owner(token)
+        if model is None:
             return None
+        name = model["name"]
+        if self.access_scopes and not check_scopes(
+            self.access_scopes, set(model.get("scopes") or ())
+        ):
+            raise Forbidden(
+                "this JupyterHub token does not give access to the lomas service (it needs "
+                f"the scope {sorted(self.access_scopes)[0]}); ask the Hub's admins to grant "
+                "it to you"
+            )
         groups, roles = await self._membership(name)
         admin = bool(groups & set(self.admin_groups) or roles & set(self.admin_roles))
         open_to_all = not self.analyst_groups and not self.analyst_roles
@@ -112,9 +136,9 @@ class HubIdentityProvider(IdentityProvider):
             )
         return LomasUser(username=name, name=name, display_name=name, admin=admin, source="hub")
 
-    async def _owner(self, token: str) -> str | None:
-        """The name of the Hub user who owns ``token``; None for unknown tokens and for
-        tokens of services (a service is not a person with a budget)."""
+    async def _owner(self, token: str) -> dict[str, Any] | None:
+        """The Hub's model of the user who owns ``token`` (their name, the token's scopes);
+        None for unknown tokens and tokens of services (a service is no person with a budget)."""
         try:
             model = await self._hub_auth.user_for_token(token, sync=False)
         except HTTPError as err:
@@ -124,7 +148,7 @@ class HubIdentityProvider(IdentityProvider):
         if not isinstance(model, dict) or model.get("kind", "user") != "user":
             return None
         name = model.get("name")
-        return name if isinstance(name, str) and name else None
+        return model if isinstance(name, str) and name else None
 
     async def _membership(self, name: str) -> tuple[frozenset[str], frozenset[str]]:
         cached = self._memberships.get(name)

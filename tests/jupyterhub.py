@@ -48,8 +48,14 @@ c.Spawner.args = ["--allow-root"]
 c.Spawner.notebook_dir = "{folder}/home"
 c.Spawner.start_timeout = 90
 c.Spawner.http_timeout = 90
-# What a deployment adds so that kernels find the service (docs/deploy.md).
+# What a deployment adds so that kernels find the service and their tokens may use it
+# (docs/deploy.md): a kernel's token gets the subset of these scopes its user holds.
 c.Spawner.environment = {{"LOMAS_URL": "http://127.0.0.1:{port}/services/lomas/"}}
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services!service=lomas",
+]
 c.JupyterHub.services = [
     {{
         "name": "lomas",
@@ -65,6 +71,12 @@ c.JupyterHub.load_roles = [
         "name": "lomas-service",
         "services": ["lomas"],
         "scopes": ["read:users:groups", "read:roles:users"],
+    }},
+    {{
+        "name": "lomas-analyst",
+        "groups": {access_groups},
+        "users": {access_users},
+        "scopes": ["access:services!service=lomas"],
     }},
     {{
         "name": "test-driver",
@@ -84,6 +96,7 @@ class JupyterHubProcess:
         store_url: str,
         *,
         groups: dict[str, list[str]],
+        access_users: tuple[str, ...] = (),
         lomas_args: tuple[str, ...] = (),
     ) -> None:
         self.folder = folder
@@ -116,6 +129,8 @@ class JupyterHubProcess:
                 store_url=store_url,
                 driver_token=self.driver_token,
                 groups=json.dumps({name: {"users": users} for name, users in groups.items()}),
+                access_groups=json.dumps(list(groups)),
+                access_users=json.dumps(list(access_users)),
             )
         )
         self.log_path = folder / "jupyterhub.log"
@@ -163,11 +178,15 @@ class JupyterHubProcess:
         assert reply.status_code < 400, f"{method} {path}: {reply.status_code} {reply.text}"
         return reply.json() if reply.content else None
 
-    def user_token(self, user: str) -> str:
-        """A token with all of ``user``'s own rights (what their browser session holds)."""
-        self.hub("POST", "users", {"usernames": [user]}) if not self._exists(user) else None
-        made = self.hub("POST", f"users/{user}/tokens", {"note": "tests", "expires_in": 3600})
-        return str(made["token"])
+    def user_token(self, user: str, scopes: list[str] | None = None) -> str:
+        """A token of ``user``: with all their own rights (what their browser session holds),
+        or only ``scopes``."""
+        if not self._exists(user):
+            self.hub("POST", "users", {"usernames": [user]})
+        body: dict[str, Any] = {"note": "tests", "expires_in": 3600}
+        if scopes is not None:
+            body["scopes"] = scopes
+        return str(self.hub("POST", f"users/{user}/tokens", body)["token"])
 
     def _exists(self, user: str) -> bool:
         return self.session.get(f"{self.hub_api}/users/{user}", timeout=30).status_code == 200

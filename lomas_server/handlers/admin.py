@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lomas_server.errors import Conflict
+from lomas_server.errors import Conflict, InvalidRequest
 from lomas_server.handlers.api import checked
 from lomas_server.handlers.base import LomasHandler, public_to_jupyter
 from lomas_server.service.admin import AdminService
@@ -46,8 +46,13 @@ class UsersHandler(AdminHandler):
         body = self.body("NewUser")
         name, is_admin = body["name"], body.get("admin", False)
         if self.hub_identity:
+            if is_admin:
+                raise InvalidRequest(
+                    "'admin' cannot be set here under JupyterHub: the service's admins are the "
+                    "members of the Hub's admin groups or roles"
+                )
             # Hub users sign in with their Hub token; a lomas token would be a second key.
-            await self.run(self.admin.add_hub_user, name, is_admin=is_admin)
+            await self.run(self.admin.add_hub_user, name)
             token = None
         else:
             token = await self.run(self.admin.add_user, name, is_admin=is_admin)

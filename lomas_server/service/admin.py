@@ -28,6 +28,7 @@ from lomas_server.datasets.parquet_scan import plan_scan, scannable
 from lomas_server.errors import (
     Conflict,
     DatasetUnavailable,
+    Forbidden,
     InvalidMetadata,
     InvalidRequest,
     NotFound,
@@ -70,6 +71,11 @@ class AdminService:
             self.add_hub_user(name)
         except Conflict:
             pass  # their other first request created it at the same moment
+        except InvalidRequest as err:
+            raise Forbidden(
+                "this service cannot hold your JupyterHub user name (it takes 1-128 printable "
+                "characters); ask its admins"
+            ) from err
 
     def rotate_token(self, name: str) -> str:
         token = new_token()

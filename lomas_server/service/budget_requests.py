@@ -141,7 +141,7 @@ class BudgetRequests:
         return budget_request_view(decided)
 
     def _pending(self, request_id: Any) -> BudgetRequestRecord:
-        if not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
             raise NotFound("no budget request with this id (an id is 32 hexadecimal digits)")
         record = self.store.get_budget_request(request_id)
         if record is None:

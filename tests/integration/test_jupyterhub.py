@@ -45,6 +45,7 @@ def hub(tmp_path_factory, store_url) -> Iterator[JupyterHubProcess]:
         tmp_path_factory.mktemp("hub"),
         store_url,
         groups={"lomas-users": [*ANALYSTS, ADMIN], "lomas-admins": [ADMIN]},
+        access_users=(OUTSIDER,),
         lomas_args=("--HubIdentityProvider.analyst_groups=lomas-users",),
     )
     process.start()
@@ -157,7 +158,9 @@ def test_a_budget_request_is_asked_in_one_notebook_and_approved_in_another(kerne
 
 
 def test_a_hub_user_outside_the_services_group_gets_403(hub):
-    token = hub.user_token(OUTSIDER)
+    # dave holds the access scope (as if the Hub granted it to everyone) but is in no group
+    # the service allows.
+    token = hub.user_token(OUTSIDER, scopes=["access:services!service=lomas"])
     reply = requests.get(
         f"{hub.lomas_url}lomas/api/v1/datasets",
         headers={"Authorization": f"token {token}"},
@@ -166,6 +169,20 @@ def test_a_hub_user_outside_the_services_group_gets_403(hub):
     assert reply.status_code == 403
     assert reply.json()["error"] == "forbidden"
     assert "lomas-users" in reply.json()["message"]
+
+
+def test_a_token_without_the_access_scope_is_refused_even_an_admins(hub):
+    """Any token a user owns names them to the Hub (an OAuth token another service got, say):
+    only those that carry access:services!service=lomas may act for them here."""
+    narrow = hub.user_token(ADMIN, scopes=["read:users:name!user"])
+    for path in ("admin/users", "datasets", "me"):
+        reply = requests.get(
+            f"{hub.lomas_url}lomas/api/v1/{path}",
+            headers={"Authorization": f"token {narrow}"},
+            timeout=30,
+        )
+        assert reply.status_code == 403, path
+        assert "access:services!service=lomas" in reply.json()["message"]
 
 
 def test_an_analyst_is_refused_the_admin_api_and_bad_tokens_are_401(hub):
@@ -182,3 +199,19 @@ def test_an_analyst_is_refused_the_admin_api_and_bad_tokens_are_401(hub):
     assert users.status_code == 200
     names = {u["name"] for u in users.json()["users"]}
     assert {"alice", "carol"} <= names
+
+
+def test_under_the_hub_an_admin_creates_users_without_tokens_and_no_store_admins(hub):
+    admin = {"Authorization": f"token {hub.user_token(ADMIN)}"}
+    api = f"{hub.lomas_url}lomas/api/v1/admin/users"
+    name = f"erin-{uuid.uuid4().hex[:6]}"
+    created = requests.post(api, json={"name": name}, headers=admin, timeout=30)
+    assert created.status_code == 201
+    assert created.json()["token"] is None  # Hub users sign in with their Hub token
+    refused = requests.post(
+        api, json={"name": name + "x", "admin": True}, headers=admin, timeout=30
+    )
+    assert refused.status_code == 400
+    assert "admin groups" in refused.json()["message"]
+    rotate = requests.post(f"{api}/{name}/token", headers=admin, timeout=30)
+    assert rotate.status_code == 409
