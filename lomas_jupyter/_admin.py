@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from lomas_jupyter._archive import archive_records, history_frame
-from lomas_jupyter._client import Client, _without_none
+from lomas_jupyter._client import DEMO_ADMIN_CONNECTION, Client, _without_none
 from lomas_jupyter._errors import ClientUsageError, Forbidden
 from lomas_jupyter._results import Amount, BudgetRequest, Identity, _amount, requests_frame
 
@@ -106,7 +106,8 @@ class AdminClient:
     @classmethod
     def discover(cls, **kwargs: Any) -> AdminClient:
         """Connect as ``Client.discover`` does: LOMAS_URL and LOMAS_TOKEN, LOMAS_CONNECTION_FILE,
-        the JupyterHub token, or lomas-demo/connection.json."""
+        the JupyterHub token, or the demo's admin, lomas-demo/admin-connection.json."""
+        kwargs.setdefault("demo_file", DEMO_ADMIN_CONNECTION)
         return cls.around(Client.discover(**kwargs))
 
     @classmethod

@@ -30,6 +30,7 @@ from lomas_jupyter._results import (
 
 API_PREFIX = "/lomas/api/v1"
 DEMO_CONNECTION = Path("lomas-demo") / "connection.json"
+DEMO_ADMIN_CONNECTION = Path("lomas-demo") / "admin-connection.json"
 HUB_TOKEN_SOURCE = "your JupyterHub token (JUPYTERHUB_API_TOKEN)"
 T = TypeVar("T")
 
@@ -93,7 +94,13 @@ class Client:
         return cls(url, token, user=os.environ.get("JUPYTERHUB_USER"), **kwargs)
 
     @classmethod
-    def discover(cls, *, folder: str | Path | None = None, **kwargs: Any) -> Client:
+    def discover(
+        cls,
+        *,
+        folder: str | Path | None = None,
+        demo_file: Path = DEMO_CONNECTION,
+        **kwargs: Any,
+    ) -> Client:
         """Connect the way the environment says: LOMAS_URL and LOMAS_TOKEN, else the file in
         LOMAS_CONNECTION_FILE, else (in a JupyterHub server) the Hub token, else
         lomas-demo/connection.json in ``folder`` (default: the working folder) or above."""
@@ -107,8 +114,8 @@ class Client:
             return cls.from_hub(**kwargs)
         start = Path(folder).resolve() if folder is not None else Path.cwd()
         for place in (start, *start.parents):
-            if (place / DEMO_CONNECTION).exists():
-                return cls.from_file(place / DEMO_CONNECTION, **kwargs)
+            if (place / demo_file).exists():
+                return cls.from_file(place / demo_file, **kwargs)
         raise ClientUsageError(
             "not connected: give a URL and token, or a connection.json, "
             "or set LOMAS_URL and LOMAS_TOKEN (or LOMAS_CONNECTION_FILE)"

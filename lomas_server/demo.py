@@ -25,6 +25,10 @@ from lomas_server.service.admin import AdminService
 from lomas_server.store.sqlite import SqliteStore
 
 DEMO_USER = "demo"
+# An admin of the demo service, for examples/admin.ipynb (AdminClient.discover finds its file).
+DEMO_ADMIN = "demo-admin"
+ADMIN_CONNECTION_FILE = "admin-connection.json"
+ADMIN_TOKEN_FILE = ".demo-admin-token"
 STORE_FILE = "admin.sqlite"
 CONNECTION_FILE = "connection.json"
 TOKEN_FILE = ".demo-token"
@@ -46,14 +50,16 @@ SAMPLES = (
 
 
 def prepare_demo(folder: Path) -> tuple[str, list[str]]:
-    """Create or reuse the demo store; return the demo user's token and the dataset names."""
+    """Create or reuse the demo store; return the demo user's token and the dataset names.
+    The demo admin's token is left in its own file (write_connection writes its connection)."""
     folder.mkdir(parents=True, exist_ok=True)
     data_dir = folder / "data"
     data_dir.mkdir(exist_ok=True)
     store = SqliteStore(folder / STORE_FILE)
     try:
         admin = AdminService(store)
-        token = _demo_token(admin, folder)
+        token = _demo_token(admin, folder, DEMO_USER, TOKEN_FILE)
+        _demo_token(admin, folder, DEMO_ADMIN, ADMIN_TOKEN_FILE, is_admin=True)
         for sample in SAMPLES:
             if store.get_dataset(sample.name) is None:
                 path = _copy_sample(sample.file, data_dir)
@@ -66,15 +72,17 @@ def prepare_demo(folder: Path) -> tuple[str, list[str]]:
         store.close()
 
 
-def _demo_token(admin: AdminService, folder: Path) -> str:
-    token_file = folder / TOKEN_FILE
-    if admin.store.get_user(DEMO_USER) is None:
-        token = admin.add_user(DEMO_USER)
+def _demo_token(
+    admin: AdminService, folder: Path, user: str, file_name: str, *, is_admin: bool = False
+) -> str:
+    token_file = folder / file_name
+    if admin.store.get_user(user) is None:
+        token = admin.add_user(user, is_admin=is_admin)
     elif token_file.exists():
         return token_file.read_text().strip()
     else:
         # Only the token's hash is stored; if its file is gone, issue a new one.
-        token = admin.rotate_token(DEMO_USER)
+        token = admin.rotate_token(user)
     _write_private(token_file, token + "\n")
     return token
 
@@ -106,6 +114,9 @@ def write_connection(folder: Path, url: str, token: str, datasets: list[str]) ->
     path = folder / CONNECTION_FILE
     payload = {"url": url, "user": DEMO_USER, "token": token, "datasets": datasets}
     _write_private(path, json.dumps(payload, indent=2) + "\n")
+    admin_token = (folder / ADMIN_TOKEN_FILE).read_text().strip()
+    admin_payload = {"url": url, "user": DEMO_ADMIN, "token": admin_token}
+    _write_private(folder / ADMIN_CONNECTION_FILE, json.dumps(admin_payload, indent=2) + "\n")
     return path
 
 
@@ -115,6 +126,7 @@ def _instructions(url: str, connection: Path, token: str) -> str:
 lomas demo server: {api}
   connection file: {connection}
   user: {DEMO_USER}   datasets: PENGUIN, TITANIC
+  admin: {DEMO_ADMIN} (examples/admin.ipynb; {ADMIN_CONNECTION_FILE})
 
 Try it:
   curl -H "Authorization: token {token}" {api}/datasets

@@ -9,7 +9,6 @@ what the magics show is checked in tests/jupyter/ instead.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from lomas_server.service.admin import AdminService
-from lomas_server.store.sqlite import SqliteStore
 from tests.servers import DemoProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,17 +52,10 @@ def test_example_notebooks_run_with_nbval(demo):
 
 
 def test_the_admin_notebook_runs_with_nbval(demo):
-    """examples/admin.ipynb, as an admin of the demo service (made here as ``lomas-admin
-    add-user --admin`` would make one: the demo's own user is an analyst)."""
-    store = SqliteStore(demo.folder / "admin.sqlite")
-    try:
-        token = AdminService(store).add_user("notebook-admin", is_admin=True)
-    finally:
-        store.close()
-    connection = demo.folder / "admin-connection.json"
-    connection.write_text(json.dumps({"url": demo.url, "token": token, "user": "notebook-admin"}))
+    """examples/admin.ipynb, as the demo's admin (the demo writes admin-connection.json
+    beside the analyst's connection.json; AdminClient.discover() finds it in lomas-demo/)."""
     env = {
-        "LOMAS_CONNECTION_FILE": str(connection),
+        "LOMAS_CONNECTION_FILE": str(demo.folder / "admin-connection.json"),
         "JUPYTER_RUNTIME_DIR": str(demo.folder / "runtime"),
     }
     done = nbval(["examples/admin.ipynb"], env)

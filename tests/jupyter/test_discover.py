@@ -157,6 +157,17 @@ def test_outside_a_hub_the_demo_file_is_found_as_before(tmp_path):
         Client.discover(folder=tmp_path.parent / "elsewhere-empty")
 
 
+def test_admin_client_finds_the_demo_admins_file_and_client_the_analysts(tmp_path):
+    folder = tmp_path / "lomas-demo"
+    folder.mkdir()
+    for name, token in (("connection.json", "analyst"), ("admin-connection.json", "admin")):
+        (folder / name).write_text(json.dumps({"url": "http://lomas.example", "token": token}))
+    admin = lomas_jupyter.AdminClient.discover(folder=folder)
+    assert admin.client._session.headers["Authorization"] == "token admin"
+    analyst = Client.discover(folder=folder)
+    assert analyst._session.headers["Authorization"] == "token analyst"
+
+
 def test_every_call_works_under_a_path_prefix(prefixed, monkeypatch):
     process, token = prefixed
     under_hub(monkeypatch, token, LOMAS_URL=process.url + PREFIX)
