@@ -23,7 +23,7 @@ ALLOWED = {
     "store": {"accounting"},
 }
 # Modules around the layers that wire them (the app) or that the client shares.
-WIRING = {"__init__", "__main__", "app", "demo", "admin_cli", "standalone"}
+WIRING = {"__init__", "__main__", "app", "demo", "admin_cli", "admin_cli_options", "standalone"}
 
 
 def _part(module: str) -> str | None:
