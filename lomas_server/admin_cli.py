@@ -58,10 +58,7 @@ def _block(admin: AdminService, args: argparse.Namespace) -> Any:
 
 
 def _list_users(admin: AdminService, args: argparse.Namespace) -> Any:
-    return [
-        {"name": u.name, "admin": u.is_admin, "may_query": u.may_query, "created_at": u.created_at}
-        for u in admin.list_users()
-    ]
+    return admin.user_views()
 
 
 def _add_dataset(admin: AdminService, args: argparse.Namespace) -> Any:
@@ -128,19 +125,8 @@ def _set_limits(admin: AdminService, args: argparse.Namespace) -> Any:
 
 
 def _list_datasets(admin: AdminService, args: argparse.Namespace) -> Any:
-    return [
-        {
-            "name": d.name,
-            "source": admin.public_source(d),
-            "accounting": d.accounting
-            if d.accounting == "basic"
-            else f"zcdp (delta' {d.conversion_delta:g})",
-            "max_query": d.max_query.as_dict() if d.max_query else None,
-            "cap": d.cap.as_dict() if d.cap else None,
-            "spent_by_all_users": admin.dataset_spent(d.name).as_dict(),
-        }
-        for d in admin.list_datasets()
-    ]
+    # The admin API's view: what all users spent is "spent", the rule its mode and delta.
+    return admin.dataset_views()
 
 
 def _grant(admin: AdminService, args: argparse.Namespace) -> Any:
