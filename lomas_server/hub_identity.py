@@ -121,8 +121,9 @@ class HubIdentityProvider(IdentityProvider):
         ):
             raise Forbidden(
                 "this JupyterHub token does not give access to the lomas service (it needs "
-                f"the scope {sorted(self.access_scopes)[0]}); ask the Hub's admins to grant "
-                "it to you"
+                f"the scope {sorted(self.access_scopes)[0]}); a server started before the Hub "
+                "gave you that scope holds a token without it: restart your server (Hub "
+                "Control Panel), else ask the Hub's admins"
             )
         groups, roles = await self._membership(name)
         admin = bool(groups & set(self.admin_groups) or roles & set(self.admin_roles))

@@ -72,12 +72,8 @@ c.JupyterHub.load_roles = [
         "services": ["lomas"],
         "scopes": ["read:users:groups", "read:roles:users"],
     }},
-    {{
-        "name": "lomas-analyst",
-        "groups": {access_groups},
-        "users": {access_users},
-        "scopes": ["access:services!service=lomas"],
-    }},
+    # Every user's tokens may be used at the service; its groups say who may use it.
+    {{"name": "user", "scopes": ["self", "access:services!service=lomas"]}},
     {{
         "name": "test-driver",
         "services": ["driver"],
@@ -96,7 +92,6 @@ class JupyterHubProcess:
         store_url: str,
         *,
         groups: dict[str, list[str]],
-        access_users: tuple[str, ...] = (),
         lomas_args: tuple[str, ...] = (),
     ) -> None:
         self.folder = folder
@@ -129,8 +124,6 @@ class JupyterHubProcess:
                 store_url=store_url,
                 driver_token=self.driver_token,
                 groups=json.dumps({name: {"users": users} for name, users in groups.items()}),
-                access_groups=json.dumps(list(groups)),
-                access_users=json.dumps(list(access_users)),
             )
         )
         self.log_path = folder / "jupyterhub.log"

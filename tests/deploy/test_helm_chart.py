@@ -327,8 +327,7 @@ def test_jupyterhub_values_register_the_chart_as_the_lomas_service(tmp_path):
     assert set(config_file(docs)["HubIdentityProvider"]["admin_groups"]) <= set(groups)
     # The scope the service requires of every token: held by its admins, carried by kernels.
     access = f"access:services!service={name}"
-    assert hub_values["hub"]["loadRoles"]["lomas-access"]["scopes"] == [access]
-    assert set(groups) <= set(hub_values["hub"]["loadRoles"]["lomas-access"]["groups"])
+    assert hub_values["hub"]["loadRoles"]["user"]["scopes"] == ["self", access]
     assert access in hub_values["hub"]["config"]["Spawner"]["server_token_scopes"]
 
     # Single-user pods may reach the server's pods on its port; the server may reach the Hub.

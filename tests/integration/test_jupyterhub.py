@@ -45,7 +45,6 @@ def hub(tmp_path_factory, store_url) -> Iterator[JupyterHubProcess]:
         tmp_path_factory.mktemp("hub"),
         store_url,
         groups={"lomas-users": [*ANALYSTS, ADMIN], "lomas-admins": [ADMIN]},
-        access_users=(OUTSIDER,),
         lomas_args=("--HubIdentityProvider.analyst_groups=lomas-users",),
     )
     process.start()
@@ -167,8 +166,8 @@ def test_a_budget_request_is_asked_in_one_notebook_and_approved_in_the_admin_not
 
 
 def test_a_hub_user_outside_the_services_group_gets_403(hub):
-    # dave holds the access scope (as if the Hub granted it to everyone) but is in no group
-    # the service allows.
+    # dave holds the access scope, as every Hub user does, but is in no group the service
+    # allows.
     token = hub.user_token(OUTSIDER, scopes=["access:services!service=lomas"])
     reply = requests.get(
         f"{hub.lomas_url}lomas/api/v1/datasets",
