@@ -32,7 +32,8 @@ from lomas_server.store.base import (
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 2000
-_REQUEST_ID = re.compile(r"^[0-9a-f]{32}$")
+MIN_ID_PREFIX = 8
+_REQUEST_ID_START = re.compile(rf"[0-9a-f]{{{MIN_ID_PREFIX},32}}")
 # Characters that would let a reason or note pass for something else on an admin's screen:
 # bidirectional overrides and isolates (the "Trojan Source" characters).
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -141,14 +142,31 @@ class BudgetRequests:
         return budget_request_view(decided)
 
     def _pending(self, request_id: Any) -> BudgetRequestRecord:
-        if not isinstance(request_id, str) or not _REQUEST_ID.fullmatch(request_id):
-            raise NotFound("no budget request with this id (an id is 32 hexadecimal digits)")
-        record = self.store.get_budget_request(request_id)
+        if not isinstance(request_id, str) or not _REQUEST_ID_START.fullmatch(request_id):
+            raise NotFound(
+                "no budget request with this id (an id is 32 hexadecimal digits, or its first "
+                f"{MIN_ID_PREFIX} or more as the analyst's notebook shows it)"
+            )
+        record = self.store.get_budget_request(self._full_id(request_id))
         if record is None:
             raise NotFound(f"no budget request {request_id!r}")
         if record.state != PENDING:
             raise Conflict(f"budget request {request_id!r} is already {record.state}")
         return record
+
+    def _full_id(self, request_id: str) -> str:
+        """The id a prefix stands for, when exactly one pending request has it (analysts see
+        the first 8 digits; an admin deciding from the command line may type those)."""
+        if len(request_id) == 32:
+            return request_id
+        found = {
+            r.id for r in self.store.budget_requests(state=PENDING) if r.id.startswith(request_id)
+        }
+        if len(found) > 1:
+            raise InvalidRequest(
+                f"{len(found)} pending budget requests start with {request_id!r}: give more digits"
+            )
+        return found.pop() if found else request_id
 
     def _grown_grant(
         self, record: BudgetRequestRecord, dataset: DatasetRecord, granted: PrivacyAmount

@@ -141,7 +141,10 @@ def max_query(record: DatasetRecord, limits: Limits) -> PrivacyAmount:
 
 
 def _not_available(dataset: str) -> NotFound:
-    return NotFound(f"no dataset {dataset!r} is available to you", code="dataset_not_found")
+    return NotFound(
+        f"no dataset {dataset!r} is available to you (the service's admins grant access)",
+        code="dataset_not_found",
+    )
 
 
 def _two_digits_down(value: float) -> float:

@@ -235,3 +235,18 @@ def test_the_metadata_file_round_trips_through_the_admin_api(boss):
     )
     assert reply.status_code == 201, reply.text
     assert reply.json()["columns"] == list(metadata["columns"])
+
+
+def test_an_admin_decides_a_request_by_the_short_id_the_analyst_sees(make_user, boss):
+    user = make_user(PENGUIN=(1.0, 0.0))
+    request = user.api.post(
+        "/datasets/PENGUIN/budget-requests", {"epsilon": 1, "reason": "one more table"}
+    ).json()
+    short = request["id"][:8]
+    approved = boss.post(f"/admin/budget-requests/{short}/approve", {})
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["id"] == request["id"]
+    assert (
+        boss.post(f"/admin/budget-requests/{request['id'][:7]}/deny", {"note": "x"}).status_code
+        == 404
+    )
