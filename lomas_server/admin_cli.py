@@ -36,6 +36,13 @@ def _pair(epsilon: float | None, delta: float | None, what: str) -> tuple[float,
 
 # -- commands ----------------------------------------------------------------------------------
 def _add_user(admin: AdminService, args: argparse.Namespace) -> Any:
+    if args.hub:
+        if args.admin:
+            raise ServiceError(
+                "--admin does not apply to --hub users: the Hub's admin groups say who administers"
+            )
+        admin.add_hub_user(args.name)
+        return {"user": args.name, "token": None, "note": "signs in with their JupyterHub token"}
     token = admin.add_user(args.name, is_admin=args.admin)
     return {
         "user": args.name,

@@ -27,6 +27,12 @@ def command_line() -> argparse.ArgumentParser:
     p = sub.add_parser("add-user", help="create a user and print their API token (shown once)")
     p.add_argument("name")
     p.add_argument("--admin", action="store_true", help="give the user admin rights")
+    p.add_argument(
+        "--hub",
+        action="store_true",
+        help="a JupyterHub user, to grant budgets before their first call: no lomas token "
+        "(they sign in with their Hub token; the Hub's groups say who administers)",
+    )
 
     p = sub.add_parser("rotate-token", help="replace a user's API token and print the new one")
     p.add_argument("name")

@@ -216,3 +216,17 @@ def test_help_lists_every_command():
         "deny",
     ):
         assert command in done.stdout
+
+
+def test_a_hub_user_is_added_without_a_token_to_grant_before_their_first_call(admin_cli):
+    _add_penguins(admin_cli)
+    created = admin_cli("add-user", "hana", "--hub")
+    assert created == {
+        "user": "hana",
+        "token": None,
+        "note": "signs in with their JupyterHub token",
+    }
+    admin_cli("grant", "hana", "PENGUIN", "--epsilon", "2", "--delta", "0")
+    assert admin_cli("budget", "hana")[0]["initial"]["epsilon"] == 2.0
+    refused = admin_cli("add-user", "ian", "--hub", "--admin", expect=2)
+    assert "admin groups" in refused
