@@ -207,7 +207,12 @@ class LomasServerApp(ExtensionApp):
             lomas_max_request_bytes=self.max_request_bytes,
         )
         self.log.info(
-            "lomas-server %s: admin store %s, API at %s", __version__, self.store_url, API_PREFIX
+            "lomas-server %s: admin store %s, API at %s, identity %s%s",
+            __version__,
+            self.store_url,
+            API_PREFIX,
+            self.identity,
+            _provider_summary(provider),
         )
 
     def _identity_provider(self) -> IdentityProvider:
@@ -247,6 +252,15 @@ class LomasServerApp(ExtensionApp):
             )
             return  # they may still use the store: leave it to the process exit
         self.store.close()
+
+
+def _provider_summary(provider: IdentityProvider) -> str:
+    """The Hub identity's settings, for the start-up log line (so an operator sees which
+    configuration file was read)."""
+    fields = ("analyst_groups", "analyst_roles", "admin_groups", "admin_roles", "access_scopes")
+    found = {name: getattr(provider, name) for name in fields if hasattr(provider, name)}
+    shown = ", ".join(f"{name}={sorted(value)}" for name, value in found.items() if value)
+    return f" ({shown})" if shown else ""
 
 
 def main(argv: list[str] | None = None) -> None:
