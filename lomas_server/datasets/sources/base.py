@@ -17,8 +17,6 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata
 
 FORMATS = ("csv", "parquet")
@@ -70,7 +68,7 @@ class DatasetSource(abc.ABC):
         """Where the data lives, for messages and logs: never a credential."""
 
     def load(self, columns: Collection[str] | None = None, *, strict: bool = False) -> Any:
-        """The rows: a DataFrame of text for CSV, an Arrow table for Parquet (typed already).
+        """The rows as an Arrow table: of text for CSV, typed already for Parquet.
 
         ``columns``: only these (matched without regard to case), when the caller needs no
         others; a wide file then costs the memory of the declared columns only. ``strict``
@@ -85,15 +83,8 @@ class DatasetSource(abc.ABC):
         try:
             if self.format == "csv":
                 data = raw.read_bytes() if isinstance(raw, Path) else raw
-                # Everything as text first: conform_to_metadata converts with the admin's types,
-                # so pandas' guesses never decide what a column is.
-                return pd.read_csv(
-                    io.BytesIO(whole_lines(data, self.where(), strict=strict)),
-                    dtype=str,
-                    keep_default_na=True,
-                    usecols=None if wanted is None else lambda name: str(name).lower() in wanted,
-                    encoding_errors="strict" if strict else "replace",
-                    on_bad_lines="error" if strict else "skip",
+                return read_csv_text(
+                    whole_lines(data, self.where(), strict=strict), wanted, strict=strict
                 )
             import pyarrow.parquet as pq
 
@@ -149,6 +140,64 @@ def whole_lines(data: bytes, where: str, *, strict: bool) -> bytes:
     keep = np.ones(len(ends), dtype=bool)
     keep[odd] = False
     return b"".join(data[starts[i] : ends[i] + 1] for i in np.flatnonzero(keep))
+
+
+# The texts pandas reads as missing by default: CSV files read before kept that meaning.
+MISSING_TEXTS = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
+
+
+def read_csv_text(data: bytes, wanted: set[str] | None, *, strict: bool) -> Any:
+    """CSV bytes as an Arrow table of text columns (only those in ``wanted``, by lower-case
+    name), with Arrow's multi-threaded reader: conform converts them with the admin's types,
+    so no reader's guesses decide what a column is. A line with another number of fields than
+    the header is left out (refused when ``strict``); bytes that are not UTF-8 read as a
+    replacement character (refused when ``strict``)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        if strict:
+            raise
+        data = data.decode("utf-8", errors="replace").encode("utf-8")
+    names = _header(data)
+    if wanted is not None:
+        names = [name for name in names if name.lower() in wanted]
+    skipped = 0
+
+    def skip(row: Any) -> str:
+        nonlocal skipped
+        skipped += 1
+        return "skip"
+
+    table = pcsv.read_csv(
+        io.BytesIO(data),
+        parse_options=pcsv.ParseOptions(invalid_row_handler=None if strict else skip),
+        convert_options=pcsv.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            include_columns=names,
+            null_values=list(MISSING_TEXTS),
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    if skipped:
+        log.warning(
+            "%d line(s) with another number of fields than the header are left out", skipped
+        )
+    return table
+
+
+def _header(data: bytes) -> list[str]:
+    """The column names of the CSV's first line."""
+    import pyarrow.csv as pcsv
+
+    first = data.split(b"\n", 1)[0] + b"\n"
+    return list(pcsv.read_csv(io.BytesIO(first)).column_names) if first.strip() else []
 
 
 def _first_line(err: Exception) -> str:
