@@ -9,6 +9,8 @@ server's own kernel API and websocket, as a notebook front-end would run it.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -142,6 +144,7 @@ class JupyterHubProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self.stop()  # its proxy may have outlived it
                 raise RuntimeError(f"jupyterhub exited:\n{self.log()}")
             try:
                 hub_up = self.session.get(f"{self.hub_api}/", timeout=2).ok
@@ -151,6 +154,7 @@ class JupyterHubProcess:
             except requests.RequestException:
                 pass
             time.sleep(0.3)
+        self.stop()
         raise RuntimeError(f"jupyterhub did not come up:\n{self.log()}")
 
     def log(self) -> str:
@@ -164,6 +168,13 @@ class JupyterHubProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # A Hub that failed or was killed leaves its proxy running: stop it by its pid file.
+        pid_file = self.folder / "proxy.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
 
     # -- the Hub's REST API, as its admin ----------------------------------------------------
     def hub(self, method: str, path: str, body: Any = None) -> Any:
