@@ -1,5 +1,8 @@
 """One thread at a time for all DP library work in a process, and a time limit on each job.
 
+(The same machinery with several workers runs the exact aggregations of SQL queries, which
+touch no DP library: see ``EngineThread(workers=...)``.)
+
 OpenDP keeps its feature switches ("contrib", "floating-point", ...) in one process-wide set,
 and SmartNoise-SQL turns "floating-point" on for its own mechanisms. Running every engine's
 work on one thread, one call at a time, is what lets the OpenDP path check that exactly
@@ -86,12 +89,16 @@ class _FairQueue:
     ahead of it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_per_owner: int | None = None) -> None:
         self._ready = threading.Condition()
         self._by_owner: dict[str, deque[_Job]] = {}
         self._last_served: dict[str, int] = {}
         self._turns = itertools.count()
         self._closed = False
+        # With several workers: how many jobs of one owner may run at once, so that one
+        # analyst's long queries cannot take every worker while others wait.
+        self._max_per_owner = max_per_owner
+        self._running: dict[str, int] = {}
 
     def put(self, job: _Job, *, first: bool = False) -> None:
         with self._ready:
@@ -106,12 +113,13 @@ class _FairQueue:
     def get(self) -> _Job | None:
         """The next job, or None once closed."""
         with self._ready:
-            while not self._by_owner and not self._closed:
+            while not (eligible := self._eligible()) and not self._closed:
                 self._ready.wait()
             if self._closed:
                 return None
             # Dicts keep insertion order: among owners never served, the earliest comes first.
-            owner = min(self._by_owner, key=lambda o: self._last_served.get(o, -1))
+            owner = min(eligible, key=lambda o: self._last_served.get(o, -1))
+            self._running[owner] = self._running.get(owner, 0) + 1
             jobs = self._by_owner[owner]
             job = jobs.popleft()
             if not jobs:
@@ -121,6 +129,23 @@ class _FairQueue:
                 self._last_served = {o: self._last_served[o] for o in self._by_owner}
                 self._last_served[owner] = next(self._turns)
             return job
+
+    def _eligible(self) -> list[str]:
+        """Owners with a job waiting and room to run it."""
+        if self._max_per_owner is None:
+            return list(self._by_owner)
+        limit = self._max_per_owner
+        return [o for o in self._by_owner if self._running.get(o, 0) < limit]
+
+    def finished(self, owner: str) -> None:
+        """One of ``owner``'s jobs ended (or was left behind): room for the next."""
+        with self._ready:
+            left = self._running.get(owner, 0) - 1
+            if left > 0:
+                self._running[owner] = left
+            else:
+                self._running.pop(owner, None)
+            self._ready.notify_all()
 
     def close(self) -> list[_Job]:
         """Stop handing out jobs; return those still waiting."""
@@ -134,7 +159,7 @@ class _FairQueue:
 
 class _Worker(threading.Thread):
     def __init__(self, owner: EngineThread, number: int) -> None:
-        super().__init__(name=f"dp-engine-{number}", daemon=True)
+        super().__init__(name=f"{owner.name}-{number}", daemon=True)
         self.owner = owner
         self.current: _Job | None = None
         self.abandoned = False
@@ -150,12 +175,14 @@ class _Worker(threading.Thread):
                 continue
 
     def _serve_one(self) -> bool:
-        job = self.owner._queue.get()
+        queue = self.owner._queue
+        job = queue.get()
         if job is None:
             return False
         with self.owner._lock:
             if self.abandoned:  # replaced while waiting: hand the job to the new worker
-                self.owner._queue.put(job, first=True)
+                queue.put(job, first=True)
+                queue.finished(job.owner)
                 return False
             self.current = job
         _local.job = job
@@ -168,6 +195,10 @@ class _Worker(threading.Thread):
             _local.job = None
             with self.owner._lock:
                 self.current = None
+                # A worker left behind gave its job's place back when it was left.
+                release = not self.abandoned
+            if release:
+                queue.finished(job.owner)
             job.done.set()
         return True
 
@@ -201,14 +232,30 @@ def interruptible(interrupt: Callable[[], None]) -> Iterator[None]:
 
 
 class EngineThread:
-    def __init__(self, limits: TimeLimits | None = None) -> None:
+    """Jobs run in turn per owner, each within its stage's time limit.
+
+    One worker by default: the DP libraries' thread. ``workers`` > 1 runs that many jobs at
+    once (for work that touches no DP library), at most ``max_per_owner`` of one owner's.
+    """
+
+    def __init__(
+        self,
+        limits: TimeLimits | None = None,
+        *,
+        workers: int = 1,
+        max_per_owner: int | None = None,
+        name: str = "dp-engine",
+    ) -> None:
+        if workers < 1 or (max_per_owner is not None and max_per_owner < 1):
+            raise ValueError("an engine needs at least one worker, and one job per owner")
         self.limits = limits or TimeLimits()
-        self._queue = _FairQueue()
+        self.name = name
+        self._queue = _FairQueue(max_per_owner)
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._stuck: list[tuple[_Worker, str]] = []  # left behind, with their job's owner
         self._closed = False
-        self._worker = self._new_worker()
+        self._workers = [self._new_worker() for _ in range(workers)]
 
     def _new_worker(self) -> _Worker:
         worker = _Worker(self, next(self._numbers))
@@ -258,11 +305,15 @@ class EngineThread:
                     "try again in a minute"
                 )
 
+    def _running(self, job: _Job) -> _Worker | None:
+        """The worker running ``job`` (call with the lock held)."""
+        return next((w for w in self._workers if w.current is job), None)
+
     def _stop(self, job: _Job) -> None:
         """Stop a running job; replace its worker if it does not stop within the grace."""
         with self._lock:
-            worker = self._worker
-            if worker.current is not job:
+            worker = self._running(job)
+            if worker is None:
                 return  # it ended meanwhile
             for interrupt in list(job.interrupters):
                 try:
@@ -285,33 +336,35 @@ class EngineThread:
             # Stuck in native code: leave it, with its JobStopped pending, to a fresh worker.
             worker.abandoned = True
             self._stuck.append((worker, job.owner))
-            self._worker = self._new_worker()
-            log.warning(
-                "an engine job passed its time limit inside native code; %s left to end "
-                "on its own, %s takes over",
-                worker.name,
-                self._worker.name,
-            )
+            replacement = self._new_worker()
+            self._workers[self._workers.index(worker)] = replacement
+        self._queue.finished(job.owner)
+        log.warning(
+            "an engine job passed its time limit inside native code; %s left to end "
+            "on its own, %s takes over",
+            worker.name,
+            replacement.name,
+        )
 
     def close(self) -> None:
-        """Stop at once: no new jobs, queued ones refused, the running one stopped."""
+        """Stop at once: no new jobs, queued ones refused, the running ones stopped."""
         self._closed = True
         for job in self._queue.close():
             job.error = JobStopped()
             job.started.set()
             job.done.set()
         with self._lock:
-            worker = self._worker
-            running = worker.current
-            worker.abandoned = True
-            if running is not None:
-                for interrupt in list(running.interrupters):
-                    with contextlib.suppress(Exception):
-                        interrupt()
-                _raise_in(worker, JobStopped)
-                # Its caller is told now, not when native code returns.
-                running.error = JobStopped()
-                running.done.set()
+            for worker in self._workers:
+                running = worker.current
+                worker.abandoned = True
+                if running is not None:
+                    for interrupt in list(running.interrupters):
+                        with contextlib.suppress(Exception):
+                            interrupt()
+                    _raise_in(worker, JobStopped)
+                    # Its caller is told now, not when native code returns.
+                    running.error = JobStopped()
+                    running.done.set()
 
 
 def _raise_in(thread: threading.Thread, exception: type[BaseException]) -> None:

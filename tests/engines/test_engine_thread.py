@@ -151,3 +151,89 @@ def test_owners_take_turns():
         assert order == ["a0", "b0", "a1", "a2", "a3"]
     finally:
         engine.close()
+
+
+def test_several_workers_run_jobs_at_once():
+    """Two jobs that each wait for the other end only if they run at the same time."""
+    engine = EngineThread(TimeLimits(plan_seconds=10, query_seconds=10), workers=2)
+    both = threading.Barrier(2, timeout=5)
+    results: list[int] = []
+    try:
+        callers = [
+            threading.Thread(
+                target=lambda n=n: results.append(engine.run(both.wait, owner=f"user{n}"))
+            )
+            for n in range(2)
+        ]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(10)
+        assert sorted(results) == [0, 1]  # the barrier was passed: no BrokenBarrierError
+    finally:
+        engine.close()
+
+
+def test_one_owner_never_takes_more_than_max_per_owner_workers():
+    """With 3 workers and at most 2 per owner, alice's third job waits, bob's runs at once."""
+    engine = EngineThread(TimeLimits(plan_seconds=10, query_seconds=10), workers=3, max_per_owner=2)
+    gate = threading.Event()
+    running: list[str] = []
+    lock = threading.Lock()
+
+    def job(name: str) -> str:
+        with lock:
+            running.append(name)
+        gate.wait(10)
+        return name
+
+    try:
+        callers = [
+            threading.Thread(target=engine.run, args=(job, f"a{i}"), kwargs={"owner": "alice"})
+            for i in range(3)
+        ]
+        for caller in callers:
+            caller.start()
+        time.sleep(0.3)
+        assert sorted(running) == ["a0", "a1"]  # the third worker stays free for others
+        assert engine.run(lambda: "bob served", owner="bob") == "bob served"
+        gate.set()
+        for caller in callers:
+            caller.join(10)
+        assert sorted(running) == ["a0", "a1", "a2"]  # and alice's third ran after
+    finally:
+        engine.close()
+
+
+def test_a_stuck_job_among_several_workers_is_replaced_and_the_others_keep_running():
+    engine = EngineThread(
+        TimeLimits(plan_seconds=0.3, query_seconds=0.3, max_stuck=2), workers=2, name="pool"
+    )
+    release = threading.Event()
+    try:
+        with pytest.raises(TimeLimitExceeded):
+            engine.run(release.wait, stage=QUERY, owner="alice")
+        # Two workers still serve: two jobs that need each other both end.
+        both = threading.Barrier(2, timeout=5)
+        results: list[int] = []
+        callers = [
+            threading.Thread(target=lambda o=o: results.append(engine.run(both.wait, owner=o)))
+            for o in ("bob", "carol")
+        ]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(10)
+        assert sorted(results) == [0, 1]
+        with pytest.raises(EngineBusy, match="your earlier query"):
+            engine.check_ready("alice")
+    finally:
+        release.set()
+        engine.close()
+
+
+def test_an_engine_needs_a_worker():
+    with pytest.raises(ValueError):
+        EngineThread(workers=0)
+    with pytest.raises(ValueError):
+        EngineThread(workers=2, max_per_owner=0)
