@@ -99,6 +99,12 @@ class LomasServerApp(ExtensionApp):
         help="Seconds one query may run on the rows; past it the query is stopped, its "
         "budget stays spent and the archive records it as 'stopped'.",
     ).tag(config=True)
+    scan_threads = Int(
+        4,
+        help="Exact aggregations of SQL queries on DuckDB that may run at once, at most half "
+        "of them one analyst's (each also uses DuckDB's own threads). The noise and every "
+        "OpenDP query run on one thread shared by all.",
+    ).tag(config=True)
     worker_threads = Int(
         8,
         help="Threads serving requests that plan, price or run queries or make dummy rows "
@@ -127,7 +133,7 @@ class LomasServerApp(ExtensionApp):
         help="Identifies API callers; replaces the provider 'identity' chooses.",
     ).tag(config=True)
 
-    @validate("max_requests_per_user", "worker_threads")
+    @validate("max_requests_per_user", "worker_threads", "scan_threads")
     def _check_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1")
@@ -176,11 +182,18 @@ class LomasServerApp(ExtensionApp):
                 interrupted,
             )
         # One thread for both DP libraries: OpenDP's feature switches are process-wide.
-        self.engine_thread = EngineThread(
-            TimeLimits(plan_seconds=self.plan_time_limit, query_seconds=self.query_time_limit)
+        limits = TimeLimits(plan_seconds=self.plan_time_limit, query_seconds=self.query_time_limit)
+        self.engine_thread = EngineThread(limits)
+        self.scan_pool = EngineThread(
+            limits,
+            workers=self.scan_threads,
+            max_per_owner=max(1, self.scan_threads // 2),
+            name="dp-scan",
         )
         self.engine = SmartnoiseSqlEngine(
-            thread=self.engine_thread, duckdb_memory_bytes=self.duckdb_memory_bytes
+            thread=self.engine_thread,
+            scans=self.scan_pool,
+            duckdb_memory_bytes=self.duckdb_memory_bytes,
         )
         self.service = AnalystService(
             self.store,
@@ -242,6 +255,7 @@ class LomasServerApp(ExtensionApp):
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.read_executor.shutdown(wait=False, cancel_futures=True)
         self.engine_thread.close()
+        self.scan_pool.close()
         if not (
             self.executor.wait_idle(STOP_WAIT_SECONDS)
             and self.read_executor.wait_idle(STOP_WAIT_SECONDS)

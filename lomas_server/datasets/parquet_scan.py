@@ -90,7 +90,7 @@ class ParquetScan:
         rows = f"SELECT {', '.join(selected)} FROM {origin}"
         if required:
             rows = f"SELECT * FROM ({rows}) AS lomas_typed WHERE {required}"
-        connection.execute(f'CREATE VIEW "{name}" AS {rows}')
+        connection.execute(f'CREATE TEMP VIEW "{name}" AS {rows}')
 
     # -- Polars (the OpenDP path) -------------------------------------------------------------
     def lazy_frame(self) -> Any:

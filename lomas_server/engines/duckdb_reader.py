@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import copy
 import os
+import queue
 import tempfile
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,8 +46,21 @@ RANDOM_COLUMN = "lomas_reservoir_key"
 RESERVOIR = "per_key_random"  # SmartNoise-SQL's name for the sampled relation
 
 
-class DuckDBReader(SqlReader):
+class DuckDBDialect(SqlReader):
+    """SmartNoise-SQL's PostgreSQL dialect, with the reservoir written for DuckDB."""
+
     ENGINE = Engine.POSTGRES  # SmartNoise-SQL's dialect for the SQL it writes
+
+    def __init__(self) -> None:
+        super().__init__(self.ENGINE)
+
+    def _execute_ast(self, query: Any, *ignore: Any, accuracy: bool = False) -> Any:
+        return super()._execute_ast(reservoir_for_duckdb(query), accuracy=accuracy)
+
+
+class DuckDBReader(DuckDBDialect):
+    """Queries on one dataset's rows, several at once: each runs on a cursor of its own
+    (DuckDB runs the cursors of one database in parallel, outside Python's lock)."""
 
     def __init__(
         self,
@@ -63,47 +76,94 @@ class DuckDBReader(SqlReader):
         (``DatasetMetadata.booleans_as_numbers``)."""
         import duckdb
 
-        super().__init__(self.ENGINE)
-        self._connection = duckdb.connect(":memory:")
+        super().__init__()
+        self._table = table
+        self._as_numbers = dict(as_numbers or {})
         # Spill to the system's temporary folder, not to the server's working directory.
         spill = os.path.join(tempfile.gettempdir(), f"lomas-duckdb-{os.getpid()}")
-        self._connection.execute(f"SET temp_directory = '{spill}'")
+        self._settings = [f"SET temp_directory = '{spill}'"]
         if memory_limit_bytes is not None:
-            self._connection.execute(f"SET memory_limit = '{int(memory_limit_bytes)}B'")
+            self._settings.append(f"SET memory_limit = '{int(memory_limit_bytes)}B'")
         if reads_as(table) == PARQUET_SCAN:
             # Streaming from the file: row order is irrelevant to aggregates, and not keeping
             # it lets DuckDB hold less in memory.
-            self._connection.execute("SET preserve_insertion_order = false")
+            self._settings.append("SET preserve_insertion_order = false")
             # Parquet statistics leave NaN out of a column's min and max, and DuckDB's
             # statistics propagation trusts them: it folds isnan(x) to false and the clamping
             # CASE to x itself, so a NaN would reach a sum unclamped. Without it, every row
             # is tested.
-            self._connection.execute("SET disabled_optimizers = 'statistics_propagation'")
-        name = SOURCE if as_numbers else TABLE
-        if reads_as(table) == PARQUET_SCAN:
-            table.register_in(self._connection, name)
+            self._settings.append("SET disabled_optimizers = 'statistics_propagation'")
+        self._connection = duckdb.connect(":memory:")
+        # Registered rows and temporary views belong to one connection (cursor): each cursor
+        # gets its own, set up once and reused by the next query.
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._idle.put(self._prepared(self._connection))
+
+    def _prepared(self, cursor: Any) -> Any:
+        for setting in self._settings:
+            cursor.execute(setting)
+        name = SOURCE if self._as_numbers else TABLE
+        if reads_as(self._table) == PARQUET_SCAN:
+            self._table.register_in(cursor, name)
         else:
-            self._connection.register(name, table)
-        if as_numbers:
+            cursor.register(name, self._table)
+        if self._as_numbers:
             # A view: DuckDB computes the numbers as it reads, nothing is copied.
             numbers = ", ".join(
                 f'CAST("{boolean}" AS INTEGER) AS "{number.name}"'
-                for boolean, number in as_numbers.items()
+                for boolean, number in self._as_numbers.items()
             )
-            self._connection.execute(f"CREATE VIEW {TABLE} AS SELECT *, {numbers} FROM {SOURCE}")
-        self._lock = threading.Lock()
+            cursor.execute(f"CREATE TEMP VIEW {TABLE} AS SELECT *, {numbers} FROM {SOURCE}")
+        return cursor
 
     def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
-        with self._lock, interruptible(self._connection.interrupt):
-            result = self._connection.execute(query)
-            names = tuple(d[0] for d in result.description)
-            return [names, *result.fetchall()]
-
-    def _execute_ast(self, query: Any, *ignore: Any, accuracy: bool = False) -> Any:
-        return super()._execute_ast(reservoir_for_duckdb(query), accuracy=accuracy)
+        try:
+            cursor = self._idle.get_nowait()
+        except queue.Empty:
+            cursor = self._prepared(self._connection.cursor())
+        try:
+            with interruptible(cursor.interrupt):
+                result = cursor.execute(query)
+                names = tuple(d[0] for d in result.description)
+                rows = [names, *result.fetchall()]
+        except BaseException:
+            # Interrupted or failed: a cursor in an unknown state is not reused.
+            if cursor is not self._connection:
+                cursor.close()
+            raise
+        self._idle.put(cursor)
+        return rows
 
     def close(self) -> None:
         self._connection.close()
+
+
+class ExactAggregates(DuckDBDialect):
+    """The rows one exact-aggregation statement gave, run earlier (off the engine thread):
+    SmartNoise-SQL gets them when it asks for that very statement, and nothing else."""
+
+    def __init__(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        super().__init__()
+        self._sql = sql
+        self._rows = rows
+
+    def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
+        if query != self._sql:
+            raise RuntimeError("the exact aggregation differs from the one that was run")
+        return self._rows
+
+
+class StatementRecorder(DuckDBDialect):
+    """Records the statements SmartNoise-SQL sends, and answers them from ``reader``."""
+
+    def __init__(self, reader: DuckDBReader) -> None:
+        super().__init__()
+        self._reader = reader
+        self.statements: list[str] = []
+
+    def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
+        self.statements.append(query)
+        return self._reader.execute(query)
 
 
 class _Text(Sql):

@@ -12,6 +12,14 @@ threshold, which needs delta (``censor_dims``, decided here per query, never by 
 exact aggregates are reshaped to that rule before noise is added (``_ReleasedKeys``), in an order
 that depends on the keys only.
 
+Threads: everything SmartNoise-SQL does runs on the engine thread shared with OpenDP (see
+engine_thread.py), except the exact aggregation on DuckDB, which is plain SQL touching no DP
+library: it runs on ``scans``, several at once (DuckDB leaves Python's lock while it works),
+so that many analysts' queries use every core and one long query does not hold up short
+ones. The statement is recorded while planning; SmartNoise-SQL then gets the rows for that
+very statement (``ExactAggregates``). Readers that run where the rows live (PostgreSQL,
+Spark) keep the whole run on the engine thread.
+
 Cost: SmartNoise-SQL releases one noisy value per mechanism (an AVG is a noisy SUM and a
 noisy COUNT). A plan's ``PrivacyLoss`` lists each mechanism's (epsilon, delta), with
 SmartNoise's own advanced-composition odometer as an alternative bound; the dataset's
@@ -20,12 +28,14 @@ accounting rule turns that into a charge (accounting/rules.py, docs/accounting.m
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -33,7 +43,7 @@ from opendp.mod import disable_features
 
 from lomas_server.accounting import PrivacyLoss
 from lomas_server.arrow_schema import empty_arrow
-from lomas_server.engines.duckdb_reader import DuckDBReader
+from lomas_server.engines.duckdb_reader import DuckDBReader, ExactAggregates, StatementRecorder
 from lomas_server.engines.engine_thread import PLAN, QUERY, EngineThread
 from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.noise_scales import remember_noise_scales
@@ -61,6 +71,7 @@ InPlace = PostgresTable | SparkFiles  # rows a query reads where they live
 T = TypeVar("T")
 ENGINE_NAME = "smartnoise_sql"
 MAX_REMEMBERED_PLANS = 256
+SCAN_WORKERS = 4
 
 
 class SmartnoiseSqlEngine:
@@ -71,28 +82,40 @@ class SmartnoiseSqlEngine:
         *,
         max_readers: int = 4,
         thread: EngineThread | None = None,
+        scans: EngineThread | None = None,
         duckdb_memory_bytes: int | None = None,
     ) -> None:
+        """``thread``: the engine thread shared with OpenDP; ``scans``: the workers that run
+        exact aggregations on DuckDB (each made here when not given)."""
         # SmartNoise-SQL searches each noise scale and parses each XPath selector again at
         # every use; the engine makes it remember both (pure functions of their inputs).
         remember_noise_scales()
         remember_xpaths()
         self._own_thread = thread is None
+        self._own_scans = scans is None
         self._duckdb_memory_bytes = duckdb_memory_bytes
         self._thread = thread or EngineThread()
+        self._scans = scans or EngineThread(
+            self._thread.limits, workers=SCAN_WORKERS, max_per_owner=2, name="dp-scan"
+        )
         self._max_readers = max_readers
-        # Only touched on the engine thread.
+        # Used from the engine thread and the scans.
         self._readers: OrderedDict[str, tuple[str, Any]] = OrderedDict()
+        self._readers_lock = threading.Lock()
+        # Only touched on the engine thread.
         self._schema_readers: dict[str, DuckDBReader] = {}
         self._plans: BoundedMemo[tuple[Any, ...], SqlPlan] = BoundedMemo(MAX_REMEMBERED_PLANS)
 
     def close(self) -> None:
         if self._own_thread:
             self._thread.close()
+        if self._own_scans:
+            self._scans.close()
 
     def check_ready(self, owner: str = "") -> None:
         """Refuse now, before anything is spent, if the engine cannot take ``owner``'s query."""
         self._thread.check_ready(owner)
+        self._scans.check_ready(owner)
 
     def _on_engine_thread(
         self, fn: Callable[..., T], *args: Any, stage: str = PLAN, owner: str = ""
@@ -187,7 +210,7 @@ class SmartnoiseSqlEngine:
             for c in columns
         ]
         loss = PrivacyLoss.approx_dp(pairs, bound=odometer)
-        return SqlPlan(
+        plan = SqlPlan(
             dataset,
             guarded.text,
             sql,
@@ -201,6 +224,27 @@ class SmartnoiseSqlEngine:
             guarded.key_grid,
             threshold,
         )
+        return replace(plan, duckdb_sql=self._recorded_statement(plan, metadata))
+
+    def _recorded_statement(self, plan: SqlPlan, metadata: DatasetMetadata) -> str:
+        """The exact-aggregation statement a DuckDB run of ``plan`` sends, from a run on
+        zero rows that stops before noise is drawn."""
+        recorder = StatementRecorder(self._schema_reader(plan.dataset, metadata))
+        try:
+            KeyedPrivateReader(
+                plan,
+                recorder,
+                _snsql_document(metadata, plan.thresholded),
+                privacy=Privacy(epsilon=plan.epsilon, delta=plan.delta),
+            ).execute(plan.sql, postprocess=False)
+        except Exception as err:
+            log.warning("SmartNoise-SQL failed on zero rows %r: %r", plan.sql, err)
+            raise InvalidQuery("SmartNoise-SQL cannot run this query") from err
+        finally:
+            _reset_features()
+        if len(recorder.statements) != 1:
+            raise RuntimeError("SmartNoise-SQL did not read the rows in one statement")
+        return recorder.statements[0]
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(
@@ -215,30 +259,52 @@ class SmartnoiseSqlEngine:
     ) -> SqlResult:
         """Run a plan on the rows: an Arrow table (DuckDB), or in place (PostgreSQL, Spark);
         ``owner`` (the analyst) takes turns on the engine with other analysts."""
-        return self._on_engine_thread(
-            self._execute, plan, metadata, version, table, postprocess, stage=QUERY, owner=owner
+        if reads_as(table) in IN_PLACE_READERS:
+            return self._on_engine_thread(
+                self._execute, plan, metadata, version, table, postprocess, stage=QUERY, owner=owner
+            )
+        rows = self._scans.run(
+            self._exact_aggregates, plan, metadata, version, table, stage=QUERY, owner=owner
         )
+        exact = ExactAggregates(plan.duckdb_sql, rows)
+        return self._on_engine_thread(
+            self._release, plan, metadata, exact, postprocess, stage=QUERY, owner=owner
+        )
+
+    def _exact_aggregates(
+        self, plan: SqlPlan, metadata: DatasetMetadata, version: str, table: Callable[[], Any]
+    ) -> list[Any]:
+        if not plan.duckdb_sql:
+            raise RuntimeError("the plan has no exact-aggregation statement")
+        with self._reader(plan.dataset, metadata, version, table) as reader:
+            return reader.execute(plan.duckdb_sql)
 
     def _execute(
         self,
         plan: SqlPlan,
         metadata: DatasetMetadata,
         version: str,
-        table: InPlace | Callable[[], Any],
+        table: InPlace,
         postprocess: bool,
     ) -> SqlResult:
+        with self._reader(plan.dataset, metadata, version, table) as reader:
+            return self._release(plan, metadata, reader, postprocess)
+
+    def _release(
+        self, plan: SqlPlan, metadata: DatasetMetadata, rows: Any, postprocess: bool
+    ) -> SqlResult:
+        """Noise on the exact aggregates that ``rows`` (a reader) gives, and the release."""
         try:
-            data_reader = self._data_reader(plan.dataset, metadata, version, table)
             reader = KeyedPrivateReader(
                 plan,
-                data_reader,
+                rows,
                 _snsql_document(metadata, plan.thresholded),
                 privacy=Privacy(epsilon=plan.epsilon, delta=plan.delta),
             )
             if postprocess:
-                rows = reader.execute(plan.sql)
-                columns = _named(list(rows[0]), plan.output_names)
-                return _kept_in_range(plan, columns, [list(row) for row in rows[1:]])
+                released = reader.execute(plan.sql)
+                columns = _named(list(released[0]), plan.output_names)
+                return _kept_in_range(plan, columns, [list(row) for row in released[1:]])
             subquery, _ = reader._rewrite(plan.sql)
             raw = reader.execute(plan.sql, postprocess=False)
             names = [_as_written(s.name, metadata) for s in subquery._select_symbols]
@@ -266,26 +332,64 @@ class SmartnoiseSqlEngine:
             self._schema_readers[key] = reader
         return reader
 
-    def _data_reader(
+    @contextlib.contextmanager
+    def _reader(
         self,
         dataset: str,
         metadata: DatasetMetadata,
         version: str,
         table: InPlace | Callable[[], Any],
-    ) -> Any:
+    ) -> Iterator[Any]:
+        """The dataset's reader for this version of its rows and metadata, opened once and
+        kept for the next queries (the last ``max_readers`` datasets); closed when replaced
+        or pushed out, once no query uses it."""
         key = f"{version}:{_fingerprint(metadata)}"
-        cached = self._readers.get(dataset)
-        if cached is not None and cached[0] == key:
-            self._readers.move_to_end(dataset)
-            return cached[1]
-        if cached is not None:
-            cached[1].close()
-        reader = _open_reader(table, metadata, self._duckdb_memory_bytes)
-        self._readers[dataset] = (key, reader)
-        self._readers.move_to_end(dataset)
-        while len(self._readers) > self._max_readers:
-            self._readers.popitem(last=False)[1][1].close()
-        return reader
+        with self._readers_lock:
+            cached = self._readers.get(dataset)
+            if cached is not None and cached[0] == key:
+                self._readers.move_to_end(dataset)
+                slot = cached[1]
+                slot.users += 1
+            else:
+                slot = None
+        if slot is None:
+            # Opened outside the lock: a first load of a big dataset must not hold up
+            # queries on the others. Two first queries may both open one; the last is kept.
+            slot = _ReaderSlot(_open_reader(table, metadata, self._duckdb_memory_bytes))
+            slot.users += 1
+            with self._readers_lock:
+                pushed_out = []
+                replaced = self._readers.pop(dataset, None)
+                if replaced is not None:
+                    pushed_out.append(replaced[1])
+                self._readers[dataset] = (key, slot)
+                while len(self._readers) > self._max_readers:
+                    pushed_out.append(self._readers.popitem(last=False)[1][1])
+                for old in pushed_out:
+                    old.retire()
+        try:
+            yield slot.reader
+        finally:
+            with self._readers_lock:
+                slot.users -= 1
+                slot.close_if_unused()
+
+
+class _ReaderSlot:
+    """A reader with the number of queries using it (changed under the engine's lock)."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.users = 0
+        self.retired = False
+
+    def retire(self) -> None:
+        self.retired = True
+        self.close_if_unused()
+
+    def close_if_unused(self) -> None:
+        if self.retired and self.users == 0:
+            self.reader.close()
 
 
 def _postgres_reader(source: PostgresTable, metadata: DatasetMetadata) -> Any:

@@ -60,6 +60,10 @@ class SqlPlan:
     key_grid: tuple[tuple[Any, ...], ...] | None = None
     # With thresholded groups: the noisy count a group needs to be shown.
     threshold: float | None = None
+    # The one statement of exact aggregates SmartNoise-SQL sends a DuckDB reader for this
+    # plan (recorded while planning, on zero rows): run off the engine thread, then handed
+    # back to SmartNoise-SQL, which adds the noise.
+    duckdb_sql: str = ""
 
     @property
     def thresholded(self) -> bool:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -264,3 +267,73 @@ def test_rounded_values_are_numbers(engine, penguins):
     plan = engine.plan("PENGUIN", PENGUIN, sql, 1.0, 0.0)
     (row,) = _run(engine, plan, penguins).rows
     assert all(isinstance(value, float) for value in row)
+
+
+def test_a_long_exact_aggregation_does_not_hold_up_another_analysts_query(penguin_table):
+    """Alice's rows take long to come (a big first load, a long scan): Bob's query on another
+    dataset is released meanwhile, and Alice's once hers are there."""
+    engine = SmartnoiseSqlEngine()
+    sql = "SELECT COUNT(*) AS n FROM df"
+    gate = threading.Event()
+    alice: list[Any] = []
+
+    def slow_rows():
+        gate.wait(30)
+        return penguin_table
+
+    try:
+        plan = engine.plan("SLOW", PENGUIN, sql, 1.0, 0.0, scope="alice")
+        caller = threading.Thread(
+            target=lambda: alice.append(
+                engine.execute(plan, PENGUIN, "v1", slow_rows, owner="alice")
+            )
+        )
+        caller.start()
+        time.sleep(0.2)  # alice's scan is waiting for its rows
+        bob_plan = engine.plan("PENGUIN", PENGUIN, sql, 1.0, 0.0, scope="bob")
+        released = engine.execute(bob_plan, PENGUIN, "v1", lambda: penguin_table, owner="bob")
+        assert released.columns == ["n"] and alice == []
+        gate.set()
+        caller.join(30)
+        assert alice and alice[0].columns == ["n"]
+    finally:
+        gate.set()
+        engine.close()
+
+
+def test_smartnoise_gets_only_the_exact_aggregates_of_the_statement_that_was_run(engine):
+    from lomas_server.engines.duckdb_reader import ExactAggregates
+
+    plan = engine.plan("PENGUIN", PENGUIN, "SELECT COUNT(*) AS n FROM df", 1.0, 0.0)
+    assert plan.duckdb_sql.upper().startswith("SELECT")
+    rows = ExactAggregates(plan.duckdb_sql, [("count_star",), (3,)])
+    assert rows.execute(plan.duckdb_sql) == [("count_star",), (3,)]
+    with pytest.raises(RuntimeError, match="differs"):
+        rows.execute(plan.duckdb_sql + " LIMIT 1")
+
+
+def test_every_cursor_of_a_parquet_scan_has_the_scans_settings(tmp_path):
+    """Concurrent queries on one dataset run on cursors of their own; each must carry the
+    settings that keep NaN clamped (statistics propagation off), not only the first."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lomas_server.datasets import LocalFileSource
+    from lomas_server.datasets.parquet_scan import plan_scan
+    from lomas_server.engines.duckdb_reader import DuckDBReader
+
+    path = tmp_path / "penguin.parquet"
+    pq.write_table(
+        pa.Table.from_pandas(
+            pd.read_csv(SAMPLE_DATA / "penguin.csv").head(20), preserve_index=False
+        ),
+        path,
+    )
+    reader = DuckDBReader(plan_scan(LocalFileSource(path), PENGUIN), memory_limit_bytes=2**28)
+    cursors = [reader._prepared(reader._connection.cursor()) for _ in range(2)]
+    for cursor in [reader._connection, *cursors]:
+        (disabled,) = cursor.execute("SELECT current_setting('disabled_optimizers')").fetchone()
+        assert "statistics_propagation" in disabled
+        (limit,) = cursor.execute("SELECT current_setting('memory_limit')").fetchone()
+        assert limit == "256.0 MiB"
+        assert cursor.execute("SELECT COUNT(*) FROM df").fetchone() == (20,)
