@@ -89,6 +89,17 @@ class LomasServerApp(ExtensionApp):
         "bytes (default: DuckDB's own, most of the machine). A query that cannot fit even by "
         "spilling fails after its budget is reserved, so leave room for the largest dataset.",
     ).tag(config=True)
+    duckdb_threads = Int(
+        help="Threads one DuckDB query may use. Default: half the cores (at least 1), so that "
+        "a long query leaves cores to the queries of others.",
+    ).tag(config=True)
+
+    @default("duckdb_threads")
+    def _default_duckdb_threads(self) -> int:
+        # The cores this process may use (a container's share), where the system tells.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return max(1, (cores or os.cpu_count() or 2) // 2)
+
     plan_time_limit = Float(
         10.0,
         help="Seconds the engine may spend planning one query and summarising its accuracy "
@@ -133,7 +144,7 @@ class LomasServerApp(ExtensionApp):
         help="Identifies API callers; replaces the provider 'identity' chooses.",
     ).tag(config=True)
 
-    @validate("max_requests_per_user", "worker_threads", "scan_threads")
+    @validate("max_requests_per_user", "worker_threads", "scan_threads", "duckdb_threads")
     def _check_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1")
@@ -194,6 +205,7 @@ class LomasServerApp(ExtensionApp):
             thread=self.engine_thread,
             scans=self.scan_pool,
             duckdb_memory_bytes=self.duckdb_memory_bytes,
+            duckdb_threads=self.duckdb_threads,
         )
         self.service = AnalystService(
             self.store,

@@ -67,11 +67,13 @@ class DuckDBReader(DuckDBDialect):
         table: Any,
         *,
         memory_limit_bytes: int | None = None,
+        threads: int | None = None,
         as_numbers: Mapping[str, ColumnSpec] | None = None,
     ) -> None:
         """``table``: a pyarrow Table (read in place), a ParquetScan (read from the file as
         each query runs), or anything else DuckDB can register. ``memory_limit_bytes``: what
         DuckDB may hold before spilling to disk (its own default: most of the machine).
+        ``threads``: how many threads one query may use (its own default: every core).
         ``as_numbers``: boolean columns also shown as numbers
         (``DatasetMetadata.booleans_as_numbers``)."""
         import duckdb
@@ -84,6 +86,8 @@ class DuckDBReader(DuckDBDialect):
         self._settings = [f"SET temp_directory = '{spill}'"]
         if memory_limit_bytes is not None:
             self._settings.append(f"SET memory_limit = '{int(memory_limit_bytes)}B'")
+        if threads is not None:
+            self._settings.append(f"SET threads = {int(threads)}")
         if reads_as(table) == PARQUET_SCAN:
             # Streaming from the file: row order is irrelevant to aggregates, and not keeping
             # it lets DuckDB hold less in memory.

@@ -84,9 +84,11 @@ class SmartnoiseSqlEngine:
         thread: EngineThread | None = None,
         scans: EngineThread | None = None,
         duckdb_memory_bytes: int | None = None,
+        duckdb_threads: int | None = None,
     ) -> None:
         """``thread``: the engine thread shared with OpenDP; ``scans``: the workers that run
-        exact aggregations on DuckDB (each made here when not given)."""
+        exact aggregations on DuckDB (each made here when not given); ``duckdb_threads``:
+        the threads one DuckDB query may use (DuckDB's default: every core)."""
         # SmartNoise-SQL searches each noise scale and parses each XPath selector again at
         # every use; the engine makes it remember both (pure functions of their inputs).
         remember_noise_scales()
@@ -94,6 +96,7 @@ class SmartnoiseSqlEngine:
         self._own_thread = thread is None
         self._own_scans = scans is None
         self._duckdb_memory_bytes = duckdb_memory_bytes
+        self._duckdb_threads = duckdb_threads
         self._thread = thread or EngineThread()
         self._scans = scans or EngineThread(
             self._thread.limits, workers=SCAN_WORKERS, max_per_owner=2, name="dp-scan"
@@ -355,7 +358,9 @@ class SmartnoiseSqlEngine:
         if slot is None:
             # Opened outside the lock: a first load of a big dataset must not hold up
             # queries on the others. Two first queries may both open one; the last is kept.
-            slot = _ReaderSlot(_open_reader(table, metadata, self._duckdb_memory_bytes))
+            slot = _ReaderSlot(
+                _open_reader(table, metadata, self._duckdb_memory_bytes, self._duckdb_threads)
+            )
             slot.users += 1
             with self._readers_lock:
                 pushed_out = []
@@ -414,6 +419,7 @@ def _open_reader(
     rows: InPlace | Callable[[], Any],
     metadata: DatasetMetadata,
     duckdb_memory_bytes: int | None = None,
+    duckdb_threads: int | None = None,
 ) -> Any:
     """The reader for where the rows live: in place for databases and Spark, else DuckDB over
     what ``rows()`` gives (an Arrow table, or a Parquet file scanned at each query)."""
@@ -424,6 +430,7 @@ def _open_reader(
     return DuckDBReader(
         rows(),
         memory_limit_bytes=duckdb_memory_bytes,
+        threads=duckdb_threads,
         as_numbers=metadata.booleans_as_numbers,
     )
 

@@ -337,3 +337,11 @@ def test_every_cursor_of_a_parquet_scan_has_the_scans_settings(tmp_path):
         (limit,) = cursor.execute("SELECT current_setting('memory_limit')").fetchone()
         assert limit == "256.0 MiB"
         assert cursor.execute("SELECT COUNT(*) FROM df").fetchone() == (20,)
+
+
+def test_the_configured_duckdb_threads_reach_the_readers(penguin_table):
+    from lomas_server.engines.smartnoise_sql import _open_reader
+
+    reader = _open_reader(lambda: penguin_table, PENGUIN, None, 1)
+    (_, (threads,)) = reader.execute("SELECT current_setting('threads')")
+    assert threads == 1
