@@ -48,8 +48,10 @@ class DatasetCache:
     ) -> CachedFrame:
         """The prepared rows of ``source``, read again only when its version has changed.
 
-        ``version`` is the source's version if the caller already asked for it; ``columns``
-        the only ones ``prepare`` needs (others are not read).
+        ``prepare`` is given the rows as read a part at a time (``DatasetSource.stream``), so
+        that it need not hold the whole raw file beside what it makes of it. ``version`` is
+        the source's version if the caller already asked for it; ``columns`` the only ones
+        ``prepare`` needs (others are not read).
         """
         version = version if version is not None else source.version()
         hit = self._lookup(name, version)
@@ -61,7 +63,7 @@ class DatasetCache:
             hit = self._lookup(name, version)
             if hit is not None:
                 return hit
-            frame = prepare(source.load(columns))
+            frame = prepare(source.stream(columns))
             self.loads += 1
             entry = CachedFrame(version, frame, _size(frame))
             self._store(name, entry)

@@ -29,9 +29,14 @@ _DATE_LIKE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]
 
 
 # -- one rule per declared type ---------------------------------------------------------------
-def converted_column(kind: str, column: Any, name: str) -> tuple[Any, int]:
+def converted_column(
+    kind: str, column: Any, name: str, *, valid_text: bool = False
+) -> tuple[Any, int]:
     """The column as the declared ``kind``, and how many present values did not convert.
-    Raises DatasetUnavailable when the stored type can never hold that kind."""
+    Raises DatasetUnavailable when the stored type can never hold that kind.
+
+    ``valid_text``: text known to be valid UTF-8 already (Arrow's CSV reader checks it), so
+    not checked again."""
     import pyarrow as pa
 
     stored = column.type
@@ -48,7 +53,7 @@ def converted_column(kind: str, column: Any, name: str) -> tuple[Any, int]:
     if pa.types.is_null(stored):
         return pa.nulls(len(column), arrow_type(kind)), 0
     if texty:
-        text, misfits = _arrow_text(column)
+        text, misfits = (column, 0) if valid_text and stored == pa.string() else _arrow_text(column)
         if kind == "string":
             return text, misfits
         converted, more = _TEXT_RULES[kind](text)

@@ -29,12 +29,14 @@ on the file, not on a row.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 
 from lomas_server.arrow_schema import arrow_schema
 from lomas_server.datasets.column_conversion import converted_column
+from lomas_server.datasets.sources.base import RawRows
 from lomas_server.errors import DatasetUnavailable
 from lomas_server.metadata import DatasetMetadata
 
@@ -43,32 +45,115 @@ log = logging.getLogger(__name__)
 
 def conformed_table(raw: Any, metadata: DatasetMetadata, *, strict: bool = False) -> Any:
     """Rows as the engines read them: an Arrow table with exactly the metadata's columns and
-    types, from an Arrow table (Parquet) or a DataFrame (CSV, read as text)."""
-    return compact_strings(_conformed(raw, metadata, strict))
+    types, from an Arrow table (Parquet), a DataFrame, or a file's rows read a part at a time
+    (``DatasetSource.stream``: each part is converted and let go before the next is read)."""
+    table = _conformed(raw, metadata, strict)
+    if isinstance(raw, RawRows):
+        # What the load freed goes back to the system: the engines' own allocators do not
+        # draw on Arrow's pool, so a query would otherwise add its memory on top of it.
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    return table
 
 
-def _conformed(raw: Any, metadata: DatasetMetadata, strict: bool) -> Any:
+def check_conforms(raw: Any, metadata: DatasetMetadata) -> None:
+    """What ``conformed_table(raw, metadata, strict=True)`` refuses, with the same messages,
+    keeping none of the rows: for the admin adding a file that may be as large as memory."""
+    _conformed(raw, metadata, True, keep=False)
+
+
+def _conformed(
+    raw: Any, metadata: DatasetMetadata, strict: bool, *, keep: bool = True, compact: bool = True
+) -> Any:
+    """The conformed rows, each part of ``raw`` converted on its own (every value is converted
+    by its own rule, so parts change nothing); what is refused or logged is decided on the
+    whole, in the order of a whole table: columns, row count, each column's values in the
+    metadata's order, then rows lacking a required value."""
     import pyarrow as pa
 
-    stored = _stored_columns(raw)
-    where = declared_columns(list(stored), metadata)
-    check_rows(len(raw) if isinstance(raw, pd.DataFrame) else raw.num_rows, metadata)
     schema = arrow_schema(metadata)
-    columns = []
-    for field in schema:
-        name, spec = field.name, metadata.columns[field.name]
-        column, misfits = converted_column(spec.type, stored[where[name]](), name)
-        if misfits:
-            if strict:
-                raise DatasetUnavailable(
-                    f"column {name!r} does not hold values of type {spec.type} "
-                    f"({misfits} value(s) do not convert)"
+    refusal: DatasetUnavailable | None = None  # the columns' fault: nothing else is needed
+    where: dict[str, str] | None = None
+    unfit: dict[str, DatasetUnavailable] = {}  # columns whose stored type cannot hold theirs
+    misfits = dict.fromkeys(schema.names, 0)
+    missing = dict.fromkeys(metadata.required_columns, 0)
+    kept: dict[str, list[Any]] = {name: [] for name in schema.names}
+    count = 0
+    # Arrow's CSV reader refuses text that is not UTF-8 (what is not was replaced before)
+    checked_text = isinstance(raw, RawRows) and raw.format == "csv"
+    for rows, stored in _parts(raw):
+        if where is None and refusal is None:
+            try:
+                where = declared_columns(list(stored), metadata)
+            except DatasetUnavailable as err:
+                refusal = err
+        count += rows
+        if where is None or (metadata.rows is not None and count > metadata.rows):
+            continue  # refused at the end: the rows are only counted
+        columns = []
+        for field in schema:
+            name, spec = field.name, metadata.columns[field.name]
+            if name in unfit:
+                columns.append(pa.nulls(0, field.type))
+                continue
+            try:
+                column, bad = converted_column(
+                    spec.type, stored[where[name]](), name, valid_text=checked_text
                 )
-            log.warning(
-                "column %r: %d value(s) not of type %s read as missing", name, misfits, spec.type
+            except DatasetUnavailable as err:
+                unfit[name] = err
+                columns.append(pa.nulls(0, field.type))
+                continue
+            misfits[name] += bad
+            columns.append(column)
+        del stored
+        if unfit:
+            continue
+        part = pa.Table.from_arrays(columns, schema=schema)
+        del columns
+        part = _required_rows(part, metadata, strict, missing)
+        if keep and not (strict and any(misfits.values())):
+            for field, column in zip(schema, part.columns, strict=True):
+                kept[field.name].extend(column.chunks)
+        del part
+    if refusal is not None:
+        raise refusal
+    check_rows(count, metadata)
+    for field in schema:
+        name, kind = field.name, metadata.columns[field.name].type
+        if name in unfit:
+            raise unfit[name]
+        if not misfits[name]:
+            continue
+        if strict:
+            raise DatasetUnavailable(
+                f"column {name!r} does not hold values of type {kind} "
+                f"({misfits[name]} value(s) do not convert)"
             )
-        columns.append(column)
-    return _required_rows(pa.Table.from_arrays(columns, schema=schema), metadata, strict)
+        log.warning(
+            "column %r: %d value(s) not of type %s read as missing", name, misfits[name], kind
+        )
+    _refuse_missing(missing, metadata, strict)
+    if not keep:
+        return None
+    arrays, fields = [], []
+    # The parts' memory goes back to the system as they are let go: the allocator could not
+    # reuse it for a whole column (so the process would hold both), nor could the engines.
+    pool = pa.default_memory_pool()
+    for field in schema:
+        # One chunk per column, as engines that copy a chunked column on each query want it;
+        # text compacted here, one column at a time, while its parts are let go.
+        chunks = kept.pop(field.name)
+        column = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks) if chunks else None
+        column = pa.array([], field.type) if column is None else column
+        del chunks
+        pool.release_unused()
+        column = _compact(column) if compact else column
+        fields.append(pa.field(field.name, column.type, field.nullable, field.metadata))
+        arrays.append(column)
+        del column
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema.metadata))
 
 
 def conform_to_metadata(
@@ -78,7 +163,7 @@ def conform_to_metadata(
     Python datetimes): for dummy rows and benchmarks that work in pandas."""
     import pyarrow as pa
 
-    table = _conformed(raw, metadata, strict)
+    table = _conformed(raw, metadata, strict, compact=False)
     mapping = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
     return table.to_pandas(types_mapper=mapping.get, timestamp_as_object=True)
 
@@ -114,23 +199,36 @@ def declared_columns(present: list[str], metadata: DatasetMetadata) -> dict[str,
     return {name: found[name.lower()] for name in metadata.columns}
 
 
-def _stored_columns(raw: Any) -> dict[str, Any]:
-    """Each stored column by name, as a function giving it as one Arrow array (dictionaries
-    decoded). A DataFrame's columns are text (CSV) or, for rows made in Python, values."""
+def _parts(raw: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each part of ``raw`` (a whole table or DataFrame is one part; ``RawRows`` yields many):
+    its number of rows, and each stored column by name as a function giving it as one Arrow
+    array (dictionaries decoded). A DataFrame's columns are text (CSV) or, for rows made in
+    Python, values."""
+    if isinstance(raw, pd.DataFrame):
+        yield (
+            len(raw),
+            {str(name): (lambda series=raw[name]: _from_pandas(series)) for name in raw.columns},
+        )
+    elif isinstance(raw, RawRows):
+        for table in raw:
+            yield table.num_rows, _table_columns(table)
+            del table
+    else:
+        yield raw.num_rows, _table_columns(raw)
+
+
+def _table_columns(table: Any) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if isinstance(raw, pd.DataFrame):
-        return {str(name): (lambda series=raw[name]: _from_pandas(series)) for name in raw.columns}
-
     def column(index: int) -> Any:
-        values = raw.column(index)
+        values = table.column(index)
         values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
         if pa.types.is_dictionary(values.type):
             values = pc.cast(values, values.type.value_type)
         return values
 
-    return {name: (lambda i=i: column(i)) for i, name in enumerate(raw.column_names)}
+    return {name: (lambda i=i: column(i)) for i, name in enumerate(table.column_names)}
 
 
 def _from_pandas(series: pd.Series) -> Any:
@@ -150,20 +248,34 @@ def _from_pandas(series: pd.Series) -> Any:
 
 
 # -- rows -------------------------------------------------------------------------------------
-def _required_rows(table: Any, metadata: DatasetMetadata, strict: bool) -> Any:
-    """``table`` without the rows that lack a required value (or an error, when strict)."""
+def _required_rows(
+    table: Any, metadata: DatasetMetadata, strict: bool, missing: dict[str, int]
+) -> Any:
+    """``table`` without the rows that lack a required value (all of them, when strict: the
+    data is refused then), counting them per column in ``missing``."""
     import numpy as np
     import pyarrow as pa
 
-    person = metadata.id_column
     keep = None
     for name in metadata.required_columns:
-        missing = table.column(name).is_null().to_numpy(zero_copy_only=False)
-        count = int(missing.sum())
+        absent = table.column(name).is_null().to_numpy(zero_copy_only=False)
+        count = int(absent.sum())
+        if not count:
+            continue
+        missing[name] += count
+        keep = ~absent if keep is None else keep & ~absent
+    if keep is None or strict:
+        return table
+    return table.filter(pa.array(np.asarray(keep, dtype=bool)))
+
+
+def _refuse_missing(missing: dict[str, int], metadata: DatasetMetadata, strict: bool) -> None:
+    """Refuse (strict) or log the rows that lack a required value."""
+    for name, count in missing.items():
         if not count:
             continue
         if strict:
-            if name == person:
+            if name == metadata.id_column:
                 raise DatasetUnavailable(
                     f"column {name!r} names each row's person, but {count} row(s) have no id"
                 )
@@ -171,10 +283,6 @@ def _required_rows(table: Any, metadata: DatasetMetadata, strict: bool) -> Any:
                 f"column {name!r} is declared not nullable but has {count} missing value(s)"
             )
         log.warning("%d row(s) missing a value in required column %r are left out", count, name)
-        keep = ~missing if keep is None else keep & ~missing
-    if keep is None:
-        return table
-    return table.filter(pa.array(np.asarray(keep, dtype=bool)))
 
 
 # -- the engines' common ground ---------------------------------------------------------------
@@ -193,7 +301,16 @@ def to_arrow(frame: pd.DataFrame, metadata: DatasetMetadata) -> Any:
 
 
 def compact_strings(table: Any) -> Any:
-    """Text columns with few distinct values stored as dictionaries.
+    """Text columns with few distinct values stored as dictionaries (``_compact``)."""
+    for index, field in enumerate(table.schema):
+        column = _compact(table.column(index))
+        if column.type != field.type:
+            table = table.set_column(index, field.name, column)
+    return table
+
+
+def _compact(column: Any) -> Any:
+    """A text column with few distinct values as a dictionary, any other column as it is.
 
     DuckDB groups and filters dictionary columns about three times faster than plain text
     (it reads them as VARCHAR all the same, so no query means anything else), and they take
@@ -203,11 +320,9 @@ def compact_strings(table: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    for index, field in enumerate(table.schema):
-        if not pa.types.is_string(field.type) or table.num_rows == 0:
-            continue
-        encoded = pc.dictionary_encode(table.column(index))
-        distinct = sum(len(chunk.dictionary) for chunk in encoded.chunks)
-        if distinct * 2 <= table.num_rows:
-            table = table.set_column(index, field.name, encoded)
-    return table
+    if not pa.types.is_string(column.type) or len(column) == 0:
+        return column
+    encoded = pc.dictionary_encode(column)
+    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    distinct = sum(len(chunk.dictionary) for chunk in chunks)
+    return encoded if distinct * 2 <= len(column) else column

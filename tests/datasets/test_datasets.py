@@ -165,13 +165,13 @@ def test_cache_loads_once_then_reloads_when_the_file_changes(tmp_path):
     pd.DataFrame({"x": [1, 2]}).to_csv(path, index=False)
     source = LocalFileSource(path)
     cache = DatasetCache(max_bytes=10**9)
-    first = cache.get("D", source, lambda f: f)
-    assert cache.get("D", source, lambda f: f) is first
+    first = cache.get("D", source, lambda rows: rows.read_all())
+    assert cache.get("D", source, lambda rows: rows.read_all()) is first
     assert cache.loads == 1
     time.sleep(0.01)
     pd.DataFrame({"x": [1, 2, 3]}).to_csv(path, index=False)
     os.utime(path, ns=(time.time_ns(), time.time_ns()))
-    second = cache.get("D", source, lambda f: f)
+    second = cache.get("D", source, lambda rows: rows.read_all())
     assert cache.loads == 2 and len(second.frame) == 3
 
 
@@ -181,16 +181,16 @@ def test_cache_evicts_least_recently_used_beyond_its_size(tmp_path):
         path = tmp_path / f"{name}.csv"
         pd.DataFrame({"x": range(1000)}).to_csv(path, index=False)
         sources[name] = LocalFileSource(path)
-    one = DatasetCache(max_bytes=10**9).get("a", sources["a"], lambda f: f).nbytes
+    one = DatasetCache(max_bytes=10**9).get("a", sources["a"], lambda rows: rows.read_all()).nbytes
     cache = DatasetCache(max_bytes=int(one * 2.5))
-    cache.get("a", sources["a"], lambda f: f)
-    cache.get("b", sources["b"], lambda f: f)
-    cache.get("a", sources["a"], lambda f: f)  # a is now the most recent
-    cache.get("c", sources["c"], lambda f: f)  # evicts b
+    cache.get("a", sources["a"], lambda rows: rows.read_all())
+    cache.get("b", sources["b"], lambda rows: rows.read_all())
+    cache.get("a", sources["a"], lambda rows: rows.read_all())  # a is now the most recent
+    cache.get("c", sources["c"], lambda rows: rows.read_all())  # evicts b
     assert cache.loads == 3
-    cache.get("a", sources["a"], lambda f: f)
+    cache.get("a", sources["a"], lambda rows: rows.read_all())
     assert cache.loads == 3
-    cache.get("b", sources["b"], lambda f: f)
+    cache.get("b", sources["b"], lambda rows: rows.read_all())
     assert cache.loads == 4
     assert cache.nbytes <= cache.max_bytes
 

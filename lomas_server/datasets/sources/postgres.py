@@ -7,7 +7,7 @@ from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlparse
 
-from lomas_server.datasets.sources.base import REDACTED, DatasetSource
+from lomas_server.datasets.sources.base import REDACTED, DatasetSource, RawRows
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.readable import POSTGRES
@@ -172,6 +172,9 @@ class PostgresSource(DatasetSource):
 
     def read_bytes(self) -> bytes:
         raise DatasetUnavailable("a PostgreSQL table is read with SQL, not as a file")
+
+    def stream(self, columns: Collection[str] | None = None, *, strict: bool = False) -> RawRows:
+        return RawRows.whole(self.load(columns, strict=strict), self.where(), self.format)
 
     def load(self, columns: Collection[str] | None = None, *, strict: bool = False) -> Any:
         """The rows as text: the server's own rules convert them to the metadata's types (an

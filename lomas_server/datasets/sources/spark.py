@@ -7,7 +7,7 @@ import os
 from collections.abc import Collection
 from typing import Any
 
-from lomas_server.datasets.sources.base import DatasetSource
+from lomas_server.datasets.sources.base import DatasetSource, RawRows
 from lomas_server.errors import DatasetUnavailable, InvalidMetadata
 from lomas_server.readable import SPARK
 
@@ -140,6 +140,9 @@ class SparkSource(DatasetSource):
 
     def read_bytes(self) -> bytes:
         raise DatasetUnavailable("a Spark dataset is read by Spark, not as a file")
+
+    def stream(self, columns: Collection[str] | None = None, *, strict: bool = False) -> RawRows:
+        return RawRows.whole(self.load(columns, strict=strict), self.where(), self.format)
 
     def load(self, columns: Collection[str] | None = None, *, strict: bool = False) -> Any:
         if self.local:
