@@ -19,11 +19,10 @@ from lomas_server.accounting import (
 )
 from lomas_server.datasets import (
     DatasetSource,
-    conformed_table,
     source_from_description,
     source_from_location,
 )
-from lomas_server.datasets.conform import check_rows
+from lomas_server.datasets.conform import check_conforms, check_rows
 from lomas_server.datasets.parquet_scan import plan_scan, scannable
 from lomas_server.errors import (
     Conflict,
@@ -133,9 +132,10 @@ class AdminService:
                 _check_in_place_rows(source, parsed)
         elif check_data and not (scannable(source) and plan_scan(source, parsed, strict=True)):
             # Read it once now: a dataset whose rows do not fit its metadata never reaches
-            # analysts. (A Parquet file whose types already fit was checked from its footer
-            # without loading it: it may be larger than memory.)
-            conformed_table(source.load(list(parsed.columns), strict=True), parsed, strict=True)
+            # analysts. It is read a part at a time and nothing is kept, so a file as large as
+            # memory can be checked. (A Parquet file whose types already fit was checked from
+            # its footer without loading it.)
+            check_conforms(source.stream(list(parsed.columns), strict=True), parsed)
         record = DatasetRecord(
             name=name,
             source=source.describe(),
