@@ -2,12 +2,16 @@
 
 For each row count (1M by default; 10M is the target size), writes one generated dataset as
 CSV and as Parquet, then measures for each format:
-- ``lomas-admin add-dataset`` (which reads the whole file once to check it against its
-  metadata): wall time, and the command's peak resident memory above that of adding a
-  10-row file (the interpreter and its libraries);
-- the server's first query (which loads the file into memory as Arrow), over HTTP: wall time,
-  and how far the server's peak resident memory rose above its resident memory before the
-  query, beside the data's size in Arrow.
+- ``lomas-admin add-dataset`` (which reads the whole file once, a part at a time, to check it
+  against its metadata): wall time (``add s``), and the command's peak resident memory above
+  that of adding a 10-row file, the interpreter and its libraries (``add +MB``);
+- the server's first query (which loads the file into memory as Arrow, then runs the query),
+  over HTTP: wall time (``first s``), and how far the server's peak resident memory rose above
+  its resident memory before the query (``load +MB``), beside the data's size in Arrow
+  (``x arrow``). This includes what the engine itself takes to run the query on 10M rows;
+- the load alone, as the server does it before any engine runs (the file read and conformed
+  to its metadata, in a fresh process warmed up on a 10-row file): how far its peak resident
+  memory rose (``conf +MB``), beside the data's size in Arrow (``conf x``).
 
     .venv/bin/python benchmarks/bench_csv_load.py [--rows 1000000 10000000]
 
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -88,13 +91,60 @@ def add_dataset(folder: Path, name: str, data: Path) -> tuple[float, float]:
         str(folder / "metadata.yaml"),
     ]
     start = time.perf_counter()
-    # /usr/bin/time is not everywhere: the child's peak comes from wait4's resource usage.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(process.stderr.read().decode() if process.stderr else "failed")
-    return elapsed, usage.ru_maxrss / 1024
+    # The child's own peak, read while it runs: wait4's ru_maxrss would report this big
+    # process's memory, which a child keeps as its maximum across fork and exec.
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        peak = 0.0
+        while process.poll() is None:
+            try:
+                peak = max(peak, memory_mb(process.pid))
+            except OSError:
+                pass
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - start
+        if process.returncode != 0:
+            errors.seek(0)
+            raise RuntimeError(errors.read().decode())
+    return elapsed, peak
+
+
+LOAD_ONLY = """
+import sys
+from pathlib import Path
+import yaml
+from lomas_server.datasets import LocalFileSource, conformed_table
+from lomas_server.metadata import DatasetMetadata
+
+def memory(field):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+
+folder, data = Path(sys.argv[1]), Path(sys.argv[2])
+meta = DatasetMetadata.from_dict(yaml.safe_load((folder / "metadata.yaml").read_text()))
+
+def load(path):
+    source = LocalFileSource(path)
+    if hasattr(source, "stream"):
+        return conformed_table(source.stream(list(meta.columns)), meta)
+    return conformed_table(source.load(list(meta.columns)), meta)
+
+load(folder / "small.csv")
+before = memory("VmRSS")
+load(data)
+print(memory("VmHWM") - before)
+"""
+
+
+def load_only(folder: Path, data: Path) -> float:
+    """How many MB the peak resident memory of a fresh process rose while it loaded ``data``
+    as the server does (after loading a 10-row file, so libraries are in memory)."""
+    command = [sys.executable, "-c", LOAD_ONLY, str(folder), str(data)]
+    # Run from the data's folder, as the other commands are: the code imported is the
+    # installed one (or PYTHONPATH's), not whatever the current folder holds.
+    done = subprocess.run(command, capture_output=True, check=True, text=True, cwd=folder)
+    return float(done.stdout)
 
 
 def memory_mb(pid: int, field: str = "VmHWM") -> float:
@@ -144,12 +194,14 @@ def measure(rows: int) -> list[str]:
             admin.grant("bench", name, 1000.0, 1e-3)
         store.close()
         queried = {kind: first_query(folder, token, kind.upper()) for kind in ("parquet", "csv")}
+        loaded = {kind: load_only(folder, folder / f"data.{kind}") for kind in ("parquet", "csv")}
         lines = []
         for kind in ("parquet", "csv"):
             (add_s, add_mb), (query_s, query_mb) = added[kind], queried[kind]
             lines.append(
                 f"{rows:>11,} {kind:>8} {arrow_mb:>9.0f} {add_s:>9.1f} {add_mb:>9.0f} "
-                f"{query_s:>9.1f} {query_mb:>9.0f} {query_mb / arrow_mb:>8.1f}"
+                f"{query_s:>9.1f} {query_mb:>9.0f} {query_mb / arrow_mb:>8.1f} "
+                f"{loaded[kind]:>9.0f} {loaded[kind] / arrow_mb:>7.1f}"
             )
         ratio = (
             f"{'':>11} {'csv/pq':>8} {'':>9} {added['csv'][0] / added['parquet'][0]:>9.1f} "
@@ -164,7 +216,7 @@ def main() -> None:
     args = parser.parse_args()
     print(
         f"{'rows':>11} {'format':>8} {'arrow MB':>9} {'add s':>9} {'add +MB':>9} "
-        f"{'first s':>9} {'load +MB':>9} {'x arrow':>8}"
+        f"{'first s':>9} {'load +MB':>9} {'x arrow':>8} {'conf +MB':>9} {'conf x':>7}"
     )
     for rows in args.rows:
         for line in measure(rows):
