@@ -87,7 +87,8 @@ class LomasServerApp(ExtensionApp):
         allow_none=True,
         help="Memory each DuckDB query may use before it spills to the temporary folder, in "
         "bytes (default: DuckDB's own, most of the machine). A query that cannot fit even by "
-        "spilling fails after its budget is reserved, so leave room for the largest dataset.",
+        "spilling fails after its budget is reserved, so leave room for the largest dataset. "
+        "Up to scan_threads queries run at once, each with this much.",
     ).tag(config=True)
     duckdb_threads = Int(
         help="Threads one DuckDB query may use. Default: half the cores (at least 1), so that "

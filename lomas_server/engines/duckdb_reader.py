@@ -21,6 +21,7 @@ import copy
 import os
 import queue
 import tempfile
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,8 +60,10 @@ class DuckDBDialect(SqlReader):
 
 
 class DuckDBReader(DuckDBDialect):
-    """Queries on one dataset's rows, several at once: each runs on a cursor of its own
-    (DuckDB runs the cursors of one database in parallel, outside Python's lock)."""
+    """Queries on one dataset's rows, several at once: each runs on an in-memory DuckDB
+    database of its own, over the same rows (registered, not copied), outside Python's lock.
+    A database each, not a cursor each, so that every query has the whole memory limit, as
+    when they ran one at a time."""
 
     def __init__(
         self,
@@ -81,31 +84,35 @@ class DuckDBReader(DuckDBDialect):
         super().__init__()
         self._table = table
         self._as_numbers = dict(as_numbers or {})
-        # Spill to the system's temporary folder, not to the server's working directory.
-        spill = os.path.join(tempfile.gettempdir(), f"lomas-duckdb-{os.getpid()}")
-        self._settings = [f"SET temp_directory = '{spill}'"]
+        # Settings given when a database is made (DuckDB refuses to set the spill folder
+        # again once something has spilled).
+        config: dict[str, Any] = {
+            # Spill to the system's temporary folder, not to the server's working directory.
+            "temp_directory": os.path.join(tempfile.gettempdir(), f"lomas-duckdb-{os.getpid()}")
+        }
         if memory_limit_bytes is not None:
-            self._settings.append(f"SET memory_limit = '{int(memory_limit_bytes)}B'")
+            config["memory_limit"] = f"{int(memory_limit_bytes)}B"
         if threads is not None:
-            self._settings.append(f"SET threads = {int(threads)}")
+            config["threads"] = int(threads)
         if reads_as(table) == PARQUET_SCAN:
             # Streaming from the file: row order is irrelevant to aggregates, and not keeping
             # it lets DuckDB hold less in memory.
-            self._settings.append("SET preserve_insertion_order = false")
+            config["preserve_insertion_order"] = False
             # Parquet statistics leave NaN out of a column's min and max, and DuckDB's
             # statistics propagation trusts them: it folds isnan(x) to false and the clamping
             # CASE to x itself, so a NaN would reach a sum unclamped. Without it, every row
             # is tested.
-            self._settings.append("SET disabled_optimizers = 'statistics_propagation'")
-        self._connection = duckdb.connect(":memory:")
-        # Registered rows and temporary views belong to one connection (cursor): each cursor
-        # gets its own, set up once and reused by the next query.
+            config["disabled_optimizers"] = "statistics_propagation"
+        self._config = config
+        self._connect = duckdb.connect
+        # Databases set up and free for the next query.
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._idle.put(self._prepared(self._connection))
+        self._closed = False
+
+    def _new_connection(self) -> Any:
+        return self._prepared(self._connect(":memory:", config=self._config))
 
     def _prepared(self, cursor: Any) -> Any:
-        for setting in self._settings:
-            cursor.execute(setting)
         name = SOURCE if self._as_numbers else TABLE
         if reads_as(self._table) == PARQUET_SCAN:
             self._table.register_in(cursor, name)
@@ -124,22 +131,45 @@ class DuckDBReader(DuckDBDialect):
         try:
             cursor = self._idle.get_nowait()
         except queue.Empty:
-            cursor = self._prepared(self._connection.cursor())
+            cursor = None
+        # The stop of a job that passed its limit interrupts this query only: never the
+        # database once it is back in the pool, running someone else's.
+        running = threading.Lock()
+        active = True
+
+        def interrupt() -> None:
+            with running:
+                if active and cursor is not None:
+                    cursor.interrupt()
+
         try:
-            with interruptible(cursor.interrupt):
+            with interruptible(interrupt):
+                if cursor is None:
+                    cursor = self._new_connection()
                 result = cursor.execute(query)
                 names = tuple(d[0] for d in result.description)
                 rows = [names, *result.fetchall()]
         except BaseException:
-            # Interrupted or failed: a cursor in an unknown state is not reused.
-            if cursor is not self._connection:
+            # Interrupted or failed: a database in an unknown state is not reused.
+            if cursor is not None:
                 cursor.close()
             raise
-        self._idle.put(cursor)
+        with running:
+            active = False
+        if self._closed:
+            cursor.close()
+        else:
+            self._idle.put(cursor)
         return rows
 
     def close(self) -> None:
-        self._connection.close()
+        """Close the free databases now, those running a query when it ends."""
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 class ExactAggregates(DuckDBDialect):
@@ -157,17 +187,20 @@ class ExactAggregates(DuckDBDialect):
         return self._rows
 
 
-class StatementRecorder(DuckDBDialect):
-    """Records the statements SmartNoise-SQL sends, and answers them from ``reader``."""
+class Recorded(Exception):
+    """Raised by ``StatementRecorder`` with the statement SmartNoise-SQL sent it."""
 
-    def __init__(self, reader: DuckDBReader) -> None:
-        super().__init__()
-        self._reader = reader
-        self.statements: list[str] = []
+    def __init__(self, statement: str) -> None:
+        super().__init__(statement)
+        self.statement = statement
+
+
+class StatementRecorder(DuckDBDialect):
+    """Stops SmartNoise-SQL at the statement it sends to read the rows, which it raises as
+    ``Recorded``: nothing runs, nothing is drawn."""
 
     def execute(self, query: str, *ignore: Any, accuracy: bool = False) -> list[tuple[Any, ...]]:
-        self.statements.append(query)
-        return self._reader.execute(query)
+        raise Recorded(query)
 
 
 class _Text(Sql):

@@ -98,7 +98,9 @@ class _FairQueue:
         # With several workers: how many jobs of one owner may run at once, so that one
         # analyst's long queries cannot take every worker while others wait.
         self._max_per_owner = max_per_owner
-        self._running: dict[str, int] = {}
+        # The jobs handed out and not yet finished, per owner: a set, so that finishing a job
+        # twice (a stop that fired while it finished, see _Worker) counts it once.
+        self._running: dict[str, set[int]] = {}
 
     def put(self, job: _Job, *, first: bool = False) -> None:
         with self._ready:
@@ -119,9 +121,9 @@ class _FairQueue:
                 return None
             # Dicts keep insertion order: among owners never served, the earliest comes first.
             owner = min(eligible, key=lambda o: self._last_served.get(o, -1))
-            self._running[owner] = self._running.get(owner, 0) + 1
             jobs = self._by_owner[owner]
             job = jobs.popleft()
+            self._running.setdefault(owner, set()).add(id(job))
             if not jobs:
                 del self._by_owner[owner]
             self._last_served[owner] = next(self._turns)
@@ -135,16 +137,16 @@ class _FairQueue:
         if self._max_per_owner is None:
             return list(self._by_owner)
         limit = self._max_per_owner
-        return [o for o in self._by_owner if self._running.get(o, 0) < limit]
+        return [o for o in self._by_owner if len(self._running.get(o, ())) < limit]
 
-    def finished(self, owner: str) -> None:
-        """One of ``owner``'s jobs ended (or was left behind): room for the next."""
+    def finished(self, job: _Job) -> None:
+        """``job`` ended (or was left behind): room for its owner's next. Idempotent."""
         with self._ready:
-            left = self._running.get(owner, 0) - 1
-            if left > 0:
-                self._running[owner] = left
-            else:
-                self._running.pop(owner, None)
+            running = self._running.get(job.owner)
+            if running is not None:
+                running.discard(id(job))
+                if not running:
+                    del self._running[job.owner]
             self._ready.notify_all()
 
     def close(self) -> list[_Job]:
@@ -181,8 +183,8 @@ class _Worker(threading.Thread):
             return False
         with self.owner._lock:
             if self.abandoned:  # replaced while waiting: hand the job to the new worker
+                queue.finished(job)
                 queue.put(job, first=True)
-                queue.finished(job.owner)
                 return False
             self.current = job
         _local.job = job
@@ -192,15 +194,22 @@ class _Worker(threading.Thread):
         except BaseException as err:  # handed to the waiting caller
             job.error = err
         finally:
-            _local.job = None
-            with self.owner._lock:
-                self.current = None
-                # A worker left behind gave its job's place back when it was left.
-                release = not self.abandoned
-            if release:
-                queue.finished(job.owner)
-            job.done.set()
+            self._finish(job)
         return True
+
+    def _finish(self, job: _Job) -> None:
+        # A stop may still fire here, once: it is only raised while ``current`` is the job,
+        # and at most one is pending. Each step is repeated until all ran (each is idempotent).
+        while True:
+            try:
+                _local.job = None
+                with self.owner._lock:
+                    self.current = None
+                self.owner._queue.finished(job)
+                job.done.set()
+                return
+            except JobStopped:
+                continue
 
 
 _local = threading.local()
@@ -338,7 +347,7 @@ class EngineThread:
             self._stuck.append((worker, job.owner))
             replacement = self._new_worker()
             self._workers[self._workers.index(worker)] = replacement
-        self._queue.finished(job.owner)
+        self._queue.finished(job)
         log.warning(
             "an engine job passed its time limit inside native code; %s left to end "
             "on its own, %s takes over",

@@ -43,7 +43,12 @@ from opendp.mod import disable_features
 
 from lomas_server.accounting import PrivacyLoss
 from lomas_server.arrow_schema import empty_arrow
-from lomas_server.engines.duckdb_reader import DuckDBReader, ExactAggregates, StatementRecorder
+from lomas_server.engines.duckdb_reader import (
+    DuckDBReader,
+    ExactAggregates,
+    Recorded,
+    StatementRecorder,
+)
 from lomas_server.engines.engine_thread import PLAN, QUERY, EngineThread
 from lomas_server.engines.memo import BoundedMemo
 from lomas_server.engines.noise_scales import remember_noise_scales
@@ -230,24 +235,23 @@ class SmartnoiseSqlEngine:
         return replace(plan, duckdb_sql=self._recorded_statement(plan, metadata))
 
     def _recorded_statement(self, plan: SqlPlan, metadata: DatasetMetadata) -> str:
-        """The exact-aggregation statement a DuckDB run of ``plan`` sends, from a run on
-        zero rows that stops before noise is drawn."""
-        recorder = StatementRecorder(self._schema_reader(plan.dataset, metadata))
+        """The exact-aggregation statement a DuckDB run of ``plan`` sends: SmartNoise-SQL
+        runs as at release, and is stopped where it would read the rows."""
         try:
             KeyedPrivateReader(
                 plan,
-                recorder,
+                StatementRecorder(),
                 _snsql_document(metadata, plan.thresholded),
                 privacy=Privacy(epsilon=plan.epsilon, delta=plan.delta),
             ).execute(plan.sql, postprocess=False)
+        except Recorded as recorded:
+            return recorded.statement
         except Exception as err:
-            log.warning("SmartNoise-SQL failed on zero rows %r: %r", plan.sql, err)
+            log.warning("SmartNoise-SQL failed to write the statement of %r: %r", plan.sql, err)
             raise InvalidQuery("SmartNoise-SQL cannot run this query") from err
         finally:
             _reset_features()
-        if len(recorder.statements) != 1:
-            raise RuntimeError("SmartNoise-SQL did not read the rows in one statement")
-        return recorder.statements[0]
+        raise RuntimeError("SmartNoise-SQL did not read the rows")
 
     # -- execution (data) --------------------------------------------------------------------
     def execute(

@@ -312,8 +312,8 @@ def test_smartnoise_gets_only_the_exact_aggregates_of_the_statement_that_was_run
         rows.execute(plan.duckdb_sql + " LIMIT 1")
 
 
-def test_every_cursor_of_a_parquet_scan_has_the_scans_settings(tmp_path):
-    """Concurrent queries on one dataset run on cursors of their own; each must carry the
+def test_every_database_of_a_parquet_scan_has_the_scans_settings(tmp_path):
+    """Concurrent queries on one dataset run on databases of their own; each must carry the
     settings that keep NaN clamped (statistics propagation off), not only the first."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -330,8 +330,8 @@ def test_every_cursor_of_a_parquet_scan_has_the_scans_settings(tmp_path):
         path,
     )
     reader = DuckDBReader(plan_scan(LocalFileSource(path), PENGUIN), memory_limit_bytes=2**28)
-    cursors = [reader._prepared(reader._connection.cursor()) for _ in range(2)]
-    for cursor in [reader._connection, *cursors]:
+    cursors = [reader._new_connection() for _ in range(2)]
+    for cursor in cursors:
         (disabled,) = cursor.execute("SELECT current_setting('disabled_optimizers')").fetchone()
         assert "statistics_propagation" in disabled
         (limit,) = cursor.execute("SELECT current_setting('memory_limit')").fetchone()
@@ -339,9 +339,36 @@ def test_every_cursor_of_a_parquet_scan_has_the_scans_settings(tmp_path):
         assert cursor.execute("SELECT COUNT(*) FROM df").fetchone() == (20,)
 
 
-def test_the_configured_duckdb_threads_reach_the_readers(penguin_table):
-    from lomas_server.engines.smartnoise_sql import _open_reader
+def test_queries_that_spill_to_disk_side_by_side_both_run():
+    """DuckDB refuses to set its spill folder again while something is spilled: a second
+    query on the same dataset must run while the first spills, each with the whole limit."""
+    import numpy as np
+    import pyarrow as pa
 
-    reader = _open_reader(lambda: penguin_table, PENGUIN, None, 1)
-    (_, (threads,)) = reader.execute("SELECT current_setting('threads')")
-    assert threads == 1
+    from lomas_server.engines.duckdb_reader import DuckDBReader
+
+    rows = 1_000_000
+    rng = np.random.default_rng(1)
+    table = pa.table(
+        {
+            "g": pa.array([f"k{i}" for i in rng.integers(0, rows, rows)]),
+            "x": rng.integers(0, 1000, rows),
+        }
+    )
+    reader = DuckDBReader(table, memory_limit_bytes=40 * 2**20, threads=1)
+    spilling = "SELECT COUNT(*), SUM(s) FROM (SELECT g, SUM(x) AS s FROM df GROUP BY g) AS t"
+    outcomes: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcomes.append(reader.execute(spilling)[1])
+        except Exception as err:  # recorded for the assertion below
+            outcomes.append(err)
+
+    callers = [threading.Thread(target=run) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(60)
+    assert len(outcomes) == 3 and len(set(outcomes)) == 1, outcomes
+    assert isinstance(outcomes[0], tuple)
