@@ -156,22 +156,26 @@ def test_owners_take_turns():
 def test_several_workers_run_jobs_at_once():
     """Two jobs that each wait for the other end only if they run at the same time."""
     engine = EngineThread(TimeLimits(plan_seconds=10, query_seconds=10), workers=2)
-    both = threading.Barrier(2, timeout=5)
-    results: list[int] = []
     try:
-        callers = [
-            threading.Thread(
-                target=lambda n=n: results.append(engine.run(both.wait, owner=f"user{n}"))
-            )
-            for n in range(2)
-        ]
-        for caller in callers:
-            caller.start()
-        for caller in callers:
-            caller.join(10)
-        assert sorted(results) == [0, 1]  # the barrier was passed: no BrokenBarrierError
+        assert _meet(engine, ("alice", "bob")) == [0, 1]
     finally:
         engine.close()
+
+
+def _meet(engine: EngineThread, owners: tuple[str, str]) -> list[int]:
+    """Two owners' jobs that each wait for the other: both end (their barrier places, sorted)
+    only if the engine runs them at the same time; otherwise the barrier breaks."""
+    both = threading.Barrier(2, timeout=5)
+    results: list[int] = []
+    callers = [
+        threading.Thread(target=lambda o=o: results.append(engine.run(both.wait, owner=o)))
+        for o in owners
+    ]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join(10)
+    return sorted(results)
 
 
 def test_one_owner_never_takes_more_than_max_per_owner_workers():
@@ -214,17 +218,7 @@ def test_a_stuck_job_among_several_workers_is_replaced_and_the_others_keep_runni
         with pytest.raises(TimeLimitExceeded):
             engine.run(release.wait, stage=QUERY, owner="alice")
         # Two workers still serve: two jobs that need each other both end.
-        both = threading.Barrier(2, timeout=5)
-        results: list[int] = []
-        callers = [
-            threading.Thread(target=lambda o=o: results.append(engine.run(both.wait, owner=o)))
-            for o in ("bob", "carol")
-        ]
-        for caller in callers:
-            caller.start()
-        for caller in callers:
-            caller.join(10)
-        assert sorted(results) == [0, 1]
+        assert _meet(engine, ("bob", "carol")) == [0, 1]
         with pytest.raises(EngineBusy, match="your earlier query"):
             engine.check_ready("alice")
     finally:
