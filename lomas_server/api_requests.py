@@ -160,3 +160,68 @@ def parse_opendp_request(body: dict[str, Any], *, for_release: bool) -> OpenDPRe
         delta_given="delta" in body,
         postprocess=body.get("postprocess", True),
     )
+
+
+@dataclass(frozen=True)
+class SynthRequest:
+    synthesizer: str
+    columns: tuple[str, ...]
+    epsilon: float
+    delta: float | None  # None: not given, so the server chooses
+    rows: int
+    bins: int
+    fresh: bool = False
+
+
+def parse_synth_request(body: dict[str, Any], *, for_release: bool) -> SynthRequest:
+    """A synthetic-data request: the synthesizer by name, the columns, the budget, the rows.
+
+    Anything else is refused by name, pickled or serialized synthesizers included: the server
+    builds the synthesizer and its preprocessing itself, from the metadata.
+    """
+    api_contract.check("SynthRequest" if for_release else "SynthCostRequest", body)
+    defaults = api_contract.schema("SynthQuery")["properties"]
+    return SynthRequest(
+        synthesizer=body["synthesizer"],
+        columns=tuple(body["columns"]),
+        epsilon=float(body["epsilon"]),
+        delta=float(body["delta"]) if "delta" in body else None,
+        rows=int(body.get("rows", defaults["rows"]["default"])),
+        bins=int(body.get("bins", defaults["bins"]["default"])),
+        fresh=body.get("fresh", False),
+    )
+
+
+@dataclass(frozen=True)
+class DiffprivlibRequest:
+    model: str
+    features: tuple[str, ...]
+    target: str | None
+    epsilon: float
+    options: dict[str, Any]
+    scaler: bool = False
+    fresh: bool = False
+
+
+def parse_diffprivlib_request(body: dict[str, Any], *, for_release: bool) -> DiffprivlibRequest:
+    """A DP model: its name, feature and target columns, the budget and allow-listed options.
+
+    Anything else is refused by name, pickled or serialized pipelines included: the server
+    builds the model, and every bound it needs, from the metadata.
+    """
+    api_contract.check("DiffprivlibRequest" if for_release else "DiffprivlibCostRequest", body)
+    options = dict(body.get("options", {}))
+    for name in ("max_iter", "n_clusters", "n_components"):
+        if name in options:
+            options[name] = int(options[name])  # JSON Schema counts 5.0 as an integer
+    if "C" in options:
+        options["C"] = float(options["C"])
+    return DiffprivlibRequest(
+        model=body["model"],
+        features=tuple(body["features"]),
+        target=body.get("target"),
+        epsilon=float(body["epsilon"]),
+        options=options,
+        scaler=body.get("scaler", False),
+        fresh=body.get("fresh", False),
+    )

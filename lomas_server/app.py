@@ -18,9 +18,11 @@ from traitlets import Enum, Float, Int, TraitError, Type, Unicode, default, vali
 
 from lomas_server import __version__
 from lomas_server.datasets import DatasetCache
+from lomas_server.engines.diffprivlib_engine import DiffprivlibEngine
 from lomas_server.engines.engine_thread import EngineThread, TimeLimits
 from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.smartnoise_sql import SmartnoiseSqlEngine
+from lomas_server.engines.synth_engine import SynthEngine
 from lomas_server.errors import ServiceError, StoreUnavailable
 from lomas_server.handlers import API_PREFIX, api_routes
 from lomas_server.identity import LomasTokenIdentityProvider
@@ -69,6 +71,9 @@ class LomasServerApp(ExtensionApp):
     max_dummy_rows = Int(100_000, help="Most rows one dummy-data request may ask for.").tag(
         config=True
     )
+    max_synth_rows = Int(
+        100_000, help="Most synthetic rows one synthetic-data request may ask for."
+    ).tag(config=True)
     max_request_bytes = Int(64 * 1024, help="Largest request body accepted, in bytes.").tag(
         config=True
     )
@@ -212,8 +217,16 @@ class LomasServerApp(ExtensionApp):
             self.store,
             self.engine,
             DatasetCache(self.dataset_cache_bytes, self.scan_parquet_above_bytes),
-            Limits(self.max_query_epsilon, self.max_query_delta, self.max_dummy_rows),
+            Limits(
+                self.max_query_epsilon,
+                self.max_query_delta,
+                self.max_dummy_rows,
+                self.max_synth_rows,
+            ),
             opendp=OpenDPEngine(thread=self.engine_thread),
+            # Fits take seconds and touch no OpenDP switch: the scan workers run them.
+            synth=SynthEngine(pool=self.scan_pool),
+            diffprivlib=DiffprivlibEngine(pool=self.scan_pool),
         )
         self.executor = RequestPool(self.worker_threads)
         self.read_executor = RequestPool(READ_THREADS, name="lomas-read")

@@ -161,3 +161,10 @@ class EngineBusy(ServiceError):
 
     status = 503
     code = "engine_busy"
+
+
+class EngineMissing(ServiceError):
+    """An engine's library is not installed on this server (refused before anything is spent)."""
+
+    status = 503
+    code = "engine_not_installed"

@@ -35,20 +35,17 @@ def epsilon_of_rho(rho: float, delta: float) -> float:
     import opendp.prelude as dp
     from opendp.mod import GLOBAL_FEATURES
 
-    switched_on = "contrib" not in GLOBAL_FEATURES
-    if switched_on:
+    if "contrib" not in GLOBAL_FEATURES:
+        # "contrib" is the one feature the server always runs with; it is switched on and left
+        # on, never off: another thread may be drawing OpenDP noise meanwhile.
         dp.enable_features("contrib")
-    try:
-        gaussian = dp.m.make_gaussian(
-            dp.atom_domain(T=float, nan=False),
-            dp.absolute_distance(T=float),
-            scale=1.0 / math.sqrt(2.0 * rho),
-        )
-        profile = dp.c.make_zCDP_to_approxDP(gaussian).map(1.0)
-        return float(profile.epsilon(delta))
-    finally:
-        if switched_on:
-            dp.disable_features("contrib")
+    gaussian = dp.m.make_gaussian(
+        dp.atom_domain(T=float, nan=False),
+        dp.absolute_distance(T=float),
+        scale=1.0 / math.sqrt(2.0 * rho),
+    )
+    profile = dp.c.make_zCDP_to_approxDP(gaussian).map(1.0)
+    return float(profile.epsilon(delta))
 
 
 @lru_cache(maxsize=4096)

@@ -6,9 +6,11 @@ from typing import Any
 
 from lomas_server import __version__, api_contract
 from lomas_server.api_requests import (
+    parse_diffprivlib_request,
     parse_dummy_request,
     parse_opendp_request,
     parse_sql_request,
+    parse_synth_request,
 )
 from lomas_server.errors import InvalidRequest, NotFound, ServiceError
 from lomas_server.handlers.base import LomasHandler, public_to_jupyter
@@ -118,6 +120,42 @@ class OpenDPHandler(LomasHandler):
     @public_to_jupyter
     async def post(self, name: str) -> None:
         request = parse_opendp_request(self.json_body(), for_release=True)
+        await self.reply(await self.run(self.service.release, self.lomas_user, name, request))
+
+
+class SynthCostHandler(LomasHandler):
+    engine_work = True
+
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_synth_request(self.json_body(), for_release=False)
+        await self.reply(await self.run(self.service.estimate, self.lomas_user, name, request))
+
+
+class SynthHandler(LomasHandler):
+    engine_work = True
+
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_synth_request(self.json_body(), for_release=True)
+        await self.reply(await self.run(self.service.release, self.lomas_user, name, request))
+
+
+class DiffprivlibCostHandler(LomasHandler):
+    engine_work = True
+
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_diffprivlib_request(self.json_body(), for_release=False)
+        await self.reply(await self.run(self.service.estimate, self.lomas_user, name, request))
+
+
+class DiffprivlibHandler(LomasHandler):
+    engine_work = True
+
+    @public_to_jupyter
+    async def post(self, name: str) -> None:
+        request = parse_diffprivlib_request(self.json_body(), for_release=True)
         await self.reply(await self.run(self.service.release, self.lomas_user, name, request))
 
 

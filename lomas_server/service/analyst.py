@@ -1,5 +1,5 @@
 """What an analyst can do: list datasets, read metadata and budgets, get dummy data, price
-and release queries.
+and release queries, synthetic data and DP models.
 
 Each use case opens one context (the dataset's record, grant, metadata and account, read
 once: context.py); a query is planned by its engine (query_kinds.py) and released by the one
@@ -11,11 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from lomas_server.accounting import AccountingRule
-from lomas_server.api_requests import OpenDPRequest, SqlRequest
 from lomas_server.datasets import DatasetCache, make_dummy
+from lomas_server.engines.diffprivlib_engine import ENGINE_NAME as DIFFPRIVLIB_ENGINE
+from lomas_server.engines.diffprivlib_engine import DiffprivlibEngine
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
 from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.smartnoise_sql import ENGINE_NAME, SmartnoiseSqlEngine
+from lomas_server.engines.synth_engine import ENGINE_NAME as SYNTH_ENGINE
+from lomas_server.engines.synth_engine import SynthEngine
 from lomas_server.errors import InvalidRequest
 from lomas_server.service import release
 from lomas_server.service.accounts import rule_of
@@ -23,7 +26,7 @@ from lomas_server.service.archive_views import archive_view
 from lomas_server.service.budget_requests import BudgetRequests
 from lomas_server.service.context import DatasetContext, Limits, max_query, open_context
 from lomas_server.service.data_access import DataAccess
-from lomas_server.service.query_kinds import Engines
+from lomas_server.service.query_kinds import Engines, Request
 from lomas_server.store.base import AdminStore, UserRecord
 from lomas_server.tabular import table_payload
 
@@ -38,11 +41,15 @@ class AnalystService:
         cache: DatasetCache,
         limits: Limits | None = None,
         opendp: OpenDPEngine | None = None,
+        synth: SynthEngine | None = None,
+        diffprivlib: DiffprivlibEngine | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.opendp = opendp or OpenDPEngine()
-        self.engines = Engines(engine, self.opendp)
+        self.engines = Engines(
+            engine, self.opendp, synth or SynthEngine(), diffprivlib or DiffprivlibEngine()
+        )
         self.data = DataAccess(cache)
         self.limits = limits or Limits()
         self.budget_requests = BudgetRequests(store)
@@ -66,7 +73,7 @@ class AnalystService:
             out.append(
                 {
                     "name": record.name,
-                    "engines": [ENGINE_NAME, OPENDP_ENGINE],
+                    "engines": [ENGINE_NAME, OPENDP_ENGINE, SYNTH_ENGINE, DIFFPRIVLIB_ENGINE],
                     "budget": ctx.account.view(),
                     "max_query": max_query(record, self.limits).as_dict(),
                 }
@@ -124,16 +131,12 @@ class AnalystService:
         return self.budget_requests.mine(user)
 
     # -- queries, on any engine ----------------------------------------------------------------
-    def estimate(
-        self, user: str, dataset: str, request: SqlRequest | OpenDPRequest
-    ) -> dict[str, Any]:
+    def estimate(self, user: str, dataset: str, request: Request) -> dict[str, Any]:
         """Exact cost and accuracy of a query: nothing spent, no data touched."""
         ctx = self._context(user, dataset, for_query=True)
         return release.estimate(ctx, self.engines.plan(ctx, request))
 
-    def release(
-        self, user: str, dataset: str, request: SqlRequest | OpenDPRequest
-    ) -> dict[str, Any]:
+    def release(self, user: str, dataset: str, request: Request) -> dict[str, Any]:
         """Run a query with DP: its cost is reserved before the data is touched."""
         ctx = self._context(user, dataset, for_query=True)
         planned = self.engines.plan(ctx, request)

@@ -29,6 +29,7 @@ class Limits:
     max_query_epsilon: float = 10.0
     max_query_delta: float = 1e-3
     max_dummy_rows: int = 100_000
+    max_synth_rows: int = 100_000
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The engines as the release sequence sees them: a planned query with its cost.
 
-Each kind of request (SmartNoise-SQL, OpenDP) is planned here from the request and the
+Each kind of request (SmartNoise-SQL, OpenDP; synthetic data and DP models in
+planned_models.py) is planned here from the request and the
 dataset's metadata alone, without touching data; the plan says what it costs, how it is
 archived and recognised when repeated, what it tells an analyst before and after, and how it
 runs. release.py does the rest the same way for every kind.
@@ -8,20 +9,28 @@ runs. release.py does the rest the same way for every kind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from lomas_server.accounting import PrivacyAmount
-from lomas_server.api_requests import OpenDPRequest, SqlRequest
+from lomas_server.api_requests import (
+    DiffprivlibRequest,
+    OpenDPRequest,
+    SqlRequest,
+    SynthRequest,
+)
+from lomas_server.engines.diffprivlib_engine import DiffprivlibEngine
 from lomas_server.engines.opendp_engine import ENGINE_NAME as OPENDP_ENGINE
 from lomas_server.engines.opendp_engine import OpenDPEngine, OpenDPPlan
 from lomas_server.engines.opendp_query import parse_opendp_query
 from lomas_server.engines.smartnoise_sql import ENGINE_NAME, SmartnoiseSqlEngine
 from lomas_server.engines.sql_plan import CONFIDENCE, SqlPlan
+from lomas_server.engines.synth_engine import SynthEngine
 from lomas_server.service.context import DatasetContext
 from lomas_server.service.data_access import Reachable
+from lomas_server.service.fingerprints import fingerprint
+from lomas_server.service.planned_models import plan_model, plan_synth
 from lomas_server.tabular import rows_payload
 
 
@@ -47,16 +56,28 @@ class PlannedQuery(Protocol):
         ...
 
 
+Request = SqlRequest | OpenDPRequest | SynthRequest | DiffprivlibRequest
+
+
 @dataclass(frozen=True)
 class Engines:
     sql: SmartnoiseSqlEngine
     opendp: OpenDPEngine
+    synth: SynthEngine
+    diffprivlib: DiffprivlibEngine
 
     def check_ready(self, owner: str) -> None:
-        """Refuse, before anything is spent, an owner whose earlier job is stuck."""
+        """Refuse, before anything is spent, an owner whose earlier job is stuck (on the DP
+        libraries' thread or on the scan workers, where the models are fitted too)."""
         self.sql.check_ready(owner)
+        self.synth.check_ready(owner)
+        self.diffprivlib.check_ready(owner)
 
-    def plan(self, ctx: DatasetContext, request: SqlRequest | OpenDPRequest) -> PlannedQuery:
+    def plan(self, ctx: DatasetContext, request: Request) -> PlannedQuery:
+        if isinstance(request, SynthRequest):
+            return plan_synth(self.synth, ctx, request)
+        if isinstance(request, DiffprivlibRequest):
+            return plan_model(self.diffprivlib, ctx, request)
         if isinstance(request, SqlRequest):
             plan = self.sql.plan(
                 ctx.dataset, ctx.metadata, request.query, request.epsilon, request.delta,
@@ -191,16 +212,3 @@ class PlannedOpenDP:
         )
         table = rows_payload(outcome.columns, outcome.rows)
         return {**table, "clamped": outcome.clamped} if self.postprocess else table
-
-
-def fingerprint(engine: str, query: str, *parameters: Any) -> str:
-    """Identical requests share a fingerprint: same engine, normalized query, parameters.
-
-    The normalized query comes from the parsed query (SQL text rebuilt from its syntax tree,
-    or the canonical JSON of an OpenDP query), so whitespace, keyword case and spelling do not
-    matter; a different epsilon, delta, rho or option does.
-    """
-    canonical = json.dumps(
-        [engine, query, *[repr(float(p)) if isinstance(p, float) else p for p in parameters]]
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
