@@ -45,7 +45,7 @@ from lomas_server.metadata import DatasetMetadata
 ENGINE_NAME = "diffprivlib"
 SIZE_SHARE = 0.1  # of the per-row budget, for the number of rows
 SCALER_SHARE = 0.5  # of what is left, for the standard scaler when there is one
-MIN_ROWS = 2  # the fewest rows a fit ever sees, before the classes' rows
+MIN_ROWS = 2  # the fewest rows a fit ever sees, before the classes' rows (see ``_fewest``)
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class DiffprivlibEngine:
         features, target = _usable(rows, spec)
         rng = np.random.default_rng(secrets.randbits(128))
         noisy = len(features) + discrete_laplace(1.0 / plan.size_epsilon, 1)[0]
-        features, target = _resized(features, target, spec, max(MIN_ROWS, noisy), rng)
+        features, target = _resized(features, target, spec, max(_fewest(spec), noisy), rng)
         features, target = _with_each_class(features, target, spec)
         bounds = [(f.lower, f.upper) for f in spec.features]
         with warnings.catch_warnings():
@@ -130,6 +130,13 @@ class DiffprivlibEngine:
             "parameters": parameters(spec, model),
             "scaler": scaler,
         }
+
+
+def _fewest(spec: ModelSpec) -> int:
+    """The fewest rows a model's fit accepts (PCA needs more rows than components, k-means
+    a row per cluster), so that no fit fails because the noisy size came out small."""
+    option = spec.option
+    return max(MIN_ROWS, len(spec.features) + 1, int(option.get("n_clusters") or 0))
 
 
 def _usable(rows: pd.DataFrame, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray | None]:
