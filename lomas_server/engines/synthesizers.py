@@ -24,6 +24,7 @@ The library's own randomness for selection steps and sampling is NumPy's (docs/S
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -106,6 +107,8 @@ def _install_safe_noise() -> None:
         for module in (utils, standard):
             module.enable_features = _refuse_features
         mst.estimation = _WithoutKnownTotal(mst.estimation)
+        # Said on every fit about how the library calls mbi, not about anything to act on.
+        warnings.filterwarnings("ignore", message="Pandas dataframe inputs are deprecated")
         _patched = True
 
 
