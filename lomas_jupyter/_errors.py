@@ -165,6 +165,8 @@ _BY_CODE: dict[str, type[ServerError] | None] = {
     # The administrator's metadata or dataset description is unusable: nothing in the
     # request is at fault, and nothing the analyst can change fixes it.
     "invalid_metadata": ServerError,
+    # A DP library this server lacks (synthetic data): waiting does not help, its admin can.
+    "engine_not_installed": ServerError,
     "internal_error": ServerError,
     # Any other HTTP error of the web framework, worded by the server.
     "http_error": None,

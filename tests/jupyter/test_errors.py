@@ -58,6 +58,8 @@ EXPECTED = {
     ("hub_unavailable", 503): ServerBusy,
     ("dataset_unavailable", 503): ServerBusy,
     ("invalid_metadata", 400): ServerError,
+    # A server without smartnoise-synth: no later try helps, so not ServerBusy.
+    ("engine_not_installed", 503): ServerError,
     ("internal_error", 500): ServerError,
     ("http_error", 502): ServerError,
     ("http_error", 429): ServerBusy,
