@@ -1,6 +1,7 @@
 """lomas-jupyter's analyst side: a Python client for the DP API and IPython magics.
 
-In a notebook: ``%load_ext lomas_jupyter``, then ``%lomas_connect`` and ``%%lomas_sql``.
+In a notebook: ``%load_ext lomas_jupyter``, then ``%lomas_connect`` and ``%%lomas_sql`` (or
+``%%lomas_opendp``, ``%%lomas_synth``, ``%%lomas_diffprivlib``).
 From Python: ``Client`` (``AdminClient`` for the service's admins); every error it raises is
 a ``LomasError`` (see docs/client.md).
 Everything public is named here; the modules with a leading underscore may change.
@@ -31,6 +32,7 @@ from lomas_jupyter._errors import (
     TransportError,
     Unauthorized,
 )
+from lomas_jupyter._model_release import ModelRelease
 from lomas_jupyter._opendp import OpenDPQueryBuilder
 from lomas_jupyter._results import (
     Budget,
@@ -65,6 +67,7 @@ __all__ = [
     "LastQuery",
     "LomasError",
     "Metadata",
+    "ModelRelease",
     "NotFound",
     "OpenDPQueryBuilder",
     "PayloadTooLarge",

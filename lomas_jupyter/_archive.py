@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from lomas_jupyter._errors import ClientUsageError
 from lomas_jupyter._results import Amount, _amount, table_frame
 
 # %lomas_history: one QueryRecord.row() per archived query, in this order.
@@ -31,7 +32,12 @@ HISTORY_COLUMNS = (
     "status",
     "replay",
 )
-ENGINES = {"smartnoise_sql": "SQL", "opendp": "OpenDP"}
+ENGINES = {
+    "smartnoise_sql": "SQL",
+    "opendp": "OpenDP",
+    "smartnoise_synth": "Synth",
+    "diffprivlib": "DiffPrivLib",
+}
 _LINE_BREAKS = re.compile(r"\s*\n\s*")
 
 
@@ -39,9 +45,12 @@ _LINE_BREAKS = re.compile(r"\s*\n\s*")
 class QueryRecord:
     """One archived query.
 
-    ``query`` is the SQL as sent, or the OpenDP query's one-line description (its document
-    is in ``opendp``); ``epsilon``, ``rho`` and ``delta`` are what the request asked for,
-    ``cost`` what it was charged. ``created_at`` and ``finished_at`` are in UTC.
+    ``query`` is the SQL as sent, or the one-line description of an OpenDP query, synthetic
+    rows or a model (its document is in ``opendp``, or ``raw["synth"]``,
+    ``raw["diffprivlib"]``); ``epsilon``, ``rho`` and ``delta`` are what the request asked
+    for, ``cost`` what it was charged. ``created_at`` and ``finished_at`` are in UTC.
+    ``result`` is the released table (synthetic rows included); a DP model's release is in
+    ``model`` instead, its numbers as the server sent them (``estimator()`` rebuilds it).
     ``replayable`` is true for the release an identical request now replays for free;
     ``repeats`` names that release on a later, paid (``fresh``) release of the same request.
     """
@@ -62,6 +71,7 @@ class QueryRecord:
     normalized_query: str | None = None
     opendp: dict[str, Any] | None = field(default=None, repr=False)
     result: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    model: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     replayable: bool = False
     repeats: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -71,6 +81,9 @@ class QueryRecord:
         finished = reply.get("finished_at")
         result = reply.get("result")
         opendp = reply.get("opendp")
+        # A table has columns and rows; a fitted model (DiffPrivLib) has parameters.
+        table = result if result and "data" in result else None
+        model = result if result and "parameters" in result else None
         return cls(
             query_id=str(reply["query_id"]),
             dataset=str(reply["dataset"]),
@@ -87,7 +100,8 @@ class QueryRecord:
             mechanism=reply.get("mechanism"),
             normalized_query=reply.get("normalized_query"),
             opendp=dict(opendp) if opendp is not None else None,
-            result=table_frame(result) if result else None,
+            result=table_frame(table) if table else None,
+            model=dict(model) if model else None,
             raw=dict(reply),
         )
 
@@ -95,8 +109,10 @@ class QueryRecord:
     def request_key(self) -> tuple[Any, ...]:
         """Equal for requests that the server takes as identical (a rerun replays)."""
         query: str | None = self.normalized_query or self.query
-        if self.opendp is not None:
-            query = json.dumps(self.opendp, sort_keys=True)
+        documents = [self.opendp, self.raw.get("synth"), self.raw.get("diffprivlib")]
+        document = next((d for d in documents if d is not None), None)
+        if document is not None:
+            query = json.dumps(document, sort_keys=True)
         return (
             self.dataset,
             self.engine,
@@ -124,6 +140,15 @@ class QueryRecord:
             self._replay_mark(),
         )
         return dict(zip(HISTORY_COLUMNS, values, strict=True))
+
+    def estimator(self) -> Any:
+        """The archived model as a scikit-learn estimator (as ``Client.diffprivlib`` returns
+        it): an earlier fit, used again without paying for it again."""
+        from lomas_jupyter._models import estimator
+
+        if self.model is None:
+            raise ClientUsageError(f"query {self.query_id[:8]} released no model")
+        return estimator(self.model)
 
     def parameters(self) -> str:
         """The noise the request asked for, e.g. ``epsilon=0.5, delta=1e-06``."""

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import pandas as pd
-import requests
 
 from lomas_jupyter._archive import QueryRecord, archive_records
-from lomas_jupyter._errors import ClientUsageError, ServerError, TransportError, Unauthorized
+from lomas_jupyter._errors import ClientUsageError
+from lomas_jupyter._model_release import ModelRelease, model_body
 from lomas_jupyter._opendp import OpenDPQueryBuilder
 from lomas_jupyter._results import (
     Budget,
@@ -27,40 +25,19 @@ from lomas_jupyter._results import (
     Release,
     table_frame,
 )
+from lomas_jupyter._synth import synth_body
+from lomas_jupyter._transport import Transport
 
-API_PREFIX = "/lomas/api/v1"
 DEMO_CONNECTION = Path("lomas-demo") / "connection.json"
 DEMO_ADMIN_CONNECTION = Path("lomas-demo") / "admin-connection.json"
 HUB_TOKEN_SOURCE = "your JupyterHub token (JUPYTERHUB_API_TOKEN)"
-T = TypeVar("T")
 
 
-class Client:
+class Client(Transport):
     """One analyst's connection to a lomas server (``with Client(...) as client:`` closes it).
 
     Every method raises a ``LomasError``: ``ServerError`` (as its subclass) when the server
     refuses, ``TransportError`` when there is no usable reply."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        *,
-        timeout: float = 120.0,
-        user: str | None = None,
-        token_source: str = "the token given to Client",
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.user = user
-        # Named when the server refuses the token: the fix is wherever the token was set.
-        self.token_source = token_source
-        self.api = self.url + API_PREFIX
-        self.timeout = timeout
-        self._session = requests.Session()
-        self._session.headers["Authorization"] = f"token {token}"
-        # Names the account without holding the token: outputs and the JupyterLab panel use
-        # it to tell one analyst's budgets from another's (a hash cannot be used to sign in).
-        self.account = hashlib.sha256(token.encode()).hexdigest()[:16]
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Client:
@@ -124,20 +101,6 @@ class Client:
     def __repr__(self) -> str:
         who = f" user={self.user!r}" if self.user else ""
         return f"<Client {self.url}{who}>"
-
-    def close(self) -> None:
-        self._session.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- reading -----------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -269,6 +232,131 @@ class Client:
         """Run an OpenDP request body; ``"fresh": True`` in it pays for a new release."""
         return self._release(dataset, "opendp", request)
 
+    # -- synthetic data (SmartNoise-Synth) -------------------------------------------------------
+    def synth_cost(
+        self,
+        dataset: str,
+        synthesizer: str,
+        columns: Sequence[str],
+        *,
+        epsilon: float,
+        delta: float | None = None,
+        rows: int = 1000,
+        bins: int = 10,
+    ) -> Estimate:
+        """What synthetic rows would cost, whether it would be a free replay, and each column's
+        public domain (``domain_table``); spends nothing."""
+        body = synth_body(synthesizer, columns, epsilon=epsilon, delta=delta, rows=rows, bins=bins)
+        return self._estimate(dataset, "synth", body)
+
+    def synth_response(
+        self,
+        dataset: str,
+        synthesizer: str,
+        columns: Sequence[str],
+        *,
+        epsilon: float,
+        delta: float | None = None,
+        rows: int = 1000,
+        bins: int = 10,
+        fresh: bool = False,
+    ) -> Release:
+        """The release of synthetic rows: as ``smartnoise_sql_response``, its frame the rows."""
+        body = synth_body(
+            synthesizer, columns, epsilon=epsilon, delta=delta, rows=rows, bins=bins, fresh=fresh
+        )
+        return self._release(dataset, "synth", body)
+
+    def synth(
+        self,
+        dataset: str,
+        synthesizer: str,
+        columns: Sequence[str],
+        *,
+        epsilon: float,
+        delta: float | None = None,
+        rows: int = 1000,
+        bins: int = 10,
+        fresh: bool = False,
+    ) -> pd.DataFrame:
+        """``rows`` synthetic rows of ``columns`` from a synthesizer (``"mst"`` or ``"aim"``)
+        the server fits with DP; their ``attrs`` say what they cost. Each value is one the
+        metadata declares (numbers: within one of ``bins`` equal-width bins)."""
+        return self.synth_response(
+            dataset,
+            synthesizer,
+            columns,
+            epsilon=epsilon,
+            delta=delta,
+            rows=rows,
+            bins=bins,
+            fresh=fresh,
+        ).frame
+
+    # -- DP models (DiffPrivLib) --------------------------------------------------------------
+    def diffprivlib_cost(
+        self,
+        dataset: str,
+        model: str,
+        features: Sequence[str],
+        target: str | None = None,
+        *,
+        epsilon: float,
+        scaler: bool = False,
+        options: Mapping[str, Any] | None = None,
+    ) -> Estimate:
+        """What fitting a model would cost (``raw["budget_split"]``: how it is spent);
+        spends nothing."""
+        body = model_body(model, features, target, epsilon=epsilon, scaler=scaler, options=options)
+        return self._estimate(dataset, "diffprivlib", body)
+
+    def diffprivlib_response(
+        self,
+        dataset: str,
+        model: str,
+        features: Sequence[str],
+        target: str | None = None,
+        *,
+        epsilon: float,
+        scaler: bool = False,
+        options: Mapping[str, Any] | None = None,
+        fresh: bool = False,
+    ) -> ModelRelease:
+        """The fitted model with its cost, budget and query id; an identical earlier fit is
+        replayed for free, ``fresh=True`` pays for a new one."""
+        body = model_body(
+            model, features, target, epsilon=epsilon, scaler=scaler, options=options, fresh=fresh
+        )
+        reply = self._call("POST", f"/datasets/{dataset}/diffprivlib", body)
+        return self._typed(lambda: ModelRelease.from_reply(reply, dataset=dataset, request=body))
+
+    def diffprivlib(
+        self,
+        dataset: str,
+        model: str,
+        features: Sequence[str],
+        target: str | None = None,
+        *,
+        epsilon: float,
+        scaler: bool = False,
+        options: Mapping[str, Any] | None = None,
+        fresh: bool = False,
+    ) -> Any:
+        """A model (``logistic_regression``, ``linear_regression``, ``gaussian_nb``,
+        ``k_means``, ``pca``) fitted with DP on the server, as a scikit-learn estimator to
+        use on your own rows; ``scaler=True`` makes it a pipeline that standardizes them
+        first. Its ``lomas_release_`` says which query made it and what it cost."""
+        return self.diffprivlib_response(
+            dataset,
+            model,
+            features,
+            target,
+            epsilon=epsilon,
+            scaler=scaler,
+            options=options,
+            fresh=fresh,
+        ).model
+
     # -- transport ---------------------------------------------------------------------------
     def _estimate(self, dataset: str, engine: str, body: dict[str, Any]) -> Estimate:
         reply = self._call("POST", f"/datasets/{dataset}/{engine}/cost", body)
@@ -277,66 +365,6 @@ class Client:
     def _release(self, dataset: str, engine: str, body: dict[str, Any]) -> Release:
         reply = self._call("POST", f"/datasets/{dataset}/{engine}", body)
         return self._typed(lambda: Release.from_reply(reply, dataset=dataset, request=body))
-
-    def _token_refused(self, error: Unauthorized) -> Unauthorized:
-        """The server words a refused token for HTTP clients (the header to send); here the
-        analyst set it in a variable, a file or an argument, so the message names that."""
-        return Unauthorized(
-            f"the server at {self.url} refused the token: check {self.token_source}, "
-            "or ask the administrator for a new one",
-            code=error.code,
-            status=error.status,
-            reply=error.reply,
-        )
-
-    def _typed(self, build: Callable[[], T]) -> T:
-        """A reply of the wrong shape (a proxy's page, an incompatible server) is no result."""
-        try:
-            return build()
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise TransportError(
-                f"the server's reply is not what this client expects ({type(err).__name__}: {err})",
-                code="bad_reply",
-            ) from err
-
-    def _json(self, reply: Any) -> dict[str, Any]:
-        return self._typed(lambda: dict(reply))
-
-    def _call(
-        self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None
-    ) -> Any:
-        try:
-            response = self._session.request(
-                method, self.api + path, json=body, params=params, timeout=self.timeout
-            )
-        except requests.Timeout as err:
-            raise TransportError(
-                f"the server at {self.url} did not answer within {self.timeout:g} s", code="timeout"
-            ) from err
-        except requests.ConnectionError as err:
-            raise TransportError(
-                f"cannot reach the server at {self.url}", code="connection_error"
-            ) from err
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if response.status_code >= 400:
-            if isinstance(payload, dict) and "message" in payload:
-                error = ServerError.from_reply(payload, status=response.status_code)
-                if isinstance(error, Unauthorized):
-                    raise self._token_refused(error)
-                raise error
-            raise TransportError(
-                f"the server answered HTTP {response.status_code}",
-                code="http_error",
-                status=response.status_code,
-            )
-        if payload is None:
-            raise TransportError(
-                "the server answered with something that is not JSON", code="bad_reply"
-            )
-        return payload
 
 
 def hub_service_url(env: Mapping[str, str]) -> str:
