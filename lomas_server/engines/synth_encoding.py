@@ -5,7 +5,8 @@ whose meaning comes from the admin's metadata, never from the data:
 
 - a boolean: false, true;
 - a column with declared ``categories``: each category, in declared order;
-- a bounded int whose range holds at most ``bins`` values: each value;
+- a bounded int whose range holds at most ``bins`` values: each value (values past a bound
+  are clamped to it);
 - another bounded number: ``bins`` equal-width bins between its bounds (values past a bound
   are clamped into the end bin); a synthetic value is drawn uniformly within its bin;
 - and, for a nullable column, one more code for "missing".
@@ -40,6 +41,7 @@ class ColumnCodec:
     values: tuple[Any, ...] | None  # each code's value, for categories, booleans, small ints
     edges: tuple[float, ...] | None  # bin edges, for binned numbers
     nullable: bool
+    clamp: tuple[int, int] | None = None  # a bounded int's range, for values past its bounds
 
     @property
     def size(self) -> int:
@@ -60,7 +62,10 @@ class ColumnCodec:
         missing = -1 if self.missing_code is None else self.missing_code
         if self.values is not None:
             lookup = {value: code for code, value in enumerate(self.values)}
-            found = [lookup.get(_plain(v), missing) if _present(v) else missing for v in column]
+            found = [
+                lookup.get(self._clamped(_plain(v)), missing) if _present(v) else missing
+                for v in column
+            ]
             return np.asarray(found, dtype=np.int64)
         assert self.edges is not None
         numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
@@ -68,6 +73,11 @@ class ColumnCodec:
         inner = np.asarray(self.edges[1:-1])
         binned = np.searchsorted(inner, np.where(present, numbers, 0.0), side="right")
         return np.where(present, binned, missing).astype(np.int64)
+
+    def _clamped(self, value: Any) -> Any:
+        if self.clamp is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value
+        return min(max(value, self.clamp[0]), self.clamp[1])
 
     def decode(self, codes: np.ndarray, rng: np.random.Generator) -> list[Any]:
         out: list[Any] = []
@@ -80,7 +90,11 @@ class ColumnCodec:
                 assert self.edges is not None
                 low, high = self.edges[code], self.edges[code + 1]
                 if self.type == "int":
-                    out.append(int(rng.integers(math.ceil(low), math.floor(high), endpoint=True)))
+                    # A bin holds its lower edge, not its upper one (encode's searchsorted);
+                    # the last bin holds both.
+                    last = code == len(self.edges) - 2
+                    top = math.floor(high) if last else math.ceil(high) - 1
+                    out.append(int(rng.integers(math.ceil(low), top, endpoint=True)))
                 else:
                     out.append(float(rng.uniform(low, high)))
         return out
@@ -106,7 +120,10 @@ def codec_for(metadata: DatasetMetadata, name: str, bins: int) -> ColumnCodec:
             )
         lower, upper = spec.numeric_bounds()
         edges = tuple(float(x) for x in np.linspace(lower, upper, bins + 1))
-    codec = ColumnCodec(spec.name, spec.type, values, edges, spec.nullable)
+    clamp = None
+    if values is not None and spec.type == "int" and spec.categories is None:
+        clamp = (int(values[0]), int(values[-1]))  # a range from the bounds, not categories
+    codec = ColumnCodec(spec.name, spec.type, values, edges, spec.nullable, clamp)
     if codec.size > MAX_CODES:
         raise InvalidQuery(
             f"column {spec.name!r} has {codec.size} values; at most {MAX_CODES} can be modelled"
@@ -136,10 +153,13 @@ def encode(frame: pd.DataFrame, codecs: list[ColumnCodec]) -> pd.DataFrame:
 
 
 def decode(codes: pd.DataFrame, codecs: list[ColumnCodec], seed: int) -> pd.DataFrame:
+    """The synthetic values, each as its column's type (Python objects: an int column with
+    a missing value stays ints and None, not floats and NaN)."""
     rng = np.random.default_rng(seed)
     return pd.DataFrame(
         {c.name: c.decode(codes[c.name].to_numpy(dtype=np.int64), rng) for c in codecs},
         columns=[c.name for c in codecs],
+        dtype=object,
     )
 
 
