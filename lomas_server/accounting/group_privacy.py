@@ -21,11 +21,21 @@ def per_row_share(epsilon: float, delta: float, rows_per_person: int) -> tuple[f
     if k == 1:
         return epsilon, delta
     row_epsilon = math.nextafter(epsilon / k, 0.0)
-    row_delta = delta / (k * math.exp((k - 1) * row_epsilon)) if delta > 0 else 0.0
+    if delta <= 0:
+        return row_epsilon, 0.0
+    try:
+        row_delta = delta / (k * math.exp((k - 1) * row_epsilon))
+    except OverflowError:  # e^((k-1) epsilon / k) past the largest float: no delta is left
+        return row_epsilon, 0.0
     return row_epsilon, math.nextafter(row_delta, 0.0) if row_delta > 0 else 0.0
 
 
 def group_guarantee(epsilon: float, delta: float, rows_per_person: int) -> tuple[float, float]:
     """What a per-row (epsilon, delta) guarantees a person holding ``rows_per_person`` rows."""
     k = rows_per_person
-    return k * epsilon, k * math.exp((k - 1) * epsilon) * delta
+    if delta <= 0:
+        return k * epsilon, 0.0
+    try:
+        return k * epsilon, k * math.exp((k - 1) * epsilon) * delta
+    except OverflowError:
+        return k * epsilon, math.inf

@@ -25,7 +25,7 @@ from lomas_server.accounting.group_privacy import per_row_share
 from lomas_server.engines.engine_thread import QUERY, EngineThread
 from lomas_server.engines.person_rows import person_rows
 from lomas_server.engines.synth_encoding import ColumnCodec, codec_for, decode, encode
-from lomas_server.engines.synthesizers import PURPOSE, SYNTHESIZERS, fit_and_sample
+from lomas_server.engines.synthesizers import PURPOSE, SYNTHESIZERS, check_fits, fit_and_sample
 from lomas_server.errors import EngineMissing, InvalidQuery
 from lomas_server.metadata import DatasetMetadata
 from lomas_server.tabular import table_payload
@@ -113,7 +113,13 @@ class SynthEngine:
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise InvalidQuery(f"column {repeated[0]!r} is named twice in 'columns'")
+        check_fits(query.synthesizer, codecs)
         row_epsilon, row_delta = per_row_share(epsilon, delta, metadata.max_ids)
+        if row_delta <= 0:
+            raise InvalidQuery(
+                f"with up to {metadata.max_ids} rows per person, epsilon={epsilon:g} leaves "
+                "each row no 'delta' (group privacy); lower 'epsilon'"
+            )
         canonical = SynthQuery(query.synthesizer, tuple(names), query.rows, query.bins)
         loss = PrivacyLoss.approx_dp([(epsilon, delta)])
         return SynthPlan(

@@ -23,6 +23,7 @@ The library's own randomness for selection steps and sampling is NumPy's (docs/S
 
 from __future__ import annotations
 
+import itertools
 import threading
 import warnings
 from collections.abc import Callable
@@ -34,6 +35,7 @@ import pandas as pd
 from lomas_server.accounting.conversion import rho_within
 from lomas_server.engines.integer_noise import discrete_gaussian
 from lomas_server.engines.synth_encoding import ColumnCodec
+from lomas_server.errors import InvalidQuery
 
 AIM, MST = "aim", "mst"
 SYNTHESIZERS = (AIM, MST)
@@ -42,8 +44,28 @@ PURPOSE = {
     AIM: "workload-aware marginals: the most accurate 2-way marginals, slowest to fit",
     MST: "a maximum spanning tree of 2-way marginals: fast, good 1- and 2-way marginals",
 }
+# AIM's default: it models only the pairs of columns with at most this many value combinations.
+AIM_MAX_CELLS = 10_000
 _installed = threading.Lock()
 _patched = False
+
+
+def check_fits(name: str, codecs: list[ColumnCodec]) -> None:
+    """Refuse, before anything is spent, what the library's fit would fail on whatever the
+    data: a single column (MST has no pair to join, AIM an empty workload), or, for AIM, no
+    pair of columns small enough for its workload."""
+    if len(codecs) < 2:
+        raise InvalidQuery(
+            "a synthesizer models how columns go together: name at least two 'columns' (one "
+            "column's distribution is a histogram, e.g. a GROUP BY query)"
+        )
+    if name == AIM and all(
+        a.size * b.size > AIM_MAX_CELLS for a, b in itertools.combinations(codecs, 2)
+    ):
+        raise InvalidQuery(
+            f"aim models pairs of columns with at most {AIM_MAX_CELLS} value combinations, and "
+            "every pair here has more; ask for fewer 'bins', or use mst"
+        )
 
 
 def fit_and_sample(
@@ -82,7 +104,7 @@ def _new(name: str, epsilon: float, delta: float) -> Any:
     if name == AIM:
         from snsynth.aim import AIMSynthesizer
 
-        return AIMSynthesizer(epsilon=epsilon, delta=delta)
+        return AIMSynthesizer(epsilon=epsilon, delta=delta, max_cells=AIM_MAX_CELLS)
     if name == MST:
         from snsynth.mst import MSTSynthesizer
 
