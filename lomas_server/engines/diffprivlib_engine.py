@@ -103,6 +103,7 @@ class DiffprivlibEngine:
     def _execute(
         self, plan: ModelPlan, metadata: DatasetMetadata, table: Callable[[], Any]
     ) -> dict[str, Any]:
+        from diffprivlib.accountant import BudgetAccountant
         from diffprivlib.utils import PrivacyLeakWarning
 
         spec = plan.spec
@@ -113,12 +114,18 @@ class DiffprivlibEngine:
         features, target = _resized(features, target, spec, max(_fewest(spec), noisy), rng)
         features, target = _with_each_class(features, target, spec)
         bounds = [(f.lower, f.upper) for f in spec.features]
+        # The library's own ledger, for this fit alone and capped at the scaler's and the
+        # model's shares: it refuses to spend more (the process-wide default would take any
+        # amount, and grow with every fit the server ever makes).
+        accountant = BudgetAccountant(epsilon=plan.scaler_epsilon + plan.model_epsilon, delta=0.0)
         with warnings.catch_warnings():
             warnings.simplefilter("error", PrivacyLeakWarning)
             scaler = None
             if spec.scaler:
-                scaler, features, bounds = _standardized(features, bounds, plan.scaler_epsilon)
-            model = build(spec, plan.model_epsilon, bounds)
+                scaler, features, bounds = _standardized(
+                    features, bounds, plan.scaler_epsilon, accountant
+                )
+            model = build(spec, plan.model_epsilon, bounds, accountant)
             if target is None:
                 model.fit(features)
             else:
@@ -201,7 +208,7 @@ def _public_target(spec: ModelSpec, count: int, start: int) -> np.ndarray:
 
 
 def _standardized(
-    features: np.ndarray, bounds: list[tuple[float, float]], epsilon: float
+    features: np.ndarray, bounds: list[tuple[float, float]], epsilon: float, accountant: Any
 ) -> tuple[dict[str, Any], np.ndarray, list[tuple[float, float]]]:
     """Features standardized by DiffPrivLib's DP scaler; the bounds follow (its mean and scale
     are released, so the standardized bounds are public)."""
@@ -209,7 +216,7 @@ def _standardized(
 
     lows = np.array([lo for lo, _ in bounds])
     highs = np.array([hi for _, hi in bounds])
-    scaler = models.StandardScaler(epsilon=epsilon, bounds=(lows, highs))
+    scaler = models.StandardScaler(epsilon=epsilon, bounds=(lows, highs), accountant=accountant)
     scaler.fit(features)
     mean = np.nan_to_num(np.asarray(scaler.mean_, dtype=float))
     scale = np.asarray(scaler.scale_, dtype=float)

@@ -143,13 +143,13 @@ def _column(metadata: DatasetMetadata, name: str) -> ColumnSpec:
     return spec
 
 
-def _feature(metadata: DatasetMetadata, name: str) -> Feature:
+def _feature(metadata: DatasetMetadata, name: str, role: str = "feature") -> Feature:
     spec = _column(metadata, name)
     if spec.type == "boolean":
         return Feature(spec.name, 0.0, 1.0)
     if not spec.is_numeric or not spec.is_bounded:
         raise InvalidQuery(
-            f"feature {spec.name!r} must be a number with declared bounds (or a boolean)"
+            f"{role} {spec.name!r} must be a number with declared bounds (or a boolean)"
         )
     lower, upper = spec.numeric_bounds()
     return Feature(spec.name, lower, upper)
@@ -168,7 +168,7 @@ def _classes(spec: ColumnSpec) -> tuple[Any, ...]:
 
 
 def _target_bounds(metadata: DatasetMetadata, spec: ColumnSpec) -> tuple[float, float]:
-    feature = _feature(metadata, spec.name)
+    feature = _feature(metadata, spec.name, role="target")
     return feature.lower, feature.upper
 
 
@@ -177,8 +177,11 @@ def data_norm(bounds: list[tuple[float, float]]) -> float:
     return math.sqrt(sum(max(abs(lo), abs(hi)) ** 2 for lo, hi in bounds)) or 1.0
 
 
-def build(spec: ModelSpec, epsilon: float, bounds: list[tuple[float, float]]) -> Any:
-    """The DiffPrivLib estimator at ``epsilon``, every bound given."""
+def build(
+    spec: ModelSpec, epsilon: float, bounds: list[tuple[float, float]], accountant: Any
+) -> Any:
+    """The DiffPrivLib estimator at ``epsilon``, every bound given, spending on ``accountant``
+    (the fit's own, never the library's process-wide default)."""
     import diffprivlib.models as models
 
     lows = np.array([lo for lo, _ in bounds], dtype=float)
@@ -191,6 +194,7 @@ def build(spec: ModelSpec, epsilon: float, bounds: list[tuple[float, float]]) ->
             C=option["C"],
             fit_intercept=option["fit_intercept"],
             max_iter=option["max_iter"],
+            accountant=accountant,
         )
     if spec.model == LINEAR:
         assert spec.target_bounds is not None
@@ -199,17 +203,24 @@ def build(spec: ModelSpec, epsilon: float, bounds: list[tuple[float, float]]) ->
             bounds_X=(lows, highs),
             bounds_y=spec.target_bounds,
             fit_intercept=option["fit_intercept"],
+            accountant=accountant,
         )
     if spec.model == NAIVE_BAYES:
-        return models.GaussianNB(epsilon=epsilon, bounds=(lows, highs))
+        return models.GaussianNB(epsilon=epsilon, bounds=(lows, highs), accountant=accountant)
     if spec.model == K_MEANS:
-        return models.KMeans(n_clusters=option["n_clusters"], epsilon=epsilon, bounds=(lows, highs))
+        return models.KMeans(
+            n_clusters=option["n_clusters"],
+            epsilon=epsilon,
+            bounds=(lows, highs),
+            accountant=accountant,
+        )
     return models.PCA(
         n_components=option["n_components"],
         epsilon=epsilon,
         bounds=(lows, highs),
         data_norm=data_norm(bounds),
         centered=False,
+        accountant=accountant,
     )
 
 
