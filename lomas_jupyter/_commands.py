@@ -283,15 +283,26 @@ def render(cell: str, namespace: Mapping[str, Any]) -> str:
 
 def parse_query_document(text: str) -> dict[str, Any]:
     """The cell of %%lomas_opendp: YAML (of which JSON is a part)."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ClientUsageError(f"the cell is not valid YAML or JSON: {err}") from None
+    document = load_yaml(text)
     if not isinstance(document, dict):
         raise ClientUsageError(
             "the cell describes the query: 'aggregates', and optionally 'filters' and 'group_by'"
         )
     return document
+
+
+def load_yaml(text: str) -> Any:
+    """A cell's YAML (of which JSON is a part); a mistake is one line saying where it is."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = " ".join(str(err.problem or err.context or "").split())
+        raise ClientUsageError(f"the cell is not valid YAML or JSON: {problem}{where}") from None
+    except yaml.YAMLError as err:
+        problem = " ".join(str(err).split())
+        raise ClientUsageError(f"the cell is not valid YAML or JSON: {problem}") from None
 
 
 def parse_assignment(tokens: list[str], cell: str) -> tuple[str | None, str]:

@@ -1,9 +1,9 @@
 """Run a query in the kernel, on dummy rows, spending nothing.
 
 The dummy rows come from the server (generated from metadata only); the query goes through
-the very parser, allow-list, planner and engine the server uses (SmartNoise-SQL or OpenDP), so
-a query that works here works there, and one refused there is refused here with the same
-message, raised as the same ``ServerError`` subclass (without an HTTP status).
+the very parser, allow-list, planner and engine the server uses (SmartNoise-SQL, OpenDP or
+DiffPrivLib), so a query that works here works there, and one refused there is refused here
+with the same message, raised as the same ``ServerError`` subclass (without an HTTP status).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from typing import Any
 import pandas as pd
 
 from lomas_jupyter._errors import ServerError
-from lomas_server.api_requests import parse_opendp_request
+from lomas_server.api_requests import parse_diffprivlib_request, parse_opendp_request
 from lomas_server.datasets import conform_to_metadata, to_arrow
+from lomas_server.engines.diffprivlib_engine import DiffprivlibEngine
+from lomas_server.engines.diffprivlib_models import model_spec
 from lomas_server.engines.engine_thread import EngineThread
 from lomas_server.engines.opendp_engine import OpenDPEngine
 from lomas_server.engines.opendp_query import parse_opendp_query
@@ -28,7 +30,7 @@ from lomas_server.errors import ServiceError
 from lomas_server.limits import DEFAULT_DELTA
 from lomas_server.metadata import DatasetMetadata
 
-_engines: tuple[SmartnoiseSqlEngine, OpenDPEngine] | None = None
+_engines: tuple[SmartnoiseSqlEngine, OpenDPEngine, DiffprivlibEngine] | None = None
 _engines_lock = threading.Lock()
 
 
@@ -40,8 +42,8 @@ class DummyRun:
     seed: int
 
 
-def _shared_engines() -> tuple[SmartnoiseSqlEngine, OpenDPEngine]:
-    """Both engines, on one thread of their own (as in the server: see engine_thread.py)."""
+def _shared_engines() -> tuple[SmartnoiseSqlEngine, OpenDPEngine, DiffprivlibEngine]:
+    """The engines, on one thread of their own (as in the server: see engine_thread.py)."""
     global _engines
     with _engines_lock:
         if _engines is None:
@@ -49,6 +51,7 @@ def _shared_engines() -> tuple[SmartnoiseSqlEngine, OpenDPEngine]:
             _engines = (
                 SmartnoiseSqlEngine(max_readers=2, thread=thread),
                 OpenDPEngine(thread=thread),
+                DiffprivlibEngine(pool=thread),
             )
         return _engines
 
@@ -112,3 +115,26 @@ def run_opendp_on_dummy(
             plan, metadata, lambda: to_arrow(frame, metadata), postprocess=parsed.postprocess
         )
     return pd.DataFrame(outcome.rows, columns=outcome.columns)
+
+
+def fit_model_on_dummy(
+    metadata_document: dict[str, Any], dummy: pd.DataFrame, request: dict[str, Any]
+) -> dict[str, Any]:
+    """A DiffPrivLib model, checked and fitted as the server would, on dummy rows: the
+    fitted model's numbers (``FittedModel`` in api.yaml)."""
+    with _refused_as_by_the_server():
+        metadata = _for_dummy(metadata_document, dummy)
+        parsed = parse_diffprivlib_request(request, for_release=False)
+        spec = model_spec(
+            metadata,
+            parsed.model,
+            list(parsed.features),
+            parsed.target,
+            parsed.options,
+            parsed.scaler,
+        )
+        engine = _shared_engines()[2]
+        plan = engine.plan(metadata, spec, parsed.epsilon)
+        frame = conform_to_metadata(dummy.astype(object).where(dummy.notna(), None), metadata)
+        table = to_arrow(frame, metadata)
+        return engine.execute(plan, metadata, lambda: table, owner="dummy")

@@ -1,8 +1,8 @@
 """Carry out the magics' commands against a ``Client``; say what to show, show nothing.
 
 An ``Outcome`` holds what the magic displays (a budget bundle, a printed line) and the
-DataFrame it returns or stores. Asking before an expensive query goes through ``ask``, which
-returns None where nobody can answer (a notebook run unattended).
+DataFrame (or a DP model's estimator) it returns or stores. Asking before an expensive query
+goes through ``ask``, which returns None where nobody can answer (a notebook run unattended).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pandas as pd
 
@@ -18,8 +19,12 @@ from lomas_jupyter._client import Client
 from lomas_jupyter._commands import DatasetCommand, Defaults, OpenDPCommand, SqlCommand
 from lomas_jupyter._display import BudgetDisplay
 from lomas_jupyter._errors import ClientUsageError
+from lomas_jupyter._model_release import ModelRelease, budget_split_table, model_body
+from lomas_jupyter._models import estimator, summary
 from lomas_jupyter._results import DATASET_COLUMNS, Estimate, Release
+from lomas_jupyter._synth import domain_table, synth_notes
 from lomas_jupyter._uncertainty import estimate_notes
+from lomas_jupyter._yaml_commands import DocumentCommand
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,11 @@ class Outcome:
     display: BudgetDisplay | None = None
     message: str | None = None  # a line to print
     target: str | None = None  # store the frame in this variable instead of returning it
+    model: Any = None  # a fitted estimator, returned or stored in place of a frame
+
+    @property
+    def value(self) -> Any:
+        return self.frame if self.model is None else self.model
 
 
 class Executor:
@@ -104,7 +114,8 @@ class Executor:
                 delta=command.delta,
                 seed=0,
             )
-            return _dummy_outcome(run.result, run.rows, estimate(), command.target)
+            done = f"Dummy run on {run.rows} synthetic rows"
+            return _dummy_outcome(done, estimate(), command.target, frame=run.result)
         return self._spend(
             estimate,
             lambda: client.smartnoise_sql_response(
@@ -134,13 +145,65 @@ class Executor:
 
             rows = client.dummy(dataset, rows=self.defaults.dummy_rows, seed=0)
             result = run_opendp_on_dummy(client.metadata(dataset).raw, rows, dataset, request)
-            return _dummy_outcome(result, len(rows), estimate(), command.target)
+            done = f"Dummy run on {len(rows)} synthetic rows"
+            return _dummy_outcome(done, estimate(), command.target, frame=result)
         return self._spend(
             estimate,
             lambda: client.opendp_response(dataset, {**request, "fresh": command.fresh}),
             command.fresh,
             command.yes,
             command.target,
+        )
+
+    def synth(self, command: DocumentCommand) -> Outcome:
+        client, dataset, arguments = self.client, command.dataset, command.arguments
+
+        def estimate() -> Estimate:
+            return client.synth_cost(dataset, **arguments)
+
+        if command.mode == "estimate":
+            known = estimate()
+            return _estimate_outcome(known, table=domain_table(known), notes=synth_notes(known))
+        if command.mode == "dummy":
+            known = estimate()  # the server's checks of the request, and its price
+            columns = [column["column"] for column in known.raw["domain"]]
+            rows = client.dummy(dataset, rows=arguments.get("rows", 1000), seed=0)[columns]
+            done = f"{len(rows)} dummy rows, made from the metadata alone (nothing was fitted)"
+            return _dummy_outcome(done, known, command.target, frame=rows, what="these rows")
+        return self._spend(
+            estimate,
+            lambda: client.synth_response(dataset, **arguments, fresh=command.fresh),
+            command.fresh,
+            command.yes,
+            command.target,
+        )
+
+    def diffprivlib(self, command: DocumentCommand) -> Outcome:
+        client, dataset, arguments = self.client, command.dataset, command.arguments
+
+        def estimate() -> Estimate:
+            return client.diffprivlib_cost(dataset, **arguments)
+
+        if command.mode == "estimate":
+            known = estimate()
+            return _estimate_outcome(known, table=budget_split_table(known))
+        if command.mode == "dummy":
+            from lomas_jupyter._dummy import fit_model_on_dummy
+
+            rows = client.dummy(dataset, rows=self.defaults.dummy_rows, seed=0)
+            body = model_body(**arguments)
+            fitted = fit_model_on_dummy(client.metadata(dataset).raw, rows, body)
+            done = f"{summary(fitted)}\nFitted here on {len(rows)} dummy rows"
+            model = estimator(fitted)
+            return _dummy_outcome(done, estimate(), command.target, model=model, what="this model")
+        if not self._go_ahead(estimate, command.fresh, command.yes):
+            return Outcome(message="Not run: nothing spent.")
+        release = client.diffprivlib_response(dataset, **arguments, fresh=command.fresh)
+        return Outcome(
+            model=release.model,
+            display=_release_display(release),
+            message=release.summary(),
+            target=command.target,
         )
 
     def _spend(
@@ -153,31 +216,25 @@ class Executor:
         split: str | None = None,
     ) -> Outcome:
         """Ask first when the query is expensive (and not a free replay), then run it."""
+        if not self._go_ahead(estimate, fresh, yes):
+            return Outcome(message="Not run: nothing spent.")
+        release = run()
+        frame = release.with_uncertainty() if self.defaults.uncertainty else release.frame
+        notes = release.frame.attrs.get("notes", [])  # worked out once, with the release
+        message = _lines(split, *notes)
+        return Outcome(frame, display=_release_display(release), message=message, target=target)
+
+    def _go_ahead(self, estimate: Callable[[], Estimate], fresh: bool, yes: bool) -> bool:
+        """Whether to run: yes, unless it costs more than ``confirm_above`` (and is no free
+        replay) and the analyst, asked, says no."""
         threshold = self.defaults.confirm_above
         if not yes and math.isfinite(threshold):
             known = estimate()
             free = known.free and not fresh
             cost = known.cost["epsilon"]
             if not free and cost > threshold and not self._confirm(known.dataset, cost):
-                return Outcome(message="Not run: nothing spent.")
-        release = run()
-        replay = release.replay_of
-        display = BudgetDisplay(
-            release.dataset,
-            release.budget.amounts,
-            cost=release.cost,
-            kind="replay" if replay else "query",
-            query_id=release.query_id,
-            queries_left=release.queries_left,
-            replay_of=replay,
-            note="the same noisy answer as before; add --fresh to pay for a new one"
-            if replay
-            else None,
-        )
-        frame = release.with_uncertainty() if self.defaults.uncertainty else release.frame
-        notes = release.frame.attrs.get("notes", [])  # worked out once, with the release
-        message = "\n".join(line for line in (split, *notes) if line)
-        return Outcome(frame, display=display, message=message or None, target=target)
+                return False
+        return True
 
     def _confirm(self, dataset: str, cost: float) -> bool:
         threshold = self.defaults.confirm_above
@@ -220,7 +277,15 @@ def _split_budget(
     return chosen, line
 
 
-def _estimate_outcome(estimate: Estimate, split: str | None = None) -> Outcome:
+def _estimate_outcome(
+    estimate: Estimate,
+    split: str | None = None,
+    *,
+    table: pd.DataFrame | None = None,
+    notes: list[str] | None = None,
+) -> Outcome:
+    """The price shown: the accuracy of each released column, or what else says what the
+    result is worth (a synthesizer's domain, how a model's budget is split)."""
     note = None
     if estimate.replay_of:
         note = f"this exact query ran before (query {estimate.replay_of[:8]}): rerunning it is free"
@@ -229,17 +294,45 @@ def _estimate_outcome(estimate: Estimate, split: str | None = None) -> Outcome:
     display = BudgetDisplay(
         estimate.dataset, estimate.budget.amounts, cost=estimate.cost, kind="estimate", note=note
     )
-    lines = [line for line in (split, *estimate_notes(estimate.accuracy)) if line]
+    lines = _lines(split, *estimate_notes(estimate.accuracy), *(notes or ()))
+    shown = estimate.accuracy_table() if table is None else table
     # Shown, not stored: 'VAR <<' keeps the result of a run, and an estimate is none.
-    return Outcome(estimate.accuracy_table(), display=display, message="\n".join(lines) or None)
+    return Outcome(shown, display=display, message=lines)
 
 
 def _dummy_outcome(
-    result: pd.DataFrame, rows: int, estimate: Estimate, target: str | None
+    done: str,
+    estimate: Estimate,
+    target: str | None,
+    *,
+    frame: pd.DataFrame | None = None,
+    model: Any = None,
+    what: str = "this query",
 ) -> Outcome:
+    """``done``: what was made here (nothing spent), then what ``what`` would cost there."""
     cost = estimate.cost
     message = (
-        f"Dummy run on {rows} synthetic rows: nothing spent. On {estimate.dataset} this query "
-        f"would cost epsilon={cost['epsilon']:g}, delta={cost['delta']:g}."
+        f"{done}: nothing spent. On {estimate.dataset} {what} would cost "
+        f"epsilon={cost['epsilon']:g}, delta={cost['delta']:g}."
     )
-    return Outcome(result, message=message, target=target)
+    return Outcome(frame, message=message, target=target, model=model)
+
+
+def _release_display(release: Release | ModelRelease) -> BudgetDisplay:
+    replay = release.replay_of
+    return BudgetDisplay(
+        release.dataset,
+        release.budget.amounts,
+        cost=release.cost,
+        kind="replay" if replay else "query",
+        query_id=release.query_id,
+        queries_left=release.queries_left,
+        replay_of=replay,
+        note="the same noisy answer as before; add --fresh to pay for a new one"
+        if replay
+        else None,
+    )
+
+
+def _lines(*lines: str | None) -> str | None:
+    return "\n".join(line for line in lines if line) or None

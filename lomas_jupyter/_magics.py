@@ -33,6 +33,7 @@ from lomas_jupyter._commands import (
 from lomas_jupyter._errors import ClientUsageError, LomasError
 from lomas_jupyter._executor import Executor, Outcome
 from lomas_jupyter._results import BudgetRequest, requests_frame
+from lomas_jupyter._yaml_commands import DocumentCommand
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -160,7 +161,7 @@ class LomasMagic(Magics, Configurable):
         namespace: dict[str, Any] = self.shell.user_ns
         return namespace
 
-    def _show(self, outcome: Outcome) -> pd.DataFrame | None:
+    def _show(self, outcome: Outcome) -> Any:
         if outcome.display is not None:
             shown = outcome.display
             if self.client is not None:
@@ -168,9 +169,9 @@ class LomasMagic(Magics, Configurable):
             display(shown)
         if outcome.message:
             print(outcome.message)
-        if outcome.frame is None or not outcome.target:
-            return outcome.frame
-        self._namespace()[outcome.target] = outcome.frame
+        if outcome.value is None or not outcome.target:
+            return outcome.value
+        self._namespace()[outcome.target] = outcome.value
         return None
 
     # -- exploring ---------------------------------------------------------------------------
@@ -317,6 +318,52 @@ class LomasMagic(Magics, Configurable):
             self.lomas_opendp, line, cell, self._defaults(), self._namespace()
         )
         return self._show(self._executor().opendp(command))
+
+    @magic_arguments()
+    @argument("words", nargs="*", metavar="[DATASET] [VAR <<]")
+    @argument("--dataset", "-d", help="the dataset (default: LomasMagic.dataset)")
+    @_run_options
+    @cell_magic
+    @_friendly_errors
+    def lomas_synth(self, line: str, cell: str) -> pd.DataFrame | None:
+        """Synthetic rows from a synthesizer the server fits with DP (SmartNoise-Synth).
+
+        The cell (YAML or JSON) holds 'synthesizer' (mst or aim) and 'columns', and may hold
+        'epsilon' (default: LomasMagic.epsilon), 'delta', 'rows' (1000) and 'bins' (10), e.g.
+
+            synthesizer: mst
+            columns: [species, island, bill_length_mm]
+            epsilon: 1.0
+        """
+        command = DocumentCommand.parse_synth(
+            self.lomas_synth, line, cell, self._defaults(), self._namespace()
+        )
+        return self._show(self._executor().synth(command))
+
+    @magic_arguments()
+    @argument("words", nargs="*", metavar="[DATASET] [VAR <<]")
+    @argument("--dataset", "-d", help="the dataset (default: LomasMagic.dataset)")
+    @_run_options
+    @cell_magic
+    @_friendly_errors
+    def lomas_diffprivlib(self, line: str, cell: str) -> Any:
+        """A model fitted with DP on the server (DiffPrivLib), as a scikit-learn estimator.
+
+        The cell (YAML or JSON) holds 'model' (logistic_regression, linear_regression,
+        gaussian_nb, k_means or pca) and 'features', and may hold 'target', 'epsilon'
+        (default: LomasMagic.epsilon), 'scaler' (true: standardize the features first) and
+        'options' (C, fit_intercept, max_iter, n_clusters, n_components), e.g.
+
+            model: logistic_regression
+            features: [bill_length_mm, flipper_length_mm]
+            target: species
+            epsilon: 2.0
+            scaler: true
+        """
+        command = DocumentCommand.parse_model(
+            self.lomas_diffprivlib, line, cell, self._defaults(), self._namespace()
+        )
+        return self._show(self._executor().diffprivlib(command))
 
 
 def request_line(request: BudgetRequest) -> str:

@@ -29,7 +29,7 @@ SPLIT_STEPS = {
 def model_body(
     model: str,
     features: Sequence[str],
-    target: str | None,
+    target: str | None = None,
     *,
     epsilon: float,
     scaler: bool = False,

@@ -82,6 +82,13 @@ try:
     seen["opendp --dummy"] = sorted(set(sys.modules) & set(WEB_STACK))
 except Exception as err:  # reported, so that the steps before it are still judged
     seen["opendp --dummy"] = f"failed: {type(err).__name__}: {err}"
+try:
+    cell = "{model: k_means, features: [bill_length_mm, body_mass_g]}"
+    model = ip.run_cell_magic("lomas_diffprivlib", "--dummy", cell)
+    assert model.cluster_centers_.shape == (3, 2), model
+    seen["diffprivlib --dummy"] = sorted(set(sys.modules) & set(WEB_STACK))
+except Exception as err:
+    seen["diffprivlib --dummy"] = f"failed: {type(err).__name__}: {err}"
 print(json.dumps(seen))
 """
 
@@ -112,3 +119,7 @@ def test_a_kernel_never_loads_the_web_stack(kernel_modules):
 
 def test_an_opendp_dummy_run_does_not_load_the_web_stack(kernel_modules):
     assert kernel_modules["opendp --dummy"] == []
+
+
+def test_a_model_fitted_on_dummy_rows_does_not_load_the_web_stack(kernel_modules):
+    assert kernel_modules["diffprivlib --dummy"] == []
