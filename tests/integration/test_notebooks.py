@@ -51,6 +51,20 @@ def test_example_notebooks_run_with_nbval(demo):
     assert " passed" in done.stdout and "failed" not in done.stdout
 
 
+def test_the_synthetic_data_and_ml_notebook_runs_with_nbval(demo):
+    """examples/synthetic_data_and_ml.ipynb, on the demo the notebooks above used: its
+    fits and counts fit in what they left of the analyst's budget."""
+    done = nbval(
+        ["examples/synthetic_data_and_ml.ipynb"],
+        {
+            "LOMAS_CONNECTION_FILE": str(demo.folder / "connection.json"),
+            "JUPYTER_RUNTIME_DIR": str(demo.folder / "runtime"),
+        },
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
 def test_the_admin_notebook_runs_with_nbval(demo):
     """examples/admin.ipynb, as the demo's admin (the demo writes admin-connection.json
     beside the analyst's connection.json; AdminClient.discover() finds it in lomas-demo/)."""
