@@ -81,7 +81,7 @@ def test_dp_logistic_regression_typically_predicts_species_well_above_chance(cli
     assert np.median(accuracies) > majority + 0.2, accuracies
 
 
-def test_every_model_is_its_scikit_learn_estimator_and_predicts_on_dummy_rows(client, penguins):
+def test_each_other_model_is_its_scikit_learn_estimator_working_on_dummy_rows(client, penguins):
     dummy = client.dummy("PENGUIN", rows=50, seed=3).dropna(subset=FEATURES)
     rows = dummy[FEATURES].astype(float)
 
@@ -170,6 +170,7 @@ def test_the_archive_gives_a_model_back_without_paying_again(client, penguins):
     assert fitted.model == model.lomas_release_.result
     rebuilt = fitted.estimator()
     assert (rebuilt.predict(penguins[FEATURES]) == model.predict(penguins[FEATURES])).all()
+    assert client.budget("PENGUIN").spent["epsilon"] == 2.0  # the fit and the rows only
     assert synthetic.model is None and synthetic.result.shape == (20, 2)
     with pytest.raises(ClientUsageError, match="released no model"):
         synthetic.estimator()

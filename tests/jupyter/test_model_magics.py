@@ -160,7 +160,7 @@ def test_mistakes_are_one_line_and_cost_nothing(connected, user, cell, message):
     assert _spent(user) == 0.0
 
 
-def test_history_shows_models_and_synthetic_rows(connected, user):
+def test_history_shows_a_model_fit(connected, user):
     connected.run_cell_magic("lomas_diffprivlib", "", CELL)
     history = connected.run_line_magic("lomas_history", "")
     assert list(history["engine"]) == ["DiffPrivLib"]

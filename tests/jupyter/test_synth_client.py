@@ -50,7 +50,7 @@ def test_synthetic_rows_are_a_dataframe_of_the_declared_domain_that_says_what_it
     assert _spent(client)["epsilon"] == 2.0
 
 
-def test_synthetic_rows_keep_a_marginal_of_the_data_at_a_generous_epsilon(client):
+def test_a_marginal_survives_a_generous_epsilon_and_the_chosen_delta_is_said(client):
     rows = client.synth("PENGUIN", "mst", ["species", "island"], epsilon=5.0, rows=2000)
     real = pd.read_csv(SAMPLE_DATA / "penguin.csv")["species"].value_counts(normalize=True)
     synthetic = rows["species"].value_counts(normalize=True).reindex(real.index, fill_value=0)

@@ -94,7 +94,7 @@ def test_dummy_gives_rows_of_the_columns_and_spends_nothing(connected, user, cap
     assert _spent(user) == 0.0 and user.api.get("/queries").json()["queries"] == []
 
 
-def test_a_costly_fit_asks_first_and_without_a_prompt_needs_yes(connected, user, monkeypatch):
+def test_a_costly_fit_without_a_prompt_needs_yes(connected, user, monkeypatch):
     def no_stdin(prompt):
         raise EOFError
 
@@ -150,7 +150,7 @@ def test_mistakes_are_one_line_and_cost_nothing(connected, user, cell, message):
     assert _spent(user) == 0.0
 
 
-def test_the_magic_line_names_one_dataset_and_one_variable(connected):
+def test_the_magic_line_names_one_dataset(connected):
     assert "name one dataset" in _error(connected, "%%lomas_synth PENGUIN TITANIC\n" + CELL)[1]
     assert "two datasets named" in _error(connected, "%%lomas_synth TITANIC -d PENGUIN\n" + CELL)[1]
     assert "no dataset 'NOPE'" in _error(connected, "%%lomas_synth NOPE --estimate\n" + CELL)[1]
