@@ -70,6 +70,10 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/datasets/{name}/smartnoise-sql"):      (200, 401, 401, 401, 401, 403, 404, 404, 200),
     ("POST", "/datasets/{name}/opendp/cost"):         (200, 401, 401, 401, 401, 403, 404, 404, 200),
     ("POST", "/datasets/{name}/opendp"):              (200, 401, 401, 401, 401, 403, 404, 404, 200),
+    ("POST", "/datasets/{name}/synth/cost"):          (200, 401, 401, 401, 401, 403, 404, 404, 200),
+    ("POST", "/datasets/{name}/synth"):               (200, 401, 401, 401, 401, 403, 404, 404, 200),
+    ("POST", "/datasets/{name}/diffprivlib/cost"):    (200, 401, 401, 401, 401, 403, 404, 404, 200),
+    ("POST", "/datasets/{name}/diffprivlib"):         (200, 401, 401, 401, 401, 403, 404, 404, 200),
     ("GET", "/queries"):                              (200, 401, 401, 401, 401, 200, 404, 404, 200),
     ("GET", "/me"):                                   (200, 401, 401, 401, 401, 200, 200, 200, 200),
     ("POST", "/datasets/{name}/budget-requests"):     (201, 401, 401, 401, 401, 201, 404, 404, 201),
@@ -98,10 +102,17 @@ EXPECTED: dict[tuple[str, str], tuple[int, ...]] = {
 DATASET = "PENGUIN"
 MISSING = "NO_SUCH_DATASET"
 PUBLIC = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/openapi.yaml")}
-RELEASES = {("POST", "/datasets/{name}/smartnoise-sql"), ("POST", "/datasets/{name}/opendp")}
+RELEASES = {
+    ("POST", "/datasets/{name}/smartnoise-sql"),
+    ("POST", "/datasets/{name}/opendp"),
+    ("POST", "/datasets/{name}/synth"),
+    ("POST", "/datasets/{name}/diffprivlib"),
+}
 ESTIMATES = {
     ("POST", "/datasets/{name}/smartnoise-sql/cost"),
     ("POST", "/datasets/{name}/opendp/cost"),
+    ("POST", "/datasets/{name}/synth/cost"),
+    ("POST", "/datasets/{name}/diffprivlib/cost"),
 }
 SHARED_ALIAS = "shared_alias"  # the victim and the others send these very queries
 SQL = {"query": f"SELECT AVG(body_mass_g) AS {SHARED_ALIAS} FROM df", "epsilon": 0.5}
@@ -109,12 +120,19 @@ OPENDP = {
     "query": {"aggregates": [{"op": "mean", "column": "body_mass_g", "as": SHARED_ALIAS}]},
     "epsilon": 0.5,
 }
+# Synthetic rows of two small public domains (the quickest fit), and a model.
+SYNTH = {"synthesizer": "mst", "columns": ["species", "sex"], "epsilon": 0.5, "rows": 10}
+DIFFPRIVLIB = {"model": "pca", "features": ["bill_length_mm", "body_mass_g"], "epsilon": 0.5}
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/datasets/{name}/dummy"): {"rows": 3, "seed": 1},
     ("POST", "/datasets/{name}/smartnoise-sql/cost"): SQL,
     ("POST", "/datasets/{name}/smartnoise-sql"): SQL,
     ("POST", "/datasets/{name}/opendp/cost"): OPENDP,
     ("POST", "/datasets/{name}/opendp"): OPENDP,
+    ("POST", "/datasets/{name}/synth/cost"): SYNTH,
+    ("POST", "/datasets/{name}/synth"): SYNTH,
+    ("POST", "/datasets/{name}/diffprivlib/cost"): DIFFPRIVLIB,
+    ("POST", "/datasets/{name}/diffprivlib"): DIFFPRIVLIB,
     ("POST", "/datasets/{name}/budget-requests"): {"epsilon": 1, "reason": "more tables"},
     # Valid admin requests: only the caller (never an admin here) decides the answer.
     ("POST", "/admin/users"): {"name": "made-by-a-non-admin"},
@@ -203,12 +221,19 @@ def cast(admin, server) -> Cast:
     session = requests.Session()
     session.headers["Authorization"] = f"token {victim.token}"
     ids, numbers = set(), set()
-    for path, body in (("smartnoise-sql", SQL), ("opendp", OPENDP), ("smartnoise-sql", own_sql)):
+    sent = (
+        ("smartnoise-sql", SQL),
+        ("opendp", OPENDP),
+        ("synth", SYNTH),
+        ("diffprivlib", DIFFPRIVLIB),
+        ("smartnoise-sql", own_sql),
+    )
+    for path, body in sent:
         reply = session.post(f"{server.api}/datasets/{DATASET}/{path}", json=body, timeout=120)
         assert reply.status_code == 200, reply.text
         ids.add(reply.json()["query_id"])
         numbers |= _numbers(reply.json()["result"])
-    assert len(ids) == 3 and numbers, "the victim's queries must be real releases"
+    assert len(ids) == len(sent) and numbers, "the victim's queries must be real releases"
     return Cast(owner, victim, blocked, rotated, outsider, ids, alias, numbers)
 
 
