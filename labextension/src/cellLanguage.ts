@@ -1,13 +1,15 @@
 /**
  * Which language a code cell's body is in, from its cell magic: `%%lomas_sql` cells are SQL,
- * `%%lomas_opendp` cells YAML.
+ * `%%lomas_opendp`, `%%lomas_synth` and `%%lomas_diffprivlib` cells YAML.
  */
 
 export type MagicLanguage = 'sql' | 'yaml';
 
 const MAGICS: Record<string, MagicLanguage> = {
   lomas_sql: 'sql',
-  lomas_opendp: 'yaml'
+  lomas_opendp: 'yaml',
+  lomas_synth: 'yaml',
+  lomas_diffprivlib: 'yaml'
 };
 
 // IPython drops leading blank lines and indentation before it looks for a cell magic, so a

@@ -125,7 +125,8 @@ const status: JupyterFrontEndPlugin<void> = {
 
 const cellLanguage: JupyterFrontEndPlugin<void> = {
   id: 'lomas-jupyter:cell-language',
-  description: 'Highlights %%lomas_sql cells as SQL and %%lomas_opendp cells as YAML.',
+  description:
+    'Highlights %%lomas_sql cells as SQL, and %%lomas_opendp, %%lomas_synth and %%lomas_diffprivlib cells as YAML.',
   autoStart: true,
   requires: [IEditorExtensionRegistry, IEditorLanguageRegistry],
   activate: async (

@@ -15,7 +15,9 @@ describe('cellMagicLanguage', () => {
     ['%%lomas_sql', 'sql'],
     ['%%lomas_sql\r\nSELECT 1', 'sql'],
     ['\n  %%lomas_sql -d PENGUIN\nSELECT 1', 'sql'],
-    ['%%lomas_opendp --epsilon 0.5\ngroup_by: [sex]', 'yaml']
+    ['%%lomas_opendp --epsilon 0.5\ngroup_by: [sex]', 'yaml'],
+    ['%%lomas_synth PENGUIN synthetic <<\nsynthesizer: mst', 'yaml'],
+    ['%%lomas_diffprivlib --estimate PENGUIN\nmodel: pca', 'yaml']
   ])('%j is %s', (source, lang) => {
     expect(cellMagicLanguage(source)).toBe(lang);
   });
