@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 
 import { MIME_TYPE } from '../src/budget';
 import { renderDisplay } from '../src/render';
@@ -110,6 +110,15 @@ describe('renderDisplay', () => {
 });
 
 describe('BudgetRenderer', () => {
+  // The fixtures' outputs are from 2026-11-30: "today", so that 'as of' shows the clock only.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(new Date('2026-11-30T16:00:00Z'));
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('is safe and preferred to the HTML fallback', () => {
     const factory = budgetRendererFactory(new BudgetStore());
     expect(factory.safe).toBe(true);

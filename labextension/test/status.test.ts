@@ -8,6 +8,15 @@ import { BudgetStore } from '../src/store';
 import { display } from './fixtures';
 
 describe('statusText', () => {
+  // The fixtures' outputs are from 2026-11-30: "today", so that 'as of' shows the clock only.
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(new Date('2026-11-30T16:00:00Z'));
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it('shows what is left of epsilon and delta', () => {
     const store = new BudgetStore();
     const { text, title } = statusText(store.observe(display()));
