@@ -28,8 +28,8 @@ GOOD = {
     "OpenDPRequest": {"query": {"aggregates": [{"op": "count"}]}, "epsilon": 1.0},
     "OpenDPCostRequest": {"query": {"aggregates": [{"op": "count"}]}, "epsilon": 1.0},
     "DummyRequest": {"rows": 5},
-    "SynthRequest": {"synthesizer": "mst", "columns": ["species"], "epsilon": 1.0},
-    "SynthCostRequest": {"synthesizer": "aim", "columns": ["species"], "epsilon": 1.0},
+    "SynthRequest": {"synthesizer": "mst", "columns": ["species", "sex"], "epsilon": 1.0},
+    "SynthCostRequest": {"synthesizer": "aim", "columns": ["species", "sex"], "epsilon": 1.0},
     "DiffprivlibRequest": {"model": "pca", "features": ["bill_length_mm"], "epsilon": 1.0},
     "DiffprivlibCostRequest": {
         "model": "logistic_regression",
