@@ -122,6 +122,11 @@ class LomasServerApp(ExtensionApp):
         "of them one analyst's (each also uses DuckDB's own threads). The noise and every "
         "OpenDP query run on one thread shared by all.",
     ).tag(config=True)
+    fit_threads = Int(
+        2,
+        help="Synthesizers and DP models fitted at once (one per analyst); fits have workers "
+        "of their own, so a slow fit never holds up a SQL or OpenDP query.",
+    ).tag(config=True)
     worker_threads = Int(
         8,
         help="Threads serving requests that plan, price or run queries or make dummy rows "
@@ -150,7 +155,9 @@ class LomasServerApp(ExtensionApp):
         help="Identifies API callers; replaces the provider 'identity' chooses.",
     ).tag(config=True)
 
-    @validate("max_requests_per_user", "worker_threads", "scan_threads", "duckdb_threads")
+    @validate(
+        "max_requests_per_user", "worker_threads", "scan_threads", "duckdb_threads", "fit_threads"
+    )
     def _check_positive(self, proposal: dict[str, Any]) -> int:
         if proposal["value"] < 1:
             raise TraitError(f"{proposal['trait'].name} must be at least 1")
@@ -207,6 +214,10 @@ class LomasServerApp(ExtensionApp):
             max_per_owner=max(1, self.scan_threads // 2),
             name="dp-scan",
         )
+        # Fits take seconds and touch no OpenDP switch: workers of their own, one per analyst.
+        self.fit_pool = EngineThread(
+            limits, workers=self.fit_threads, max_per_owner=1, name="dp-fit"
+        )
         self.engine = SmartnoiseSqlEngine(
             thread=self.engine_thread,
             scans=self.scan_pool,
@@ -224,9 +235,8 @@ class LomasServerApp(ExtensionApp):
                 self.max_synth_rows,
             ),
             opendp=OpenDPEngine(thread=self.engine_thread),
-            # Fits take seconds and touch no OpenDP switch: the scan workers run them.
-            synth=SynthEngine(pool=self.scan_pool),
-            diffprivlib=DiffprivlibEngine(pool=self.scan_pool),
+            synth=SynthEngine(pool=self.fit_pool),
+            diffprivlib=DiffprivlibEngine(pool=self.fit_pool),
         )
         self.executor = RequestPool(self.worker_threads)
         self.read_executor = RequestPool(READ_THREADS, name="lomas-read")
@@ -282,6 +292,7 @@ class LomasServerApp(ExtensionApp):
         self.read_executor.shutdown(wait=False, cancel_futures=True)
         self.engine_thread.close()
         self.scan_pool.close()
+        self.fit_pool.close()
         if not (
             self.executor.wait_idle(STOP_WAIT_SECONDS)
             and self.read_executor.wait_idle(STOP_WAIT_SECONDS)

@@ -45,6 +45,9 @@ from lomas_server.metadata import DatasetMetadata
 ENGINE_NAME = "diffprivlib"
 SIZE_SHARE = 0.1  # of the per-row budget, for the number of rows
 SCALER_SHARE = 0.5  # of what is left, for the standard scaler when there is one
+# The most rows a fit sees: a tiny epsilon gives the noisy size a spread of millions, which
+# would fill memory with public rows (cutting the size is post-processing of the noisy one).
+MAX_ROWS = 1_000_000
 MIN_ROWS = 2  # the fewest rows a fit ever sees, before the classes' rows (see ``_fewest``)
 
 
@@ -111,7 +114,8 @@ class DiffprivlibEngine:
         features, target = _usable(rows, spec)
         rng = np.random.default_rng(secrets.randbits(128))
         noisy = len(features) + discrete_laplace(1.0 / plan.size_epsilon, 1)[0]
-        features, target = _resized(features, target, spec, max(_fewest(spec), noisy), rng)
+        size = max(_fewest(spec), min(noisy, metadata.rows or MAX_ROWS, MAX_ROWS))
+        features, target = _resized(features, target, spec, size, rng)
         features, target = _with_each_class(features, target, spec)
         bounds = [(f.lower, f.upper) for f in spec.features]
         # The library's own ledger, for this fit alone and capped at the scaler's and the

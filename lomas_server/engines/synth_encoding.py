@@ -109,6 +109,11 @@ def codec_for(metadata: DatasetMetadata, name: str, bins: int) -> ColumnCodec:
         raise InvalidQuery(
             f"column {spec.name!r} identifies people; it cannot be synthesized (leave it out)"
         )
+    if spec.type == "datetime":
+        raise InvalidQuery(
+            f"column {spec.name!r} holds dates and times, which cannot be synthesized yet; "
+            "leave it out"
+        )
     values = _declared_values(spec, bins)
     edges = None
     if values is None:
