@@ -288,3 +288,62 @@ def write_postgres(rows: list[dict[str, Any]], kind: str, dsn: str, table: str) 
                     for row in rows
                 ],
             )
+
+
+# -- datasets beside the pairs ---------------------------------------------------------------
+def base_of(kind: str) -> list[dict[str, Any]]:
+    """The base rows as ``pairs`` gives them for ``kind`` (no id under row privacy)."""
+    return base_rows() if kind == "people" else [{**r, "pid": None} for r in base_rows()]
+
+
+def alone(kind: str) -> dict[str, Any]:
+    """The one row of the person alone in a declared group the base leaves empty."""
+    (row,) = adversaries(kind)["alone_in_an_empty_group"]
+    return dict(row)
+
+
+def lacking(kind: str, columns: list[str]) -> list[dict[str, Any]]:
+    """The base with ``columns`` missing in every row."""
+    return [{**row, **dict.fromkeys(columns)} for row in base_of(kind)]
+
+
+def small_datasets(kind: str) -> dict[str, list[dict[str, Any]]]:
+    """No rows, one row, and the base with every row lacking what a model or synthesizer
+    reads (the declared columns; or only ``level``, which a row cannot lack): nothing a
+    request does may fail on one of them and not on the others."""
+    return {
+        "no_rows": [],
+        "one_row": [alone(kind)],
+        "every_row_lacking": lacking(kind, ["kind", "level", "region", "age", "income"]),
+        "every_row_lacking_level": lacking(kind, ["level"]),
+    }
+
+
+def register(
+    admin: Any,
+    folder: Path,
+    name: str,
+    rows: list[dict[str, Any]],
+    kind: str,
+    source: str,
+    grant_to: str,
+    *,
+    checked: bool = False,
+    postgres_dsn: str | None = None,
+) -> str:
+    """``rows`` as a dataset read from ``source`` ("csv": read and cached by the server,
+    "parquet", or "postgres": a table), with a large budget for ``grant_to``. Only a base
+    passes add-dataset's strict check (``checked``); the others are the data changing after
+    it was added, read at query time."""
+    location: Any = folder / f"{name}.{source}"
+    if source == "csv":
+        write_csv(rows, kind, location)
+    elif source == "parquet":
+        write_parquet(rows, kind, location)
+    else:
+        assert postgres_dsn is not None
+        write_postgres(rows, kind, postgres_dsn, name.lower())
+        location = f"{postgres_dsn}?table={name.lower()}"
+    admin.add_dataset(name, location, METADATA[kind], check_data=checked)
+    admin.grant(grant_to, name, 1e6, 0.5)
+    return name
