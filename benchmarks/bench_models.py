@@ -42,9 +42,6 @@ METADATA = {
 SYNTH_COLUMNS = ["region", "employed", "household", "age", "income"]
 MODELS = [
     ("logistic_regression", ["age", "income", "household"], "employed", {}),
-    ("gaussian_nb", ["age", "income", "household"], "region", {}),
-    ("linear_regression", ["age", "household"], "income", {}),
-    ("k_means", ["age", "income"], None, {"n_clusters": 4}),
     ("pca", ["age", "income", "household"], None, {"n_components": 2}),
 ]
 

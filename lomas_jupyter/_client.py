@@ -342,10 +342,11 @@ class Client(Transport):
         options: Mapping[str, Any] | None = None,
         fresh: bool = False,
     ) -> Any:
-        """A model (``logistic_regression``, ``linear_regression``, ``gaussian_nb``,
-        ``k_means``, ``pca``) fitted with DP on the server, as a scikit-learn estimator to
-        use on your own rows; ``scaler=True`` makes it a pipeline that standardizes them
-        first. Its ``lomas_release_`` says which query made it and what it cost."""
+        """A model (``logistic_regression`` or ``pca``) fitted with DP on the server, as a
+        scikit-learn estimator to use on your own rows; ``scaler=True`` makes it a pipeline
+        that standardizes them first. Its ``lomas_release_`` says which query made it and
+        what it cost. The server withdrew ``linear_regression``, ``gaussian_nb`` and
+        ``k_means``: asking for one raises ``InvalidQuery`` with the reason."""
         return self.diffprivlib_response(
             dataset,
             model,

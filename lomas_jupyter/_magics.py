@@ -349,10 +349,11 @@ class LomasMagic(Magics, Configurable):
     def lomas_diffprivlib(self, line: str, cell: str) -> Any:
         """A model fitted with DP on the server (DiffPrivLib), as a scikit-learn estimator.
 
-        The cell (YAML or JSON) holds 'model' (logistic_regression, linear_regression,
-        gaussian_nb, k_means or pca) and 'features', and may hold 'target', 'epsilon'
-        (default: LomasMagic.epsilon), 'scaler' (true: standardize the features first) and
-        'options' (C, fit_intercept, max_iter, n_clusters, n_components), e.g.
+        The cell (YAML or JSON) holds 'model' (logistic_regression or pca; the server
+        withdrew linear_regression, gaussian_nb and k_means and refuses them with the reason)
+        and 'features', and may hold 'target', 'epsilon' (default: LomasMagic.epsilon),
+        'scaler' (true: standardize the features first) and 'options' (C, fit_intercept,
+        max_iter, n_components), e.g.
 
             model: logistic_regression
             features: [bill_length_mm, flipper_length_mm]

@@ -10,20 +10,16 @@ that ``predict`` and ``transform`` take the original columns.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-LOGISTIC, LINEAR, NAIVE_BAYES, K_MEANS, PCA = (
-    "logistic_regression",
-    "linear_regression",
-    "gaussian_nb",
-    "k_means",
-    "pca",
-)
-MODELS = (LOGISTIC, LINEAR, NAIVE_BAYES, K_MEANS, PCA)
+# The models the server offers, so the only ones it can return (its linear regression, naive
+# Bayes and k-means were withdrawn before ever being released: see the server's
+# diffprivlib_models.WITHDRAWN).
+LOGISTIC, PCA = "logistic_regression", "pca"
+MODELS = (LOGISTIC, PCA)
 
 
 def estimator(fitted: Mapping[str, Any]) -> Any:
@@ -49,8 +45,6 @@ def summary(fitted: Mapping[str, Any]) -> str:
     parameters = fitted.get("parameters") or {}
     if "classes" in parameters:
         line += f": classes {', '.join(str(c) for c in parameters['classes'])}"
-    elif "cluster_centers" in parameters:
-        line += f": {len(parameters['cluster_centers'])} clusters"
     elif "components" in parameters:
         line += f": {len(parameters['components'])} components"
     return line
@@ -59,12 +53,6 @@ def summary(fitted: Mapping[str, Any]) -> str:
 def _model(name: str, parameters: Mapping[str, Any], width: int) -> Any:
     if name == LOGISTIC:
         return _logistic_regression(parameters, width)
-    if name == LINEAR:
-        return _linear_regression(parameters, width)
-    if name == NAIVE_BAYES:
-        return _gaussian_nb(parameters, width)
-    if name == K_MEANS:
-        return _k_means(parameters, width)
     if name == PCA:
         return _pca(parameters, width)
     raise ValueError(f"a model this client does not know: {name!r}")
@@ -100,50 +88,6 @@ def _logistic_regression(parameters: Mapping[str, Any], width: int) -> Any:
             f"'coef' and 'intercept' need {rows} rows for {len(model.classes_)} classes"
         )
     model.n_features_in_ = width
-    return model
-
-
-def _linear_regression(parameters: Mapping[str, Any], width: int) -> Any:
-    from sklearn.linear_model import LinearRegression
-
-    model = LinearRegression()
-    model.coef_ = np.asarray(parameters["coef"], dtype=float).reshape(-1)
-    if model.coef_.shape != (width,):
-        raise ValueError(f"'coef' has {model.coef_.size} values, not one per {width} features")
-    model.intercept_ = float(parameters["intercept"])
-    model.n_features_in_ = width
-    return model
-
-
-def _gaussian_nb(parameters: Mapping[str, Any], width: int) -> Any:
-    from sklearn.naive_bayes import GaussianNB
-
-    model = GaussianNB()
-    model.classes_ = _classes(parameters)
-    model.theta_ = _matrix(parameters["theta"], width, "theta")
-    model.var_ = _matrix(parameters["var"], width, "var")
-    model.class_prior_ = np.asarray(parameters["class_prior"], dtype=float)
-    count = len(model.classes_)
-    if model.theta_.shape[0] != count or model.var_.shape[0] != count:
-        raise ValueError(f"'theta' and 'var' need one row for each of {count} classes")
-    model.n_features_in_ = width
-    return model
-
-
-def _k_means(parameters: Mapping[str, Any], width: int) -> Any:
-    from sklearn.cluster import KMeans
-
-    centers = _matrix(parameters["cluster_centers"], width, "cluster_centers")
-    # KMeans sets up its prediction (threads, checks) only in fit: fitted on its own centers,
-    # starting there, it is ready to predict; the released centers are then put back as they
-    # were (two equal noisy centers would otherwise be moved apart).
-    model = KMeans(n_clusters=len(centers), init=centers, n_init=1, max_iter=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(centers)
-    model.cluster_centers_ = centers
-    # Labels and inertia of the centers themselves would pass for the data's.
-    del model.labels_, model.inertia_
     return model
 
 

@@ -8,10 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
-from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LinearRegression, LogisticRegression
-from sklearn.naive_bayes import GaussianNB
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -81,35 +79,23 @@ def test_dp_logistic_regression_typically_predicts_species_well_above_chance(cli
     assert np.median(accuracies) > majority + 0.2, accuracies
 
 
-def test_each_other_model_is_its_scikit_learn_estimator_working_on_dummy_rows(client, penguins):
+def test_each_offered_model_is_its_scikit_learn_estimator_working_on_dummy_rows(client):
     dummy = client.dummy("PENGUIN", rows=50, seed=3).dropna(subset=FEATURES)
     rows = dummy[FEATURES].astype(float)
 
-    linear = client.diffprivlib_response(
-        "PENGUIN", "linear_regression", FEATURES, "body_mass_g", epsilon=1.0
+    binary = client.diffprivlib_response(
+        "PENGUIN", "logistic_regression", FEATURES, "sex", epsilon=1.0
     )
-    assert isinstance(linear.model, LinearRegression)
-    assert list(linear.model.feature_names_in_) == FEATURES
-    parameters = linear.result["parameters"]
-    expected = rows.to_numpy() @ parameters["coef"] + parameters["intercept"]
-    assert np.allclose(linear.model.predict(rows), expected)
-
-    bayes = client.diffprivlib_response(
-        "PENGUIN", "gaussian_nb", FEATURES, "sex", epsilon=1.0, scaler=True
-    )
-    assert isinstance(bayes.model[-1], GaussianNB)
-    assert set(bayes.model.predict(rows)) <= {"MALE", "FEMALE"}
-    assert np.allclose(bayes.model.predict_proba(rows).sum(axis=1), 1)
-
-    clusters = client.diffprivlib_response(
-        "PENGUIN", "k_means", FEATURES, epsilon=1.0, options={"n_clusters": 4}
-    )
-    assert isinstance(clusters.model, KMeans)
-    centers = np.asarray(clusters.result["parameters"]["cluster_centers"])
-    assert np.array_equal(clusters.model.cluster_centers_, centers) and centers.shape == (4, 3)
-    nearest = ((rows.to_numpy()[:, None, :] - centers) ** 2).sum(axis=2).argmin(axis=1)
-    assert (clusters.model.predict(rows) == nearest).all()
-    assert not hasattr(clusters.model, "labels_")  # no labels of rows it never saw
+    assert isinstance(binary.model, LogisticRegression)
+    assert list(binary.model.feature_names_in_) == FEATURES
+    parameters = binary.result["parameters"]
+    assert binary.model.coef_.shape == (1, 3)  # two classes: one row, for the second
+    scores = rows.to_numpy() @ np.asarray(parameters["coef"]).T + parameters["intercept"]
+    assert np.allclose(binary.model.decision_function(rows), scores.ravel())
+    expected = np.asarray(parameters["classes"])[(scores.ravel() > 0).astype(int)]
+    assert (binary.model.predict(rows) == expected).all()
+    assert set(expected) <= {"MALE", "FEMALE"}
+    assert np.allclose(binary.model.predict_proba(rows).sum(axis=1), 1)
 
     pca = client.diffprivlib_response(
         "PENGUIN", "pca", FEATURES, epsilon=1.0, scaler=True, options={"n_components": 2}
@@ -119,12 +105,24 @@ def test_each_other_model_is_its_scikit_learn_estimator_working_on_dummy_rows(cl
     projected = (_scaled(pca, dummy) - parameters["mean"]) @ np.asarray(parameters["components"]).T
     assert np.allclose(pca.model.transform(rows), projected) and projected.shape == (len(rows), 2)
 
-    assert client.budget("PENGUIN").spent["epsilon"] == pytest.approx(4.0)
+    plain = client.diffprivlib_response(
+        "PENGUIN", "pca", FEATURES, epsilon=1.0, options={"n_components": 1}
+    )
+    assert isinstance(plain.model, PCA)
+    assert list(plain.model.feature_names_in_) == FEATURES
+    parameters = plain.result["parameters"]
+    projected = (rows.to_numpy() - parameters["mean"]) @ np.asarray(parameters["components"]).T
+    assert np.allclose(plain.model.transform(rows), projected) and projected.shape == (len(rows), 1)
+    assert plain.summary() == (
+        "pca on bill_length_mm, flipper_length_mm, bill_depth_mm: 1 components"
+    )
+
+    assert client.budget("PENGUIN").spent["epsilon"] == pytest.approx(3.0)
 
 
 def test_a_model_carries_its_release_and_its_clone_does_not(client):
     model = client.diffprivlib(
-        "PENGUIN", "gaussian_nb", ["bill_length_mm", "body_mass_g"], "species", epsilon=1.5
+        "PENGUIN", "logistic_regression", ["bill_length_mm", "body_mass_g"], "species", epsilon=1.5
     )
     release = model.lomas_release_
     assert isinstance(release, ModelRelease) and release.model is model
@@ -133,18 +131,19 @@ def test_a_model_carries_its_release_and_its_clone_does_not(client):
     assert release.queries_left == 65  # 98.5 left, 1.5 each
     assert release.target == "species" and release.features == ["bill_length_mm", "body_mass_g"]
     assert release.summary() == (
-        "gaussian_nb of species on bill_length_mm, body_mass_g: classes Adelie, Chinstrap, Gentoo"
+        "logistic_regression of species on bill_length_mm, body_mass_g: "
+        "classes Adelie, Chinstrap, Gentoo"
     )
     (archived,) = client.queries("PENGUIN")
     assert archived.query_id == release.query_id
     assert not hasattr(clone(model), "lomas_release_")
 
     again = client.diffprivlib(
-        "PENGUIN", "gaussian_nb", ["bill_length_mm", "body_mass_g"], "species", epsilon=1.5
+        "PENGUIN", "logistic_regression", ["bill_length_mm", "body_mass_g"], "species", epsilon=1.5
     )
     assert again.lomas_release_.replay_of == release.query_id
     assert again.lomas_release_.cost["epsilon"] == 0 and again.lomas_release_.queries_left is None
-    assert np.array_equal(again.theta_, model.theta_)
+    assert np.array_equal(again.coef_, model.coef_)
     assert client.budget("PENGUIN").spent["epsilon"] == 1.5
 
 
@@ -186,10 +185,22 @@ def test_the_archive_gives_a_model_back_without_paying_again(client, penguins):
 def test_refusals_name_what_to_change_and_cost_nothing(client):
     with pytest.raises(InvalidQuery, match="option 'C' does not apply to pca"):
         client.diffprivlib("PENGUIN", "pca", FEATURES, epsilon=1.0, options={"C": 1.0})
-    with pytest.raises(InvalidQuery, match="k_means takes no 'target'"):
-        client.diffprivlib("PENGUIN", "k_means", FEATURES, "species", epsilon=1.0)
+    with pytest.raises(InvalidQuery, match="pca takes no 'target'"):
+        client.diffprivlib("PENGUIN", "pca", FEATURES, "species", epsilon=1.0)
     with pytest.raises(InvalidQuery, match="needs a 'target'"):
         client.diffprivlib_cost("PENGUIN", "logistic_regression", FEATURES, epsilon=1.0)
     with pytest.raises(InvalidQuery, match="'species' must be a number"):
-        client.diffprivlib("PENGUIN", "k_means", ["species"], epsilon=1.0)
+        client.diffprivlib("PENGUIN", "pca", ["species"], epsilon=1.0)
     assert client.budget("PENGUIN").spent["epsilon"] == 0.0
+
+
+def test_a_withdrawn_model_is_refused_in_one_line_naming_the_offered_ones(client):
+    with pytest.raises(InvalidQuery) as refused:
+        client.diffprivlib("PENGUIN", "gaussian_nb", FEATURES, "species", epsilon=1.0)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith("gaussian_nb is not offered: ")
+    assert "; choose one of logistic_regression, pca" in message
+    with pytest.raises(InvalidQuery, match="gaussian_nb is not offered"):
+        client.diffprivlib_cost("PENGUIN", "gaussian_nb", FEATURES, "species", epsilon=1.0)
+    assert client.budget("PENGUIN").spent["epsilon"] == 0.0 and client.queries() == []

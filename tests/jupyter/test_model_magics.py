@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
@@ -111,12 +111,12 @@ def test_dummy_fits_in_the_kernel_as_the_server_would_and_spends_nothing(connect
     assert "this model would cost epsilon=1, delta=0" in captured.stdout
     assert _spent(user) == 0.0 and _queries(user) == []
 
-    clusters = connected.run_cell_magic(
+    components = connected.run_cell_magic(
         "lomas_diffprivlib",
         "--dummy",
-        "model: k_means\nfeatures: [bill_length_mm, body_mass_g]\noptions: {n_clusters: 2}",
+        "model: pca\nfeatures: [bill_length_mm, body_mass_g]\noptions: {n_components: 2}",
     )
-    assert isinstance(clusters, KMeans) and clusters.cluster_centers_.shape == (2, 2)
+    assert isinstance(components, PCA) and components.components_.shape == (2, 2)
 
     # the kernel refuses what the server refuses, in its words, without asking it
     connected.run_line_magic("config", "LomasMagic.short_errors = False")
@@ -148,16 +148,26 @@ def test_a_costly_fit_without_a_prompt_needs_yes(connected, user, monkeypatch):
         ("features: [bill_length_mm]", "needs at least 'model' and 'features'"),
         ("model: pca\nfeatures: [bill_length_mm]\noptions: 3", "'options' holds the model's"),
         (
-            "model: k_means\nfeatures: [bill_length_mm]\ntarget: species",
-            "k_means takes no 'target' [invalid_query]",
+            "model: pca\nfeatures: [bill_length_mm]\ntarget: species",
+            "pca takes no 'target' [invalid_query]",
         ),
-        ("model: svm\nfeatures: [bill_length_mm]", "'model' must be one of logistic_regression"),
+        ("model: svm\nfeatures: [bill_length_mm]", "'model' must be logistic_regression or pca"),
     ],
 )
 def test_mistakes_are_one_line_and_cost_nothing(connected, user, cell, message):
     kind, shown = _error(connected, "%%lomas_diffprivlib\n" + cell)
     assert kind == "UsageError" and message in shown and "\n" not in shown
     assert _spent(user) == 0.0
+
+
+@pytest.mark.parametrize("dummy", ["", "--dummy"])
+def test_a_withdrawn_model_is_refused_in_one_line_naming_the_offered_ones(connected, user, dummy):
+    cell = "model: gaussian_nb\nfeatures: [bill_length_mm]\ntarget: species"
+    kind, shown = _error(connected, f"%%lomas_diffprivlib {dummy}\n{cell}")
+    assert kind == "UsageError" and "\n" not in shown
+    assert "gaussian_nb is not offered: " in shown
+    assert "choose one of logistic_regression, pca" in shown
+    assert _spent(user) == 0.0 and _queries(user) == []
 
 
 def test_history_shows_a_model_fit(connected, user):
