@@ -1,6 +1,7 @@
-"""The DiffPrivLib engine: models from an allow-list, every bound from the metadata, the budget
-split between the noisy row count, the scaler and the model, the library's own accountant
-spending exactly the model's share, and no fit failing on what the data holds."""
+"""The DiffPrivLib engine: models from an allow-list (the withdrawn ones refused with the
+reason), every bound from the metadata, the budget split between the noisy row count, the
+scaler and the model, the library's own accountant spending exactly the model's share, and no
+fit failing on what the data holds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from lomas_server.accounting.group_privacy import group_guarantee, per_row_share
 from lomas_server.datasets import conform_to_metadata, to_arrow
 from lomas_server.engines import diffprivlib_engine
 from lomas_server.engines.diffprivlib_engine import SCALER_SHARE, SIZE_SHARE, DiffprivlibEngine
-from lomas_server.engines.diffprivlib_models import MODELS, OPTIONS, data_norm, model_spec
+from lomas_server.engines.diffprivlib_models import (
+    MODELS,
+    OPTIONS,
+    WITHDRAWN,
+    data_norm,
+    model_spec,
+)
 from lomas_server.errors import InvalidQuery
 from lomas_server.metadata import DatasetMetadata
 from tests.conftest import SAMPLE_DATA, sample_metadata
@@ -38,12 +45,11 @@ PEOPLE = DatasetMetadata.from_dict(
     }
 )
 FEATURES = ["bill_length_mm", "flipper_length_mm"]
-# One of each model, as the analyst would ask for it.
+# Each model offered, as the analyst would ask for it (logistic regression with three classes
+# and with two).
 EACH_MODEL = [
     ("logistic_regression", FEATURES, "species", {"C": 0.5, "max_iter": 50}),
-    ("linear_regression", FEATURES, "body_mass_g", {"fit_intercept": False}),
-    ("gaussian_nb", FEATURES, "sex", {}),
-    ("k_means", FEATURES, None, {"n_clusters": 4}),
+    ("logistic_regression", FEATURES, "sex", {"fit_intercept": False}),
     ("pca", FEATURES + ["body_mass_g"], None, {"n_components": 2}),
 ]
 
@@ -81,13 +87,14 @@ def _spec(model, features, target=None, options=None, scaler=False, metadata=PEN
 
 
 # -- the models, checked against the metadata ------------------------------------------------------
-def test_every_bound_comes_from_the_metadata():
-    spec = _spec("linear_regression", ["flipper_length_mm", "bill_depth_mm"], "body_mass_g")
+@pytest.mark.parametrize(("model", "target"), [("logistic_regression", "species"), ("pca", None)])
+def test_every_bound_comes_from_the_metadata(model, target):
+    spec = _spec(model, ["flipper_length_mm", "bill_depth_mm"], target)
     assert [(f.name, f.lower, f.upper) for f in spec.features] == [
         ("flipper_length_mm", 150.0, 250.0),
         ("bill_depth_mm", 13.0, 23.0),
     ]
-    assert spec.target_bounds == (2000.0, 7000.0) and spec.classes is None
+    assert spec.target_bounds is None and (spec.classes is None) == (target is None)
     assert data_norm([(150.0, 250.0), (13.0, 23.0)]) == pytest.approx(np.hypot(250.0, 23.0))
 
 
@@ -97,7 +104,7 @@ def test_classes_are_the_declared_categories_or_a_booleans_values():
         "Chinstrap",
         "Gentoo",
     )
-    survived = _spec("gaussian_nb", ["Age", "Pclass"], "Survived", metadata=TITANIC)
+    survived = _spec("logistic_regression", ["Age", "Pclass"], "Survived", metadata=TITANIC)
     assert survived.classes == (False, True)
     # a boolean feature reads as 0 and 1
     flag = _spec("logistic_regression", ["flag", "x"], "kind", metadata=PEOPLE).features[0]
@@ -108,7 +115,11 @@ def test_options_take_their_defaults_and_pca_all_the_features():
     assert (
         _spec("logistic_regression", FEATURES, "species").option == OPTIONS["logistic_regression"]
     )
-    assert _spec("k_means", FEATURES).option == {"n_clusters": 3}
+    assert _spec("logistic_regression", FEATURES, "species", {"C": 0.5}).option == {
+        "C": 0.5,
+        "fit_intercept": True,
+        "max_iter": 100,
+    }
     assert _spec("pca", FEATURES).option == {"n_components": 2}
     assert _spec("pca", FEATURES, options={"n_components": 1}).option == {"n_components": 1}
 
@@ -118,21 +129,16 @@ def test_options_take_their_defaults_and_pca_all_the_features():
     [
         ("random_forest", FEATURES, "species", {}, "unknown model 'random_forest'; choose one of"),
         ("pca", FEATURES, None, {"C": 1.0}, "option 'C' does not apply to pca (it takes"),
-        ("gaussian_nb", FEATURES, "species", {"max_iter": 5}, "(it takes no options)"),
-        ("k_means", FEATURES, None, {"n_components": 1}, "option 'n_components' does not apply"),
-        ("linear_regression", FEATURES, "body_mass_g", {"C": 2}, "'C' does not apply"),
+        ("logistic_regression", FEATURES, "species", {"n_components": 1}, "'n_components' does"),
+        ("logistic_regression", FEATURES, "species", {"n_clusters": 3}, "(it takes C, fit_inte"),
         ("pca", ["bill_length_mm", "bill_length_mm"], None, {}, "named twice in 'features'"),
         ("pca", ["nope"], None, {}, "no column 'nope' in this dataset"),
         ("pca", ["species"], None, {}, "feature 'species' must be a number with declared bounds"),
         ("logistic_regression", FEATURES, None, {}, "logistic_regression needs a 'target'"),
-        ("k_means", FEATURES, "species", {}, "k_means takes no 'target'"),
         ("pca", FEATURES, "species", {}, "pca takes no 'target'"),
         ("logistic_regression", FEATURES, "body_mass_g", {}, "no declared categories"),
-        ("gaussian_nb", FEATURES, "nope", {}, "no column 'nope'"),
+        ("logistic_regression", FEATURES, "nope", {}, "no column 'nope'"),
         ("logistic_regression", FEATURES, "bill_length_mm", {}, "both a feature and the target"),
-        ("linear_regression", FEATURES, "species", {}, "target 'species' must be a number"),
-        ("k_means", FEATURES, None, {"n_clusters": 0}, "'n_clusters' must be from 1 to 50"),
-        ("k_means", FEATURES, None, {"n_clusters": 51}, "'n_clusters' must be from 1 to 50"),
         ("pca", FEATURES, None, {"n_components": 3}, "'n_components' must be from 1 to the 2"),
         ("pca", FEATURES, None, {"n_components": 0}, "'n_components' must be from 1 to the 2"),
     ],
@@ -150,14 +156,28 @@ def test_what_does_not_fit_the_metadata_is_refused_by_name(model, features, targ
         ("logistic_regression", ["x"], "pid", "column 'pid' identifies people"),
         ("pca", ["free"], None, "feature 'free' must be a number with declared bounds"),
         ("pca", ["when"], None, "feature 'when' must be a number with declared bounds"),
-        ("gaussian_nb", ["x"], "single", "target 'single' must have from 2 to 100 classes"),
-        ("linear_regression", ["x"], "free", "target 'free' must be a number with declared"),
+        ("logistic_regression", ["x"], "single", "target 'single' must have from 2 to 100"),
+        ("logistic_regression", ["x"], "free", "target 'free' has no declared categories"),
+        ("logistic_regression", ["x"], "when", "target 'when' holds dates and times; it cannot"),
     ],
 )
 def test_people_and_unbounded_columns_are_refused_by_name(model, features, target, says):
     with pytest.raises(InvalidQuery) as refused:
         _spec(model, features, target, metadata=PEOPLE)
     assert says in refused.value.message
+
+
+@pytest.mark.parametrize("model", sorted(WITHDRAWN))
+def test_a_withdrawn_model_is_refused_with_its_reason(model):
+    """linear_regression, gaussian_nb and k_means are known names, refused with why and what is
+    offered instead, whatever else the request holds."""
+    assert model not in MODELS
+    for features, target in ((FEATURES, None), (FEATURES, "species"), (FEATURES, "body_mass_g")):
+        with pytest.raises(InvalidQuery) as refused:
+            _spec(model, features, target)
+        message = refused.value.message
+        assert message.startswith(f"{model} is not offered: {WITHDRAWN[model]}")
+        assert message.endswith("; choose one of logistic_regression, pca")
 
 
 def test_a_string_target_without_categories_is_refused():
@@ -236,7 +256,7 @@ def test_the_fit_cannot_spend_more_than_its_shares(engine, penguin_rows, monkeyp
         return build(spec, epsilon * 2, bounds, accountant)
 
     monkeypatch.setattr(diffprivlib_engine, "build", greedy)
-    plan = engine.plan(PENGUIN, _spec("k_means", FEATURES), 1.0)
+    plan = engine.plan(PENGUIN, _spec("pca", FEATURES), 1.0)
     with pytest.raises(BudgetError):
         engine.execute(plan, PENGUIN, lambda: penguin_rows, owner="test")
 
@@ -300,4 +320,5 @@ def test_rows_per_person_are_bounded_and_unusable_rows_left_out(engine):
 
 
 def test_every_model_offered_is_exercised_here():
-    assert {m for m, *_ in EACH_MODEL} == set(MODELS)
+    assert {m for m, *_ in EACH_MODEL} == set(MODELS) == {"logistic_regression", "pca"}
+    assert not set(MODELS) & set(WITHDRAWN)
