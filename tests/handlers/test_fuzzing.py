@@ -11,7 +11,8 @@ The schema is the document the server serves at ``/openapi.json``; every operati
   guard and the OpenDP query language;
 - on the SmartNoise-SQL and OpenDP operations, requests from a small grammar of the query
   languages (real column names, every aggregate, odd literals, extreme epsilon, delta and rho),
-  so that releases happen and are paid for.
+  so that releases happen and are paid for; on the synthetic-data and DiffPrivLib operations,
+  requests of real modellable columns, models, targets and options (and odd ones).
 
 ``test_hostile_body`` and ``test_hostile_query`` add requests no generator here makes (JSON
 edge cases on every POST operation; lone surrogates and the like in query values), checked
@@ -64,7 +65,12 @@ from tests.servers import ServerProcess
 EXAMPLES = int(os.environ.get("LOMAS_FUZZ_EXAMPLES", "40"))
 BASE_SEED = int(os.environ.get("LOMAS_FUZZ_SEED", "0"))
 DATASETS = ("PENGUIN", "TITANIC")
-RELEASES = {("POST", "/datasets/{name}/smartnoise-sql"), ("POST", "/datasets/{name}/opendp")}
+RELEASES = {
+    ("POST", "/datasets/{name}/smartnoise-sql"),
+    ("POST", "/datasets/{name}/opendp"),
+    ("POST", "/datasets/{name}/synth"),
+    ("POST", "/datasets/{name}/diffprivlib"),
+}
 PUBLIC = {("GET", "/health"), ("GET", "/openapi.json"), ("GET", "/openapi.yaml")}
 # The contract itself: its text is api.yaml's (test_openapi.py compares them), not a reply
 # that could carry library text, and the YAML form is not JSON.
@@ -521,12 +527,129 @@ def opendp_bodies(draw: Any, metadata: dict[str, Any], for_release: bool) -> dic
     return body
 
 
+def _modellable(metadata: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """Columns with a public domain (categories, booleans, bounds), the bounded numbers and
+    booleans (features), and those with public classes (a classifier's target)."""
+    columns = metadata["columns"]
+    names = sorted(columns)
+    bounded = [n for n in names if "lower" in columns[n] and "upper" in columns[n]]
+    classes = [n for n in names if columns[n].get("categories") or columns[n]["type"] == "boolean"]
+    booleans = [n for n in names if columns[n]["type"] == "boolean"]
+    return sorted(set(bounded) | set(classes)), bounded + booleans, classes
+
+
+_ODD_COLUMN_NAMES = st.one_of(_ODD_TEXT, st.sampled_from(["no_such_column", "", "df", "*"]))
+
+
+@st.composite
+def synth_bodies(draw: Any, metadata: dict[str, Any], for_release: bool) -> dict[str, Any]:
+    """Synthetic-data requests: two or three columns with a public domain and few rows, so
+    that each release is a quick MST fit; or odd ones (columns without a domain, one column,
+    other synthesizers, extreme rows, bins and privacy parameters)."""
+    names = sorted(metadata["columns"])
+    modelled, _, _ = _modellable(metadata)
+    odd = draw(st.integers(0, 2)) == 0
+    if odd:
+        columns = draw(st.lists(st.one_of(st.sampled_from(names), _ODD_COLUMN_NAMES), max_size=4))
+        body: dict[str, Any] = {
+            "synthesizer": draw(st.sampled_from(["mst", "aim", "gan", "MST", "pacsynth", ""])),
+            "columns": columns,
+            "epsilon": draw(_ODD_EPSILON),
+        }
+        if draw(st.booleans()):
+            body["rows"] = draw(st.sampled_from([0, 1, 2, 10**5, 10**5 + 1, 10**9, -1]))
+        if draw(st.booleans()):
+            body["bins"] = draw(st.sampled_from([1, 2, 100, 101, 0]))
+        if draw(st.booleans()):
+            body["delta"] = draw(st.one_of(_ODD_DELTA, st.just(0.0)))
+        if body["synthesizer"] == "aim" and set(columns) <= set(modelled):
+            body["synthesizer"] = "mst"  # an AIM fit takes seconds: the HTTP tests have one
+    else:
+        columns = draw(st.lists(st.sampled_from(modelled), min_size=2, max_size=3, unique=True))
+        body = {
+            "synthesizer": "mst",
+            "columns": columns,
+            "epsilon": draw(_EPSILON),
+            "rows": draw(st.integers(1, 30)),
+            "bins": draw(st.sampled_from([2, 3, 5])),
+        }
+        if draw(st.booleans()):
+            body["delta"] = draw(st.sampled_from([1e-6, 1e-5]))
+    if for_release and draw(st.integers(0, 3)) == 0:
+        body["fresh"] = draw(st.booleans())
+    return body
+
+
+_MODEL_OPTIONS = st.fixed_dictionaries(
+    {},
+    optional={
+        "C": st.sampled_from([1e-6, 0.5, 1.0, 1e6]),
+        "fit_intercept": st.booleans(),
+        "max_iter": st.sampled_from([1, 5, 100]),
+        "n_clusters": st.sampled_from([1, 2, 8, 50]),
+        "n_components": st.sampled_from([1, 2, 3]),
+    },
+)
+
+
+@st.composite
+def diffprivlib_bodies(draw: Any, metadata: dict[str, Any], for_release: bool) -> dict[str, Any]:
+    """DP models: bounded features, a target with public classes (classifiers) or a bounded
+    one (regression), the options each model takes; or odd ones (any column, any option,
+    options that do not apply, n_components above the features, extreme epsilon)."""
+    names = sorted(metadata["columns"])
+    _, features, classes = _modellable(metadata)
+    models = ["logistic_regression", "linear_regression", "gaussian_nb", "k_means", "pca"]
+    odd = draw(st.integers(0, 2)) == 0
+    model = draw(st.sampled_from([*models, "random_forest", ""] if odd else models))
+    column = st.one_of(st.sampled_from(names), _ODD_COLUMN_NAMES) if odd else None
+    if odd:
+        chosen = draw(st.lists(column, max_size=4))
+    else:
+        chosen = draw(st.lists(st.sampled_from(features), min_size=1, max_size=4, unique=True))
+    body: dict[str, Any] = {"model": model, "features": chosen}
+    if odd:
+        if draw(st.booleans()):
+            body["target"] = draw(column)
+        body["options"] = draw(_MODEL_OPTIONS)
+        body["epsilon"] = draw(_ODD_EPSILON)
+    else:
+        if model in ("logistic_regression", "gaussian_nb"):
+            body["target"] = draw(st.sampled_from([c for c in classes if c not in chosen]))
+        elif model == "linear_regression":
+            target = draw(st.sampled_from(features))
+            rest = [f for f in chosen if f != target] or [f for f in features if f != target][:1]
+            body["features"], body["target"] = rest, target
+        options: dict[str, Any] = {}
+        if model == "logistic_regression" and draw(st.booleans()):
+            options = {"C": draw(st.sampled_from([0.5, 1.0])), "max_iter": 50}
+        elif model == "k_means":
+            options = {"n_clusters": draw(st.integers(1, 5))}
+        elif model == "pca":
+            options = {"n_components": draw(st.integers(1, len(body["features"])))}
+        if options:
+            body["options"] = options
+        body["epsilon"] = draw(_EPSILON)
+    if draw(st.integers(0, 3)) == 0:
+        body["scaler"] = draw(st.booleans())
+    if for_release and draw(st.integers(0, 3)) == 0:
+        body["fresh"] = draw(st.booleans())
+    return body
+
+
 GRAMMARS = {
     "/datasets/{name}/smartnoise-sql": sql_bodies,
     "/datasets/{name}/smartnoise-sql/cost": sql_bodies,
     "/datasets/{name}/opendp": opendp_bodies,
     "/datasets/{name}/opendp/cost": opendp_bodies,
+    "/datasets/{name}/synth": synth_bodies,
+    "/datasets/{name}/synth/cost": synth_bodies,
+    "/datasets/{name}/diffprivlib": diffprivlib_bodies,
+    "/datasets/{name}/diffprivlib/cost": diffprivlib_bodies,
 }
+# Requests from a grammar per operation: a synthesizer's fit takes a second or two, so its
+# releases get fewer (each odd one, and each replay, is quick).
+GRAMMAR_EXAMPLES = {"/datasets/{name}/synth": max(4, EXAMPLES // 4)}
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -687,7 +810,8 @@ def test_fuzz_every_operation(server, admin, make_user, record_property):
                     )
                 )
             )
-            variants.append(("query grammar", strategy, EXAMPLES * 3))
+            count = GRAMMAR_EXAMPLES.get(operation.path, EXAMPLES * 3)
+            variants.append(("query grammar", strategy, count))
         for variant, strategy, count in variants:
             try:
                 _run(fuzzer, operation, variant, strategy, count)
@@ -780,6 +904,31 @@ HOSTILE_QUERIES: dict[str, tuple[str, dict[str, Any]]] = {
             },
             "epsilon": 0.9,
         },
+    ),
+    "synth: lone surrogate as column": (
+        "/datasets/{name}/synth",
+        {"synthesizer": "mst", "columns": ["species", "\ud800"], "epsilon": 1.0},
+    ),
+    "synth: lone surrogate priced": (
+        "/datasets/{name}/synth/cost",
+        {"synthesizer": "aim", "columns": ["\udfff\ud800", "sex"], "epsilon": 1.0},
+    ),
+    "diffprivlib: lone surrogate as feature": (
+        "/datasets/{name}/diffprivlib",
+        {"model": "pca", "features": ["body_mass_g", "\ud800"], "epsilon": 1.0},
+    ),
+    "diffprivlib: lone surrogate as target": (
+        "/datasets/{name}/diffprivlib/cost",
+        {
+            "model": "gaussian_nb",
+            "features": ["body_mass_g"],
+            "target": "spe\ud800cies",
+            "epsilon": 1.0,
+        },
+    ),
+    "diffprivlib: lone surrogate as option": (
+        "/datasets/{name}/diffprivlib",
+        {"model": "pca", "features": ["body_mass_g"], "epsilon": 1.0, "options": {"\ud800": 1}},
     ),
     "opendp: lone surrogate as column": (
         "/datasets/{name}/opendp/cost",
