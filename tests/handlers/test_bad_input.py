@@ -6,6 +6,16 @@ import pytest
 
 SQL = "/datasets/PENGUIN/smartnoise-sql"
 GOOD = {"query": "SELECT COUNT(*) AS n FROM df", "epsilon": 0.5, "delta": 0.0}
+SYNTH = "/datasets/PENGUIN/synth"
+DIFFPRIVLIB = "/datasets/PENGUIN/diffprivlib"
+# A valid body of each operation that plans and runs queries (its path, then /cost).
+GOOD_BODIES = {
+    SQL: GOOD,
+    "/datasets/PENGUIN/opendp": {"query": {"aggregates": [{"op": "count"}]}, "epsilon": 0.5},
+    SYNTH: {"synthesizer": "mst", "columns": ["species", "sex"], "epsilon": 0.5, "rows": 5},
+    DIFFPRIVLIB: {"model": "pca", "features": ["bill_length_mm"], "epsilon": 0.5},
+}
+QUERY_PATHS = [p + tail for p in GOOD_BODIES for tail in ("", "/cost")]
 
 
 @pytest.fixture
@@ -32,10 +42,20 @@ def _assert_nothing_spent(user):
         (b"\xff\xfe\x00", "invalid_json"),
     ],
 )
-def test_malformed_json(user, raw, code):
-    reply = user.api.post(SQL, data=raw, headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize("path", QUERY_PATHS)
+def test_malformed_json(user, raw, code, path):
+    reply = user.api.post(path, data=raw, headers={"Content-Type": "application/json"})
     assert reply.status_code == 400
     assert reply.json()["error"] == code
+    _assert_nothing_spent(user)
+
+
+@pytest.mark.parametrize("path", QUERY_PATHS)
+def test_a_missing_body_or_one_that_is_not_an_object_is_a_400(user, path):
+    for raw in (b"", b"null", b"[]", b'"mst"', b"42"):
+        reply = user.api.post(path, data=raw, headers={"Content-Type": "application/json"})
+        assert reply.status_code == 400, (raw, reply.text)
+        assert reply.json()["error"] == "invalid_json"
     _assert_nothing_spent(user)
 
 
@@ -161,10 +181,23 @@ def test_deeply_nested_json_is_a_400(user):
     _assert_nothing_spent(user)
 
 
-def test_epsilon_above_the_per_query_maximum(user):
-    reply = user.api.post(SQL, {**GOOD, "epsilon": 20.0})
+@pytest.mark.parametrize("path", QUERY_PATHS)
+def test_epsilon_above_the_per_query_maximum(user, path):
+    body = GOOD_BODIES[path.removesuffix("/cost")]
+    reply = user.api.post(path, {**body, "epsilon": 20.0})
     assert reply.status_code == 400
     assert reply.json()["error"] == "query_too_expensive"
+    _assert_nothing_spent(user)
+
+
+@pytest.mark.parametrize("path", [SYNTH, SYNTH + "/cost", DIFFPRIVLIB, DIFFPRIVLIB + "/cost"])
+def test_unknown_fields_of_synth_and_models_are_refused_by_name(user, path):
+    body = GOOD_BODIES[path.removesuffix("/cost")]
+    for extra in ("epsilion", "pipeline", "model_pickle", "bounds", "random_state"):
+        reply = user.api.post(path, {**body, extra: 1})
+        assert reply.status_code == 400, reply.text
+        assert reply.json()["error"] == "invalid_request"
+        assert f"unknown field(s) '{extra}'" in reply.json()["message"]
     _assert_nothing_spent(user)
 
 
@@ -198,6 +231,17 @@ def test_oversized_body_is_413(user):
     _assert_nothing_spent(user)
 
 
+@pytest.mark.parametrize("path", [SYNTH, SYNTH + "/cost", DIFFPRIVLIB, DIFFPRIVLIB + "/cost"])
+def test_an_oversized_synth_or_model_body_is_413(user, path):
+    """A pipeline smuggled as a long string (or a long list of columns) never reaches a
+    parser: the body is refused by its size alone."""
+    body = GOOD_BODIES[path.removesuffix("/cost")]
+    reply = user.api.post(path, {**body, "pipeline": "A" * 100_000})
+    assert reply.status_code == 413
+    assert reply.json()["error"] == "payload_too_large"
+    _assert_nothing_spent(user)
+
+
 def test_dummy_bad_rows_and_seed(user):
     for body, mentions in (
         ({"rows": -1}, "rows"),
@@ -219,7 +263,7 @@ def test_unknown_endpoint_and_wrong_method_answer_json(user):
     assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
 
 
-@pytest.mark.parametrize("path", [SQL, SQL + "/cost", "/datasets/PENGUIN/opendp"])
+@pytest.mark.parametrize("path", QUERY_PATHS)
 def test_deeply_nested_json_is_refused_in_our_words(user, path):
     for depth in (40, 975):
         raw = b'{"x": ' + b"[" * depth + b"]" * depth + b"}"
