@@ -72,7 +72,7 @@ def test_a_bounded_float_is_equal_width_bins_between_its_bounds():
         ("nope", "no column 'nope' in this dataset"),
         ("pid", "column 'pid' identifies people; it cannot be synthesized"),
         ("name", "column 'name' has neither declared categories nor numeric bounds"),
-        ("when", "column 'when' has neither declared categories nor numeric bounds"),
+        ("when", "column 'when' holds dates and times, which cannot be synthesized yet"),
         ("free", "column 'free' has neither declared categories nor numeric bounds"),
         ("many", f"column 'many' has {MAX_CODES + 1} values; at most {MAX_CODES}"),
     ],
