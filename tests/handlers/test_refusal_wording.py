@@ -28,7 +28,8 @@ POSITION = re.compile(r"\(line \d+, column \d+\)")
 LIBRARY_WORDS = re.compile(
     r"(?i:mismatched input|expecting|extraneous input|no viable alternative|token recognition"
     r"|missing '|<EOF>|antlr|snsql|sqlglot|smartnoise\.|opendp\.|lomas_server|traceback"
-    r"|nonetype|object at 0x|\.py\b|reportAmbiguity)"
+    r"|nonetype|object at 0x|\.py\b|reportAmbiguity"
+    r"|snsynth|sklearn|scikit|diffprivlib\.|\bmbi\b|ndarray|dtype|lbfgs)"
     r"|Error\b|Exception\b|\bNone\b|\\[nrtx]|[a-z](?:Function|Expression|Condition|Subquery)\b"
 )
 
@@ -193,5 +194,84 @@ def test_unsupported_and_malformed_queries_are_refused_in_our_words(user):
 
 def test_mutated_queries_are_refused_in_our_words(user):
     failures = _send_all(user, [(query, None) for query in MUTATIONS])
+    assert not failures, "\n".join(failures)
+    _assert_nothing_spent(user)
+
+
+# Synthetic data and DP models: requests the engines refuse, each with what the message must
+# name. JSON bodies, not a language: the wording is the server's for every field.
+SYNTH_CORPUS = [
+    ({"synthesizer": "mst", "columns": ["species"]}, "'columns'"),
+    ({"synthesizer": "mst", "columns": ["species", "Name"]}, "'Name'"),
+    ({"synthesizer": "mst", "columns": ["species", "nope"]}, "'nope'"),
+    ({"synthesizer": "aim", "columns": ["species", "species"]}, "'columns'"),
+    ({"synthesizer": "pacsynth", "columns": ["species", "sex"]}, "'synthesizer'"),
+    ({"synthesizer": "mwem", "columns": ["species", "sex"]}, "'synthesizer'"),
+    (
+        {"synthesizer": "aim", "columns": ["bill_length_mm", "bill_depth_mm"], "bins": 100},
+        "'bins'",
+    ),
+    ({"synthesizer": "mst", "columns": ["species", "sex"], "rows": 0}, "'rows'"),
+    ({"synthesizer": "mst", "columns": ["species", "sex"], "bins": 1}, "'bins'"),
+    ({"synthesizer": "mst", "columns": ["species", "sex"], "delta": 0}, "'delta'"),
+    ({"synthesizer": "mst", "columns": ["species", "sex"], "transformer": {}}, "'transformer'"),
+]
+MODEL_CORPUS = [
+    ({"model": "random_forest", "features": ["bill_length_mm"]}, "'model'"),
+    ({"model": "pca", "features": ["species"]}, "'species'"),
+    ({"model": "pca", "features": ["bill_length_mm"], "target": "species"}, "'target'"),
+    ({"model": "logistic_regression", "features": ["bill_length_mm"]}, "'target'"),
+    (
+        {"model": "logistic_regression", "features": ["bill_length_mm"], "target": "body_mass_g"},
+        "'body_mass_g'",
+    ),
+    ({"model": "linear_regression", "features": ["bill_length_mm"]}, "is not offered"),
+    ({"model": "gaussian_nb", "features": ["bill_length_mm"]}, "is not offered"),
+    ({"model": "k_means", "features": ["bill_length_mm"]}, "is not offered"),
+    (
+        {
+            "model": "logistic_regression",
+            "features": ["bill_length_mm"],
+            "target": "bill_length_mm",
+        },
+        "'bill_length_mm'",
+    ),
+    ({"model": "pca", "features": ["bill_length_mm"], "options": {"n_components": 2}}, "'n_comp"),
+    ({"model": "pca", "features": ["bill_length_mm"], "options": {"C": 1.0}}, "'C'"),
+    ({"model": "pca", "features": ["bill_length_mm"], "options": {"n_clusters": 2}}, "'n_cl"),
+    ({"model": "logistic_regression", "features": ["x"], "target": "sex"}, "'x'"),
+    ({"model": "pca", "features": ["bill_length_mm"], "pipeline": "gASV"}, "'pipeline'"),
+]
+
+
+def _json_problems(reply, mentions: str) -> list[str]:
+    if reply.status_code != 400 or reply.json().get("error") not in (
+        "invalid_request",
+        "invalid_query",
+    ):
+        return [f"{reply.status_code} {reply.text[:200]}"]
+    message = reply.json()["message"]
+    found = []
+    if "\n" in message or message != message.strip():
+        found.append("not one line")
+    if LIBRARY_WORDS.search(message):
+        found.append(f"library words: {LIBRARY_WORDS.search(message).group()!r}")
+    if len(message) > 400:
+        found.append("longer than 400 characters")
+    if mentions not in message:
+        found.append(f"does not say {mentions!r}")
+    return [f"{problem}: {message}" for problem in found]
+
+
+@pytest.mark.parametrize(
+    ("path", "corpus"),
+    [("/datasets/PENGUIN/synth", SYNTH_CORPUS), ("/datasets/PENGUIN/diffprivlib", MODEL_CORPUS)],
+)
+def test_refused_synthesizers_and_models_are_told_why_in_our_words(user, path, corpus):
+    failures = []
+    for body, mentions in corpus:
+        for target in (path + "/cost", path):
+            reply = user.api.post(target, {"epsilon": 0.5, **body})
+            failures += [f"{target} {body}: {p}" for p in _json_problems(reply, mentions)]
     assert not failures, "\n".join(failures)
     _assert_nothing_spent(user)
