@@ -594,15 +594,16 @@ _MODEL_OPTIONS = st.fixed_dictionaries(
 
 @st.composite
 def diffprivlib_bodies(draw: Any, metadata: dict[str, Any], for_release: bool) -> dict[str, Any]:
-    """DP models: bounded features, a target with public classes (classifiers) or a bounded
-    one (regression), the options each model takes; or odd ones (any column, any option,
-    options that do not apply, n_components above the features, extreme epsilon)."""
+    """DP models: bounded features, a target with public classes for the classifier, the
+    options each model takes; or odd ones (any column, any option, options that do not apply,
+    n_components above the features, the withdrawn models, extreme epsilon)."""
     names = sorted(metadata["columns"])
     _, features, classes = _modellable(metadata)
-    models = ["logistic_regression", "linear_regression", "gaussian_nb", "k_means", "pca"]
+    models = ["logistic_regression", "pca"]
+    withdrawn = ["linear_regression", "gaussian_nb", "k_means"]
     odd = draw(st.integers(0, 2)) == 0
-    model = draw(st.sampled_from([*models, "random_forest", ""] if odd else models))
-    column = st.one_of(st.sampled_from(names), _ODD_COLUMN_NAMES) if odd else None
+    model = draw(st.sampled_from([*models, *withdrawn, "random_forest", ""] if odd else models))
+    column = st.one_of(st.sampled_from(names), _ODD_COLUMN_NAMES)
     if odd:
         chosen = draw(st.lists(column, max_size=4))
     else:
@@ -614,19 +615,13 @@ def diffprivlib_bodies(draw: Any, metadata: dict[str, Any], for_release: bool) -
         body["options"] = draw(_MODEL_OPTIONS)
         body["epsilon"] = draw(_ODD_EPSILON)
     else:
-        if model in ("logistic_regression", "gaussian_nb"):
-            body["target"] = draw(st.sampled_from([c for c in classes if c not in chosen]))
-        elif model == "linear_regression":
-            target = draw(st.sampled_from(features))
-            rest = [f for f in chosen if f != target] or [f for f in features if f != target][:1]
-            body["features"], body["target"] = rest, target
         options: dict[str, Any] = {}
-        if model == "logistic_regression" and draw(st.booleans()):
-            options = {"C": draw(st.sampled_from([0.5, 1.0])), "max_iter": 50}
-        elif model == "k_means":
-            options = {"n_clusters": draw(st.integers(1, 5))}
-        elif model == "pca":
-            options = {"n_components": draw(st.integers(1, len(body["features"])))}
+        if model == "logistic_regression":
+            body["target"] = draw(st.sampled_from([c for c in classes if c not in chosen]))
+            if draw(st.booleans()):
+                options = {"C": draw(st.sampled_from([0.5, 1.0])), "max_iter": 50}
+        else:
+            options = {"n_components": draw(st.integers(1, len(chosen)))}
         if options:
             body["options"] = options
         body["epsilon"] = draw(_EPSILON)
