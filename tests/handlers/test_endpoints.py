@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+import uuid
 
 import pytest
 
 import lomas_server
 
 COUNT_BY_SPECIES = "SELECT species, COUNT(*) AS n FROM df GROUP BY species"
+# Synthetic rows and a model, each without its epsilon: the operations besides SQL's that
+# charge a budget (OpenDP's are in test_opendp.py).
+MODELS = {
+    "synth": {"synthesizer": "mst", "columns": ["species", "sex"], "rows": 5, "delta": 1e-6},
+    "diffprivlib": {"model": "pca", "features": ["bill_length_mm", "body_mass_g"]},
+}
 
 
 def test_health_needs_no_token_and_reports_version(anonymous):
@@ -27,6 +34,8 @@ def test_datasets_lists_only_granted_datasets_with_budget(make_user):
     assert budget["initial"] == {"epsilon": 2.0, "delta": 1e-5}
     assert budget["spent"] == {"epsilon": 0.0, "delta": 0.0}
     assert budget["remaining"] == {"epsilon": 2.0, "delta": 1e-5}
+    engines = datasets[0]["engines"]
+    assert engines == ["smartnoise_sql", "opendp", "smartnoise_synth", "diffprivlib"]
 
 
 def test_metadata_returns_the_admins_public_description(make_user):
@@ -254,3 +263,62 @@ def test_dataset_wide_cap_limits_all_users_together(make_user, admin, tmp_path):
     assert refused.status_code == 403 and "dataset-wide" in refused.json()["message"]
     assert bob.api.sql("CAPPED", "SELECT COUNT(*) AS n FROM df", 0.4).status_code == 200
     assert math.isclose(admin.dataset_spent("CAPPED").epsilon, 1.0)
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_a_rejected_model_costs_nothing_and_is_not_archived(make_user, kind):
+    user = make_user(PENGUIN=(1.0, 1e-4))
+    # a column the metadata has no synthetic domain for, a feature that is not a number
+    wrong = {"synth": {"columns": ["species", "nope"]}, "diffprivlib": {"features": ["species"]}}
+    reply = user.api.post(
+        f"/datasets/PENGUIN/{kind}", {**MODELS[kind], **wrong[kind], "epsilon": 0.5}
+    )
+    assert reply.status_code == 400 and reply.json()["error"] == "invalid_query"
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"]["epsilon"] == 0.0
+    assert user.api.get("/queries").json()["queries"] == []
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_an_over_budget_model_is_refused_and_spends_nothing(make_user, kind):
+    user = make_user(PENGUIN=(0.5, 1e-4))
+    for path in (f"/datasets/PENGUIN/{kind}/cost", f"/datasets/PENGUIN/{kind}"):
+        reply = user.api.post(path, {**MODELS[kind], "epsilon": 0.6})
+        if path.endswith("/cost"):
+            assert reply.status_code == 200 and reply.json()["fits"] is False
+            continue
+        assert reply.status_code == 403
+        assert reply.json()["error"] == "budget_exceeded"
+        assert "nothing was spent" in reply.json()["message"]
+    assert user.api.get("/datasets/PENGUIN/budget").json()["spent"]["epsilon"] == 0.0
+    assert user.api.get("/queries").json()["queries"] == []
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_the_per_query_maximum_holds_for_models(make_user, admin, kind):
+    user = make_user(PENGUIN=(50.0, 1e-4))
+    admin.set_limits("PENGUIN", max_query=(2.0, 0.001), cap=None)
+    try:
+        reply = user.api.post(f"/datasets/PENGUIN/{kind}", {**MODELS[kind], "epsilon": 2.5})
+        assert reply.status_code == 400
+        assert reply.json()["error"] == "query_too_expensive"
+        reply = user.api.post(f"/datasets/PENGUIN/{kind}", {**MODELS[kind], "epsilon": 2.0})
+        assert reply.status_code == 200, reply.text
+    finally:
+        admin.set_limits("PENGUIN", max_query=None, cap=None)
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_the_dataset_wide_cap_holds_for_models(make_user, admin, kind):
+    from tests.conftest import SAMPLE_DATA, sample_metadata
+
+    name = f"CAPPED{kind.upper()}{uuid.uuid4().hex[:4]}"
+    admin.add_dataset(
+        name, SAMPLE_DATA / "penguin.csv", sample_metadata("penguin"), cap=(1.0, 1e-4)
+    )
+    alice, bob = make_user(**{name: (1.0, 1e-4)}), make_user(**{name: (1.0, 1e-4)})
+    path = f"/datasets/{name}/{kind}"
+    assert alice.api.post(path, {**MODELS[kind], "epsilon": 0.6}).status_code == 200
+    refused = bob.api.post(path, {**MODELS[kind], "epsilon": 0.6})
+    assert refused.status_code == 403 and "dataset-wide" in refused.json()["message"]
+    assert bob.api.get(f"/datasets/{name}/budget").json()["spent"]["epsilon"] == 0.0
+    assert math.isclose(admin.dataset_spent(name).epsilon, 0.6)
