@@ -134,3 +134,49 @@ def test_the_estimate_knows_postprocess_like_the_release(user, postprocess):
     other = user.api.post(COST, {**body, "postprocess": not postprocess}).json()
     assert same["replay_of"] == first["query_id"]
     assert other["replay_of"] is None
+
+
+# Synthetic rows and a model: replayed and refused like SQL's releases.
+MODELS = {
+    "synth": {
+        "synthesizer": "mst",
+        "columns": ["species", "sex"],
+        "rows": 5,
+        "epsilon": 0.5,
+        "delta": 1e-6,
+    },
+    "diffprivlib": {"model": "pca", "features": ["bill_length_mm"], "epsilon": 0.5},
+}
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_an_identical_model_replays_for_free_and_its_estimate_says_so(user, kind):
+    path, body = f"/datasets/PENGUIN/{kind}", MODELS[kind]
+    assert user.api.post(path + "/cost", body).json()["replay_of"] is None
+    first = user.api.post(path, body).json()
+    assert user.api.post(path + "/cost", body).json()["replay_of"] == first["query_id"]
+    again = user.api.post(path, body).json()
+    assert again["replay_of"] == first["query_id"] and again["result"] == first["result"]
+    assert again["cost"] == {"epsilon": 0.0, "delta": 0.0}
+    assert _spent(user) == 0.5
+    assert len(user.api.get("/queries").json()["queries"]) == 1
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_someone_elses_model_is_not_replayed(make_user, kind):
+    alice, bob = make_user(PENGUIN=(1.0, 1e-4)), make_user(PENGUIN=(1.0, 1e-4))
+    path, body = f"/datasets/PENGUIN/{kind}", MODELS[kind]
+    first = alice.api.post(path, body).json()
+    reply = bob.api.post(path, body).json()
+    assert reply["replay_of"] is None and reply["query_id"] != first["query_id"]
+    assert reply["cost"]["epsilon"] == 0.5
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_a_model_replay_works_even_when_the_budget_is_spent(make_user, kind):
+    user = make_user(PENGUIN=(0.5, 1e-6))
+    path, body = f"/datasets/PENGUIN/{kind}", MODELS[kind]
+    first = user.api.post(path, body).json()
+    assert user.api.post(path, body).json()["replay_of"] == first["query_id"]
+    refused = user.api.post(path, {**body, "fresh": True})
+    assert refused.status_code == 403 and refused.json()["error"] == "budget_exceeded"
