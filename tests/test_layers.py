@@ -75,3 +75,58 @@ def test_the_rule_sees_imports_inside_functions(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("def f():\n    from lomas_server.engines.spark_reader import x\n")
     assert (2, "lomas_server.engines.spark_reader") in _imports(sample)
+
+
+# Modules that turn bytes into objects (and so can run code): the server never deserializes
+# what a client sends (synthesizers and models included), so it imports none of them.
+DESERIALIZERS = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "marshal"}
+DESERIALIZERS |= {"shelve", "jsonpickle", "skops"}
+
+
+def _deserializing(path: Path) -> list[str]:
+    """Where a module could turn bytes into objects."""
+    found = [
+        f"line {line}: imports {module}"
+        for line, module in _imports(path)
+        if module.split(".")[0] in DESERIALIZERS
+    ]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        # yaml.load / yaml.unsafe_load build arbitrary objects; safe_load does not
+        if isinstance(node, ast.Attribute) and node.attr in ("unsafe_load", "full_load", "load"):
+            if isinstance(node.value, ast.Name) and node.value.id == "yaml":
+                found.append(f"line {node.lineno}: yaml.{node.attr}")
+        # pandas' read_pickle and numpy's allow_pickle=True unpickle too
+        if isinstance(node, ast.Attribute) and node.attr == "read_pickle":
+            found.append(f"line {node.lineno}: read_pickle")
+        if isinstance(node, ast.keyword) and node.arg == "allow_pickle":
+            if not (isinstance(node.value, ast.Constant) and node.value.value is False):
+                found.append(f"line {node.lineno}: allow_pickle")
+    return found
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_can_deserialize_objects(path):
+    found = _deserializing(path)
+    assert not found, f"{path.relative_to(PACKAGE)}:\n" + "\n".join(found)
+
+
+def test_the_deserialization_rule_sees_what_it_looks_for(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import yaml\n"
+        "def f(b):\n"
+        "    from joblib import load\n"
+        "    import pickle\n"
+        "    np.load(b, allow_pickle=True)\n"
+        "    yaml.safe_load(b)\n"
+        "    return yaml.load(b), pd.read_pickle(b), pickle.loads(b)\n"
+    )
+    assert _deserializing(sample) == [
+        "line 3: imports joblib",
+        "line 3: imports joblib.load",
+        "line 4: imports pickle",
+        "line 5: allow_pickle",
+        "line 7: yaml.load",
+        "line 7: read_pickle",
+    ]
