@@ -31,7 +31,7 @@ Generation is seeded per operation and variant, with no Hypothesis database (not
 written into the repository), so a run is repeatable. Environment:
 
 - ``LOMAS_FUZZ_EXAMPLES``: generated requests per operation and variant (default 40; the
-  default run sends about 2,800 requests in under a minute on two cores);
+  default run sends about 7,500 requests in under three minutes on two cores);
 - ``LOMAS_FUZZ_SEED``: base seed (default 0); change it to explore other inputs, e.g.
   ``LOMAS_FUZZ_EXAMPLES=300 LOMAS_FUZZ_SEED=$RANDOM pytest -s tests/handlers/test_fuzzing.py``.
 """
