@@ -32,7 +32,7 @@ class AdminActsWhilePlanning(Engines):
     (a plan can take seconds; the change is made for real, in the store)."""
 
     def __init__(self, engines: Engines, change) -> None:
-        super().__init__(engines.sql, engines.opendp)
+        super().__init__(engines.sql, engines.opendp, engines.synth, engines.diffprivlib)
         object.__setattr__(self, "change", change)
 
     def plan(self, ctx, request):
